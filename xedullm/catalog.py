@@ -1,0 +1,233 @@
+"""Providers as data.
+
+One row per provider: names, where its API lives, which wire protocol it speaks, its
+models, and the key guide a beginner needs ("where do I get a key?"). Adding an
+OpenAI-compatible provider is one more row here, no code.
+
+Free-quota notes describe what the providers' consoles offered new accounts when written;
+they change often, so every note tells the user to check the console.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class Provider:
+    id: str
+    label_zh: str                      # XEduLLM's Chinese label, e.g. '幻方-深度求索'
+    label_en: str
+    protocol: str                      # 'openai' | 'dashscope' | 'ernie' | 'local'
+    base_url: str                      # root the protocol adapter appends its paths to
+    default_model: str
+    models: Tuple[str, ...]
+    key_url: str                       # where a key is created / deleted
+    key_steps_zh: str
+    key_steps_en: str
+    free_quota_zh: str
+    free_quota_en: str
+    aliases: Tuple[str, ...] = ()
+    key_env: Tuple[str, ...] = ()      # environment variables holding the API key, first wins
+    secret_env: Tuple[str, ...] = ()   # ... and the secret key, for providers that need one
+    needs_key: bool = True
+    needs_secret: bool = False
+    has_models_endpoint: bool = False  # GET {base}/models lists models live
+    key_prefix: Optional[str] = None   # expected key shape, for a friendly warning only
+    # Old model names XEduLLM accepted, mapped to what the wire protocol wants today.
+    model_aliases: Dict[str, str] = field(default_factory=dict)
+    # GLM's SDK keeps temperature/top_p inside the open interval (0, 1); so do we.
+    sampling_open_interval: bool = False
+
+    def label(self, lang: str = "en") -> str:
+        return self.label_zh if lang == "zh" else self.id
+
+    def wire_model(self, model: str) -> str:
+        return self.model_aliases.get(model, model)
+
+    def key_guide(self, lang: str = "zh") -> str:
+        """A short, complete answer to 'how do I get a key for this provider?'."""
+        if lang == "en":
+            return (f"{self.label_en}: get a key at {self.key_url} — {self.key_steps_en} "
+                    f"Free quota: {self.free_quota_en}")
+        return (f"{self.label_zh}：在 {self.key_url} 获取密钥——{self.key_steps_zh}"
+                f"免费额度：{self.free_quota_zh}")
+
+    def as_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "label_zh": self.label_zh,
+            "label_en": self.label_en,
+            "aliases": list(self.aliases),
+            "protocol": self.protocol,
+            "base_url": self.base_url,
+            "default_model": self.default_model,
+            "models": list(self.models),
+            "key_url": self.key_url,
+            "key_steps_zh": self.key_steps_zh,
+            "key_steps_en": self.key_steps_en,
+            "free_quota_zh": self.free_quota_zh,
+            "free_quota_en": self.free_quota_en,
+            "needs_key": self.needs_key,
+            "needs_secret": self.needs_secret,
+            "key_env": list(self.key_env),
+            "secret_env": list(self.secret_env),
+        }
+
+
+_CHECK_CONSOLE_ZH = "以控制台显示为准。"
+_CHECK_CONSOLE_EN = "Check the console for the current offer."
+
+PROVIDERS: Tuple[Provider, ...] = (
+    Provider(
+        id="openrouter", label_zh="openrouter", label_en="OpenRouter", protocol="openai",
+        base_url="https://openrouter.ai/api/v1",
+        default_model="mistralai/mistral-7b-instruct:free",
+        models=("mistralai/mistral-7b-instruct:free", "deepseek/deepseek-chat-v3-0324:free",
+                "qwen/qwen-2.5-7b-instruct:free", "meta-llama/llama-3.2-3b-instruct:free"),
+        key_url="https://openrouter.ai/settings/keys",
+        key_steps_zh="注册并登录 OpenRouter，打开 Keys 页面，点击 Create Key，复制以 sk-or-v1- 开头的密钥。",
+        key_steps_en="Sign up and log in, open Keys, click Create Key and copy the key starting with sk-or-v1-.",
+        free_quota_zh="模型名以 :free 结尾的模型可免费调用（有每日次数限制）；" + _CHECK_CONSOLE_ZH,
+        free_quota_en="Models whose id ends in :free cost nothing (with a daily request limit). " + _CHECK_CONSOLE_EN,
+        aliases=("open router",), key_env=("OPENROUTER_API_KEY",), has_models_endpoint=True,
+        key_prefix="sk-or-",
+    ),
+    Provider(
+        id="moonshot", label_zh="月之暗面-Kimi", label_en="Moonshot AI (Kimi)", protocol="openai",
+        base_url="https://api.moonshot.cn/v1", default_model="moonshot-v1-8k",
+        models=("moonshot-v1-8k", "moonshot-v1-32k", "moonshot-v1-128k", "kimi-latest"),
+        key_url="https://platform.moonshot.cn/console/api-keys",
+        key_steps_zh="用手机号登录 Kimi 开放平台，进入「API Key 管理」，点击「新建」，复制以 sk- 开头的密钥（只显示一次）。",
+        key_steps_en="Log in to the Kimi open platform, open API Key management, click Create and copy the sk- key (shown once).",
+        free_quota_zh="新用户注册通常赠送少量体验金；" + _CHECK_CONSOLE_ZH,
+        free_quota_en="New accounts usually receive a small trial credit. " + _CHECK_CONSOLE_EN,
+        aliases=("月之暗面", "kimi", "moonshot ai", "moonshotai"), key_env=("MOONSHOT_API_KEY",),
+        has_models_endpoint=True, key_prefix="sk-",
+    ),
+    Provider(
+        id="deepseek", label_zh="幻方-深度求索", label_en="DeepSeek", protocol="openai",
+        base_url="https://api.deepseek.com", default_model="deepseek-chat",
+        models=("deepseek-chat", "deepseek-reasoner"),
+        key_url="https://platform.deepseek.com/api_keys",
+        key_steps_zh="登录 DeepSeek 开放平台，进入「API keys」，点击「创建 API key」，复制以 sk- 开头的密钥（只显示一次）。",
+        key_steps_en="Log in to the DeepSeek platform, open API keys, click Create API key and copy the sk- key (shown once).",
+        free_quota_zh="按量付费，需要先充值；新用户偶有赠送额度，" + _CHECK_CONSOLE_ZH,
+        free_quota_en="Pay as you go; top up first (new accounts sometimes get a grant). " + _CHECK_CONSOLE_EN,
+        aliases=("幻方", "深度求索", "deep seek"), key_env=("DEEPSEEK_API_KEY",),
+        has_models_endpoint=True, key_prefix="sk-",
+    ),
+    Provider(
+        id="glm", label_zh="智谱-智谱清言", label_en="Zhipu AI (GLM)", protocol="openai",
+        base_url="https://open.bigmodel.cn/api/paas/v4", default_model="glm-4",
+        models=("glm-4", "glm-4-flash", "glm-4-plus", "glm-4-air", "glm-3-turbo"),
+        key_url="https://open.bigmodel.cn/usercenter/apikeys",
+        key_steps_zh="登录智谱开放平台，进入「API Keys」，点击「添加新的 API Key」，复制形如 id.secret 的密钥。",
+        key_steps_en="Log in to the Zhipu open platform, open API Keys, add a new key and copy it (it looks like id.secret).",
+        free_quota_zh="新用户注册赠送免费 tokens，glm-4-flash 通常可免费调用；" + _CHECK_CONSOLE_ZH,
+        free_quota_en="New accounts get free tokens and glm-4-flash is usually free. " + _CHECK_CONSOLE_EN,
+        aliases=("智谱", "智谱清言", "zhipu", "zhipuai", "chatglm", "bigmodel"),
+        key_env=("ZHIPUAI_API_KEY", "ZHIPU_API_KEY", "GLM_API_KEY"),
+        sampling_open_interval=True,
+    ),
+    Provider(
+        id="ernie", label_zh="百度-文心一言", label_en="Baidu ERNIE (Qianfan)", protocol="ernie",
+        base_url="https://aip.baidubce.com", default_model="ERNIE_speed_8k",
+        models=("ERNIE_speed_8k", "ERNIE_speed_128k", "ERNIE_lite_8k_0308", "ERNIE_lite_8k_0922",
+                "ernie-tiny-8k", "ernie-3.5-8k", "ernie-4.0-8k"),
+        key_url="https://console.bce.baidu.com/qianfan/ais/console/applicationConsole/application",
+        key_steps_zh="登录百度智能云千帆控制台，进入「应用接入」，点击「创建应用」，复制该应用的 API Key 和 Secret Key（两个都需要）。",
+        key_steps_en="Log in to the Baidu Qianfan console, open Application access, create an application and copy both its API Key and Secret Key.",
+        free_quota_zh="ERNIE Speed / Lite / Tiny 系列曾免费开放；" + _CHECK_CONSOLE_ZH,
+        free_quota_en="The ERNIE Speed / Lite / Tiny models have been free of charge. " + _CHECK_CONSOLE_EN,
+        aliases=("百度", "文心一言", "文心", "baidu", "qianfan", "千帆", "wenxin"),
+        key_env=("QIANFAN_AK", "ERNIE_API_KEY"), secret_env=("QIANFAN_SK", "ERNIE_SECRET_KEY"),
+        needs_secret=True,
+        # XEduLLM's names and the v1 endpoint each one is served at (protocols.md 3.2).
+        model_aliases={
+            "ERNIE_speed_8k": "ernie_speed",
+            "ERNIE_speed_128k": "ernie-speed-128k",
+            "ERNIE_lite_8k_0308": "ernie-lite-8k",
+            "ERNIE_lite_8k_0922": "eb-instant",
+            "ernie-speed-8k": "ernie_speed",
+            "ernie-3.5-8k": "completions",
+            "ernie-4.0-8k": "completions_pro",
+        },
+    ),
+    Provider(
+        id="qwen", label_zh="阿里-通义千问", label_en="Alibaba Qwen (DashScope)", protocol="dashscope",
+        base_url="https://dashscope.aliyuncs.com/api/v1", default_model="qwen2-1.5b-instruct",
+        models=("qwen2-1.5b-instruct", "qwen-turbo", "qwen-plus", "qwen-max", "qwen-long",
+                "qwen-1.8b-chat"),
+        key_url="https://dashscope.console.aliyun.com/apiKey",
+        key_steps_zh="登录阿里云百炼（DashScope）控制台，开通服务后进入「API-KEY 管理」，点击「创建新的 API-KEY」，复制以 sk- 开头的密钥。",
+        key_steps_en="Log in to the Alibaba Model Studio (DashScope) console, activate the service, open API-KEY management, create a key and copy it (starts with sk-).",
+        free_quota_zh="开通后每个模型通常有一定量的免费 tokens；" + _CHECK_CONSOLE_ZH,
+        free_quota_en="After activation each model usually comes with free tokens. " + _CHECK_CONSOLE_EN,
+        aliases=("阿里", "通义千问", "通义", "千问", "alibaba", "aliyun", "dashscope", "tongyi", "bailian", "百炼"),
+        key_env=("DASHSCOPE_API_KEY", "QWEN_API_KEY"), has_models_endpoint=True, key_prefix="sk-",
+    ),
+    Provider(
+        id="local", label_zh="本地模型", label_en="Local model (offline)", protocol="local",
+        base_url="", default_model="SmolLM2-135M-Instruct",
+        models=("SmolLM2-135M-Instruct",),
+        key_url="", key_steps_zh="不需要密钥。", key_steps_en="No key needed.",
+        free_quota_zh="完全免费，离线运行在本机 CPU 上。",
+        free_quota_en="Free; runs offline on this computer's CPU.",
+        aliases=("本地", "离线", "offline", "smollm", "smollm2"), needs_key=False,
+    ),
+)
+
+COMPAT_PROVIDER_IDS = ("openrouter", "moonshot", "deepseek", "glm", "ernie", "qwen")
+LANGS = ("en", "zh")
+
+_BY_ID = {p.id: p for p in PROVIDERS}
+
+
+def support_provider(lang: str = "en") -> List[str]:
+    if lang not in LANGS:
+        raise _config_error(
+            f"不支持的语言 lang={lang!r}，可选 'en' 或 'zh'。",
+            f"Unsupported lang={lang!r}; use 'en' or 'zh'.",
+        )
+    return [p.label(lang) for p in PROVIDERS]
+
+
+def _normalize(name: str) -> str:
+    return "".join(name.lower().split()).replace("_", "-")
+
+
+def _names(p: Provider) -> List[str]:
+    return [p.id, p.label_zh, p.label_en, *p.aliases]
+
+
+def find_provider(name: str) -> Provider:
+    """Resolve an id, Chinese label, company or product name (any case) to a provider."""
+    if not isinstance(name, str) or not name.strip():
+        raise _config_error("provider 必须是非空字符串。", "provider must be a non-empty string.")
+    wanted = _normalize(name)
+    for p in PROVIDERS:
+        if wanted in (_normalize(n) for n in _names(p)):
+            return p
+    # XEduLLM also accepted part of a Chinese label ('幻方' in '幻方-深度求索').
+    partial = [p for p in PROVIDERS if any(wanted in _normalize(n) for n in _names(p)
+                                           if not n.isascii())]
+    if len(partial) == 1:
+        return partial[0]
+    choices = [n for p in PROVIDERS for n in (p.id, p.label_zh)]
+    close = difflib.get_close_matches(wanted, [_normalize(n) for p in PROVIDERS for n in _names(p)], n=1)
+    suggestion = ""
+    if close:
+        match = next(p for p in PROVIDERS if close[0] in (_normalize(n) for n in _names(p)))
+        suggestion = f" 你是不是想用 / Did you mean: {match.id!r}?"
+    raise _config_error(
+        f"不认识的服务商 {name!r}。可选：{', '.join(dict.fromkeys(choices))}。",
+        f"Unknown provider {name!r}. Choose one of the above.{suggestion}",
+    )
+
+
+def _config_error(zh: str, en: str):
+    from .errors import ConfigurationError
+
+    return ConfigurationError(f"{zh} / {en}")

@@ -1,0 +1,116 @@
+"""The contract every wire-protocol adapter fulfils. Adapters do no I/O.
+
+The transport (``transport.py``) asks an adapter for an :class:`HTTPRequest`, sends it,
+and hands the answer back for parsing. Streams are decoded into SSE events by
+``sse.SSEDecoder`` first; the adapter only interprets event payloads.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, List, Mapping, Optional, Tuple, Union
+
+from ..catalog import Provider
+from ..errors import LLMError
+from ..sse import SSEEvent
+from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
+
+
+class _StreamEnd:
+    """Returned by ``parse_event`` when the payload says the stream is over ([DONE])."""
+
+    def __repr__(self) -> str:
+        return "STREAM_END"
+
+
+STREAM_END = _StreamEnd()
+EventResult = Union[ChatChunk, _StreamEnd, None]
+
+
+class Adapter:
+    """Base class: the methods a protocol must provide, and helpers they share."""
+
+    #: whether a stream is over when the connection closes without an explicit end marker
+    eof_ends_stream = True
+    #: whether requests need a token obtained with :meth:`token_request` first (ERNIE)
+    uses_token = False
+
+    def __init__(self, provider: Optional[Provider]) -> None:
+        self.provider = provider
+
+    @property
+    def provider_name(self) -> str:
+        return self.provider.id if self.provider else "openai-compatible"
+
+    # -- requests ---------------------------------------------------------------------
+    def chat_request(self, req: ChatRequest, conn: Connection, token: Optional[str] = None) -> HTTPRequest:
+        raise NotImplementedError
+
+    def models_request(self, conn: Connection, token: Optional[str] = None) -> Optional[HTTPRequest]:
+        """The request listing models live, or None when the protocol has no such endpoint."""
+        return None
+
+    def token_request(self, conn: Connection) -> HTTPRequest:
+        raise NotImplementedError
+
+    # -- responses --------------------------------------------------------------------
+    def parse_chat(self, body: bytes) -> ChatResult:
+        """A 2xx non-stream body. Raises the right LLMError if the body carries an error."""
+        raise NotImplementedError
+
+    def parse_event(self, event: SSEEvent) -> EventResult:
+        """One SSE event of a 2xx stream: a chunk, STREAM_END, or None (nothing to yield)."""
+        raise NotImplementedError
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> LLMError:
+        """A non-2xx answer turned into the right error class."""
+        raise NotImplementedError
+
+    def parse_models(self, body: bytes) -> List[str]:
+        data = load_json(body, self)
+        return [m["id"] for m in data.get("data", []) if isinstance(m, dict) and "id" in m]
+
+    def parse_token(self, status: int, body: bytes) -> Tuple[str, float]:
+        """(token, seconds until it expires)."""
+        raise NotImplementedError
+
+    def is_token_expired(self, error: LLMError) -> bool:
+        """Whether this error means: refresh the token once and replay the request."""
+        return False
+
+
+def load_json(body: Union[bytes, str], adapter: Adapter) -> Any:
+    """Parse a JSON body; garbage from upstream is a ServerError, never a crash."""
+    from ..errors import ServerError
+
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        snippet = body[:200].decode("utf-8", "replace") if isinstance(body, bytes) else body[:200]
+        raise ServerError(
+            provider=adapter.provider_name,
+            detail=f"服务商返回了无法解析的数据 / unparseable reply from the provider: {snippet!r}",
+        ) from None
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> Optional[float]:
+    """Retry-After (seconds or HTTP date) or retry-after-ms, as seconds."""
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+    import time
+
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,84 @@
+"""Normalized request/response types shared by every layer.
+
+Adapters translate between these and a provider's wire format; the transport, client and
+server only ever see these.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def as_dict(self) -> Dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass
+class ChatRequest:
+    """What the caller wants, independent of any provider.
+
+    ``messages`` is already validated: a list of ``{'role', 'content'}`` dicts whose roles are
+    system/user/assistant (the system prompt, if any, first).
+    """
+
+    model: str
+    messages: List[Dict[str, str]]
+    stream: bool = False
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    max_tokens: Optional[int] = None
+    stop: Optional[List[str]] = None
+    # Provider-specific extras passed through untouched (e.g. ``seed``, ``enable_search``).
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ChatChunk:
+    """One piece of a streamed answer. Any field may be empty."""
+
+    text: str = ""
+    reasoning: str = ""
+    finish_reason: Optional[str] = None
+    usage: Optional[Usage] = None
+
+
+@dataclass
+class ChatResult:
+    text: str
+    finish_reason: Optional[str] = None
+    usage: Optional[Usage] = None
+    model: Optional[str] = None
+    reasoning: str = ""
+
+
+@dataclass
+class HTTPRequest:
+    """An HTTP request an adapter wants sent. The transport does the sending."""
+
+    method: str
+    url: str
+    headers: Dict[str, str] = field(default_factory=dict)
+    json: Optional[Any] = None
+    params: Optional[Dict[str, str]] = None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where and as whom to talk to a provider. Secrets live here and nowhere else."""
+
+    base_url: str
+    api_key: Optional[str] = field(default=None, repr=False)
+    secret_key: Optional[str] = field(default=None, repr=False)
+
+    def secrets(self) -> List[str]:
+        return [s for s in (self.api_key, self.secret_key) if s]
