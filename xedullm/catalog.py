@@ -9,7 +9,6 @@ they change often, so every note tells the user to check the console.
 """
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -215,6 +214,8 @@ def find_provider(name: str) -> Provider:
                                            if not n.isascii())]
     if len(partial) == 1:
         return partial[0]
+    import difflib  # only on this error path: keeps `import xedullm` fast
+
     choices = [n for p in PROVIDERS for n in (p.id, p.label_zh)]
     close = difflib.get_close_matches(wanted, [_normalize(n) for p in PROVIDERS for n in _names(p)], n=1)
     suggestion = ""

@@ -1,0 +1,277 @@
+"""The Client facade: XEduLLM's API (sync, streaming, async) over the engines.
+
+Construction does no network I/O. The engine (HTTP transport + protocol adapter, or the
+in-process local model) is created on first use.
+"""
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Union
+
+from . import catalog
+from .errors import BadRequestError, ConfigurationError
+from .keys import mask_key, resolve_credentials
+from .types import ChatRequest, Connection, Usage
+
+Messages = Union[str, List[Dict[str, str]]]
+_ROLES = ("system", "user", "assistant")
+# Parameters with a field of their own in ChatRequest; any other keyword goes to ``extra``.
+_REQUEST_FIELDS = ("max_tokens", "stop")
+
+
+def _check_range(name: str, value: Optional[float], high: float) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
+        raise ConfigurationError(
+            f"{name} 应是 0 到 {high:g} 之间的数，收到 {value!r}。/ "
+            f"{name} must be a number between 0 and {high:g}, got {value!r}.")
+    return float(value)
+
+
+def _messages(input: Messages) -> List[Dict[str, str]]:
+    """Validate what the caller passed to inference() and normalize it to messages."""
+    if isinstance(input, str):
+        return [{"role": "user", "content": input}]
+    if not isinstance(input, (list, tuple)) or not input:
+        raise BadRequestError(
+            "inference() 的输入应是字符串，或非空的消息列表 [{'role': 'user', 'content': '...'}]。/ "
+            "inference() takes a string or a non-empty list of {'role', 'content'} messages.")
+    messages = []
+    for i, item in enumerate(input):
+        if not isinstance(item, dict) or "role" not in item or "content" not in item:
+            raise BadRequestError(
+                f"第 {i + 1} 条消息应是含 'role' 和 'content' 的字典，收到 {type(item).__name__}。/ "
+                f"Message {i + 1} must be a dict with 'role' and 'content'.")
+        role, content = item["role"], item["content"]
+        if role not in _ROLES:
+            raise BadRequestError(
+                f"第 {i + 1} 条消息的 role {role!r} 不支持，可选 system / user / assistant。/ "
+                f"Message {i + 1} has role {role!r}; use system, user or assistant.")
+        if not isinstance(content, str):
+            raise BadRequestError(
+                f"第 {i + 1} 条消息的 content 应是字符串。/ Message {i + 1} content must be a string.")
+        messages.append({"role": role, "content": content})
+    if all(m["role"] == "system" for m in messages):
+        raise BadRequestError("消息里至少要有一条用户消息。/ Add at least one user message.")
+    return messages
+
+
+class Client:
+    """One model at one provider (or a classroom server, or the local model)."""
+
+    def __init__(
+        self,
+        provider: Optional[str] = None,
+        base_url: Optional[str] = None,
+        api_key: Optional[str] = None,
+        model: Optional[str] = None,
+        secret_key: Optional[str] = None,
+        xedu_url: Optional[str] = None,
+        *,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        verbose: bool = True,
+    ) -> None:
+        if timeout is None or timeout <= 0:
+            raise ConfigurationError("timeout 必须大于 0。/ timeout must be greater than 0.")
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise ConfigurationError("model 必须是非空字符串。/ model must be a non-empty string.")
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.system_prompt: Optional[str] = None
+        self.last_usage: Optional[Usage] = None
+        self._engine = None
+        self.xedu_url = xedu_url.rstrip("/") if xedu_url else None
+
+        if xedu_url:
+            # A classroom server speaks the OpenAI protocol; the teacher's server picks the model.
+            self.provider = None
+            self.base_url = f"{self.xedu_url}/v1"
+            self.model = model
+            self._credentials = resolve_credentials_for_server(api_key)
+        elif provider is None and base_url:
+            self.provider = None
+            self.base_url = base_url.rstrip("/")
+            if not model:
+                raise ConfigurationError(
+                    "使用 base_url 时请同时指定 model。/ Pass model= together with base_url.")
+            self.model = model
+            self._credentials = resolve_credentials(_GENERIC_OPENAI, api_key, secret_key)
+        else:
+            if provider is None:
+                if api_key:
+                    raise ConfigurationError(
+                        f"给了 api_key 却没有指定 provider：请写 provider='deepseek' 等，可选 "
+                        f"{catalog.support_provider()}。/ An api_key needs a provider=… "
+                        f"(or base_url=…).")
+                provider = "local"
+            self.provider = catalog.find_provider(provider)
+            self.base_url = (base_url or self.provider.base_url).rstrip("/")
+            self.model = model or self.provider.default_model
+            self._credentials = resolve_credentials(self.provider, api_key, secret_key)
+            missing = self.provider.needs_key and not self._credentials.api_key or (
+                self.provider.needs_secret and not self._credentials.secret_key)
+            if missing:
+                from .keys import missing_key_error
+
+                raise missing_key_error(self.provider)
+        if verbose:
+            print(self._banner())
+
+    # -- presentation -----------------------------------------------------------------
+    def _banner(self) -> str:
+        if self.provider is not None:
+            return f"|| Selected provider: {self.provider.id} || Current model: {self.model} ||"
+        url = self.xedu_url or self.base_url
+        banner = f"|| Selected base URL: {url} ||"
+        return banner + (f" Current model: {self.model} ||" if self.model else "")
+
+    def __repr__(self) -> str:
+        who = f"provider={self.provider.id!r}" if self.provider else f"base_url={self.base_url!r}"
+        key = f", api_key={mask_key(self._credentials.api_key)!r}" if self._credentials.api_key else ""
+        return f"Client({who}, model={self.model!r}{key})"
+
+    # -- class-level catalog ------------------------------------------------------------
+    @staticmethod
+    def support_provider(lang: str = "en") -> List[str]:
+        return catalog.support_provider(lang)
+
+    @staticmethod
+    def provider_info(name: str, lang: str = "zh") -> Dict[str, Any]:
+        if lang not in catalog.LANGS:
+            catalog.support_provider(lang)  # raises the standard lang error
+        provider = catalog.find_provider(name)
+        info = provider.as_dict()
+        info["label"] = provider.label_zh if lang == "zh" else provider.label_en
+        info["key_guide"] = provider.key_guide(lang)
+        return info
+
+    # -- engine -----------------------------------------------------------------------
+    @property
+    def engine(self):
+        if self._engine is None:
+            self._engine = self._make_engine()
+        return self._engine
+
+    def _make_engine(self):
+        if self.provider is not None and self.provider.protocol == "local":
+            from .protocols.local import make_engine
+
+            return make_engine(self.model)
+        from .protocols import adapter_for
+        from .transport import HTTPEngine
+
+        protocol = self.provider.protocol if self.provider else "openai"
+        conn = Connection(self.base_url, self._credentials.api_key, self._credentials.secret_key)
+        return HTTPEngine(adapter_for(protocol, self.provider), conn,
+                          timeout=self.timeout, max_retries=self.max_retries)
+
+    def close(self) -> None:
+        if self._engine is not None and hasattr(self._engine, "close"):
+            self._engine.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- asking -----------------------------------------------------------------------
+    def set_system(self, prompt: Optional[str]) -> None:
+        if prompt is not None and not isinstance(prompt, str):
+            raise ConfigurationError("系统提示词应是字符串。/ The system prompt must be a string.")
+        self.system_prompt = prompt or None
+
+    def build_request(self, input: Messages, temperature: Optional[float] = None,
+                      top_p: Optional[float] = None, stream: bool = False, **kwargs: Any) -> ChatRequest:
+        messages = _messages(input)
+        if self.system_prompt:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        known = {name: kwargs.pop(name) for name in _REQUEST_FIELDS if name in kwargs}
+        stop = known.get("stop")
+        return ChatRequest(
+            model=self.model or "default",
+            messages=messages,
+            stream=bool(stream),
+            temperature=_check_range("temperature", temperature, 2.0),
+            top_p=_check_range("top_p", top_p, 1.0),
+            max_tokens=known.get("max_tokens"),
+            stop=[stop] if isinstance(stop, str) else stop,
+            extra=kwargs,
+        )
+
+    def inference(self, input: Messages, temperature: Optional[float] = None,
+                  top_p: Optional[float] = None, stream: bool = False, **kwargs: Any):
+        """The answer as a str, or with ``stream=True`` an iterator of str pieces."""
+        req = self.build_request(input, temperature, top_p, stream, **kwargs)
+        if stream:
+            return self._stream_text(req)
+        result = self.engine.chat(req)
+        self.last_usage = result.usage
+        return result.text
+
+    def _stream_text(self, req: ChatRequest) -> Iterator[str]:
+        self.last_usage = None
+        chunks = self.engine.stream(req)
+        try:
+            for chunk in chunks:
+                if chunk.usage is not None:
+                    self.last_usage = chunk.usage
+                if chunk.text:
+                    yield chunk.text
+        finally:
+            chunks.close()  # closing or abandoning the iterator closes the connection
+
+    async def ainference(self, input: Messages, temperature: Optional[float] = None,
+                         top_p: Optional[float] = None, stream: bool = False, **kwargs: Any):
+        """Like inference(): ``await`` gives a str, or with ``stream=True`` an async iterator."""
+        req = self.build_request(input, temperature, top_p, stream, **kwargs)
+        if stream:
+            return self._astream_text(req)
+        result = await self.engine.achat(req)
+        self.last_usage = result.usage
+        return result.text
+
+    async def _astream_text(self, req: ChatRequest) -> AsyncIterator[str]:
+        self.last_usage = None
+        chunks = self.engine.astream(req)
+        try:
+            async for chunk in chunks:
+                if chunk.usage is not None:
+                    self.last_usage = chunk.usage
+                if chunk.text:
+                    yield chunk.text
+        finally:
+            await chunks.aclose()
+
+    def support_model(self) -> List[str]:
+        """Model ids: live from the provider where it lists them, else the catalog's."""
+        live = self.provider is None or self.provider.has_models_endpoint or \
+            self.provider.protocol == "local"
+        models = self.engine.models() if live else []
+        if not models and self.provider is not None:
+            models = list(self.provider.models)
+        return models
+
+    def run(self, host: str = "0.0.0.0", port: int = 7860, **options: Any) -> None:
+        """Serve the classroom web chat and OpenAI-compatible API until Ctrl-C."""
+        from .server.runner import run_client_server
+
+        run_client_server(self, host=host, port=port, **options)
+
+
+_GENERIC_OPENAI = catalog.Provider(
+    id="openai-compatible", label_zh="OpenAI 兼容服务", label_en="OpenAI-compatible", protocol="openai",
+    base_url="", default_model="", models=(), key_url="",
+    key_steps_zh="向该服务的管理员索取密钥。", key_steps_en="Ask the service's administrator for a key.",
+    free_quota_zh="", free_quota_en="", key_env=("OPENAI_API_KEY",), needs_key=False,
+)
+
+
+def resolve_credentials_for_server(access_code: Optional[str]):
+    # A classroom server takes the class access code (or a student token) as its key;
+    # never a provider key from the environment.
+    from .keys import Credentials, clean_key
+
+    code = clean_key(access_code)
+    return Credentials(code, None, "argument" if code else "none")

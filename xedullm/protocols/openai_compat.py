@@ -1,0 +1,215 @@
+"""OpenAI-compatible chat completions (openrouter, moonshot, deepseek, glm, any base_url,
+and our own classroom server). protocols.md section 1."""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, Mapping, Optional
+
+from .. import errors as E
+from ..sse import SSEEvent
+from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest, Usage
+from .base import STREAM_END, Adapter, EventResult, load_json, retry_after_seconds
+
+# Specific provider codes/types decide the class even against the HTTP status
+# (protocols.md 0.2: classify by provider code first, status second).
+_SPECIFIC = {
+    # quota: money or plan exhausted — needs a human, never retried
+    "insufficient_quota": E.QuotaExceededError,
+    "exceeded_current_quota_error": E.QuotaExceededError,   # Moonshot, sent as 429 (Obs) or 403
+    "1113": E.QuotaExceededError,                          # GLM arrears
+    "Arrearage": E.QuotaExceededError,                     # DashScope compat (unconfirmed here)
+    # auth
+    "invalid_api_key": E.AuthenticationError,
+    "invalid_authentication_error": E.AuthenticationError,  # Moonshot
+    "authentication_error": E.AuthenticationError,
+    "InvalidApiKey": E.AuthenticationError,
+    "1000": E.AuthenticationError, "1001": E.AuthenticationError, "1002": E.AuthenticationError,
+    "1003": E.AuthenticationError, "1004": E.AuthenticationError,
+    # rate
+    "rate_limit_exceeded": E.RateLimitError,
+    "rate_limit_reached_error": E.RateLimitError,           # Moonshot
+    "engine_overloaded_error": E.RateLimitError,            # Moonshot
+    "1302": E.RateLimitError, "1303": E.RateLimitError, "1305": E.RateLimitError,
+    # bad requests
+    "model_not_found": E.ModelNotFoundError,
+    "resource_not_found_error": E.ModelNotFoundError,       # Moonshot unknown/retired model
+    "1211": E.ModelNotFoundError,                           # GLM unknown model
+    "content_filter": E.ContentFilterError,
+    "1301": E.ContentFilterError,                           # GLM unsafe content
+    "DataInspectionFailed": E.ContentFilterError,
+    "context_length_exceeded": E.BadRequestError,
+    "1210": E.BadRequestError, "1213": E.BadRequestError, "1214": E.BadRequestError,
+    "1261": E.BadRequestError,
+    # our classroom server's own types (server/openai_format.py)
+    "api_connection_error": E.APIConnectionError,
+    "timeout_error": E.APITimeoutError,
+}
+
+_BY_STATUS = {
+    400: E.BadRequestError, 401: E.AuthenticationError, 402: E.QuotaExceededError,
+    403: E.AuthenticationError, 404: E.ModelNotFoundError, 408: E.ServerError,
+    409: E.ServerError, 413: E.BadRequestError, 422: E.BadRequestError, 429: E.RateLimitError,
+}
+
+
+# Generic types only decide when there is no HTTP status to go by (errors inside a 200 body).
+_GENERIC = {
+    "invalid_request_error": E.BadRequestError,
+    "server_error": E.ServerError,
+    "permission_denied_error": E.AuthenticationError,
+}
+
+
+def class_for(status: Optional[int], codes, default=E.ServerError):
+    for code in codes:
+        if code is not None and str(code) in _SPECIFIC:
+            return _SPECIFIC[str(code)]
+    if status is None:
+        for code in codes:
+            if code is not None and str(code) in _GENERIC:
+                return _GENERIC[str(code)]
+        return default
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    if status >= 500:
+        return E.ServerError
+    if 400 <= status < 500:
+        return E.BadRequestError
+    return default
+
+
+def _usage(raw: Any) -> Optional[Usage]:
+    if not isinstance(raw, dict):
+        return None
+    prompt = int(raw.get("prompt_tokens") or 0)
+    completion = int(raw.get("completion_tokens") or 0)
+    total = int(raw.get("total_tokens") or (prompt + completion))
+    return Usage(prompt, completion, total)
+
+
+def _clamp_open(value: Optional[float]) -> Optional[float]:
+    if value is None:
+        return None
+    return min(max(value, 0.01), 0.99)
+
+
+class OpenAICompatAdapter(Adapter):
+    # A stream cut before [DONE] is still an answer for servers that omit it; we tolerate
+    # EOF but the transport flags a stream that produced nothing at all.
+    eof_ends_stream = True
+
+    def _headers(self, conn: Connection) -> Dict[str, str]:
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        if conn.api_key:
+            headers["Authorization"] = f"Bearer {conn.api_key}"
+        if self.provider and self.provider.id == "openrouter":
+            # Attribution only, never required (protocols.md 1.1).
+            headers["X-Title"] = "xedullm"
+        return headers
+
+    def chat_request(self, req: ChatRequest, conn: Connection, token: Optional[str] = None) -> HTTPRequest:
+        body: Dict[str, Any] = {"model": req.model, "messages": _strip_reasoning(req.messages)}
+        temperature, top_p = req.temperature, req.top_p
+        if self.provider and self.provider.sampling_open_interval:
+            if temperature is not None and temperature <= 0:
+                body["do_sample"] = False
+            temperature, top_p = _clamp_open(temperature), _clamp_open(top_p)
+        for name, value in (("temperature", temperature), ("top_p", top_p),
+                            ("max_tokens", req.max_tokens), ("stop", req.stop)):
+            if value is not None:
+                body[name] = value
+        body.update(req.extra)
+        if req.stream:
+            body["stream"] = True
+            body.setdefault("stream_options", {"include_usage": True})
+        headers = self._headers(conn)
+        if req.stream:
+            headers["Accept"] = "text/event-stream"
+        return HTTPRequest("POST", _join(conn.base_url, "chat/completions"), headers, body)
+
+    def models_request(self, conn: Connection, token: Optional[str] = None) -> Optional[HTTPRequest]:
+        return HTTPRequest("GET", _join(conn.base_url, "models"), self._headers(conn))
+
+    def parse_chat(self, body: bytes) -> ChatResult:
+        data = load_json(body, self)  # json.loads skips DeepSeek's leading blank lines
+        if not isinstance(data, dict):
+            raise E.ServerError(provider=self.provider_name, detail="回复不是 JSON 对象 / reply is not a JSON object")
+        if data.get("error"):
+            raise self._error_from_body(None, data, {})
+        choices = data.get("choices") or []
+        if not choices or not isinstance(choices[0], dict):
+            raise E.ServerError(provider=self.provider_name, detail="回复里没有 choices / reply has no choices")
+        first = choices[0]
+        message = first.get("message") or {}
+        finish = first.get("finish_reason")
+        self._raise_on_filtered(finish)
+        return ChatResult(
+            text=message.get("content") or "",
+            reasoning=message.get("reasoning_content") or "",
+            finish_reason=finish,
+            usage=_usage(data.get("usage")) or _usage(first.get("usage")),
+            model=data.get("model"),
+        )
+
+    def parse_event(self, event: SSEEvent) -> EventResult:
+        payload = event.data.strip()
+        if not payload:
+            return None
+        if payload.startswith("[DONE]"):
+            return STREAM_END
+        data = load_json(payload, self)
+        if not isinstance(data, dict):
+            return None
+        if data.get("error") or event.event == "error":
+            raise self._error_from_body(None, data, {})
+        chunk = ChatChunk(usage=_usage(data.get("usage")))
+        for choice in data.get("choices") or []:
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            chunk.text = delta.get("content") or ""
+            chunk.reasoning = delta.get("reasoning_content") or ""
+            chunk.finish_reason = choice.get("finish_reason")
+            chunk.usage = chunk.usage or _usage(choice.get("usage"))  # Moonshot puts it here
+            self._raise_on_filtered(chunk.finish_reason, after_text=bool(chunk.text))
+        return chunk
+
+    def _raise_on_filtered(self, finish: Optional[str], after_text: bool = False) -> None:
+        if finish in ("content_filter", "sensitive") and not after_text:
+            # A blocked answer must not look like an empty success.
+            raise E.ContentFilterError(provider=self.provider_name, code=finish)
+
+    def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> E.LLMError:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            data = {"error": {"message": body[:300].decode("utf-8", "replace").strip()}}
+        if not isinstance(data, dict):
+            data = {"error": {"message": str(data)[:300]}}
+        return self._error_from_body(status, data, headers)
+
+    def _error_from_body(self, status: Optional[int], data: dict, headers: Mapping[str, str]) -> E.LLMError:
+        err = data.get("error", data)
+        if not isinstance(err, dict):
+            err = {"message": str(err)}
+        code, etype = err.get("code"), err.get("type")
+        in_stream = status is None
+        if in_stream and isinstance(code, int) and code >= 400:
+            status_hint = code  # OpenRouter puts the HTTP status in error.code
+        else:
+            status_hint = status
+        cls = class_for(status_hint, [code, etype], default=E.ServerError)
+        return cls(
+            provider=self.provider_name, status_code=status, code=code if code is not None else etype,
+            detail=str(err.get("message") or "")[:500] or None,
+            retry_after=retry_after_seconds(headers) if headers else None,
+        )
+
+
+def _join(base: str, path: str) -> str:
+    return f"{base.rstrip('/')}/{path}"
+
+
+def _strip_reasoning(messages):
+    # deepseek-reasoner answers 400 when reasoning_content is sent back in history.
+    return [{k: v for k, v in m.items() if k != "reasoning_content"} for m in messages]

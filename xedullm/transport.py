@@ -1,0 +1,375 @@
+"""Sends what adapters build, sync or async: timeouts, retries with backoff, SSE decoding,
+ERNIE's token step, and key redaction of every error on its way out.
+
+httpx is imported here and nowhere on the import path of ``from xedullm import Client``, so
+the library stays quick to import; the cost is paid at the first request.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from typing import AsyncIterator, Dict, Iterator, List, Optional, Tuple
+
+import httpx
+
+from . import errors as E
+from .keys import redact
+from .protocols.base import STREAM_END, Adapter
+from .sse import SSEDecoder
+from .types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
+
+_BACKOFF_START, _BACKOFF_CAP = 0.5, 8.0
+# A Retry-After longer than this is not waited for: the caller gets the RateLimitError now.
+_MAX_RETRY_AFTER = 60.0
+_TOKEN_REFRESH_MARGIN = 300.0
+
+# ERNIE access tokens, shared by every client in the process: (base, AK, SK) -> (token, expiry)
+_token_cache: Dict[Tuple[str, str, str], Tuple[str, float]] = {}
+_token_lock = threading.Lock()
+
+
+def _is_stream(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").lower().startswith("text/event-stream")
+
+
+class _StreamReader:
+    """Bytes of one 2xx streamed response in, ChatChunks out; enforces the idle timeout.
+
+    Comment lines (keep-alives) do not count as progress: a server that only says
+    ': keep-alive' for longer than the timeout gets an APITimeoutError.
+    """
+
+    def __init__(self, adapter: Adapter, idle_timeout: float) -> None:
+        self.adapter = adapter
+        self.decoder = SSEDecoder()
+        self.idle_timeout = idle_timeout
+        self.last_progress = time.monotonic()
+        self.finished = False
+
+    def feed(self, raw: bytes) -> List[ChatChunk]:
+        return self._chunks(self.decoder.feed(raw))
+
+    def close(self) -> List[ChatChunk]:
+        return self._chunks(self.decoder.close())
+
+    def _chunks(self, events) -> List[ChatChunk]:
+        out = []
+        for event in events:
+            result = self.adapter.parse_event(event)
+            if result is STREAM_END:
+                self.finished = True
+                break
+            if result is not None:
+                self.last_progress = time.monotonic()
+                out.append(result)
+        if not out and not self.finished and time.monotonic() - self.last_progress > self.idle_timeout:
+            raise E.APITimeoutError(
+                provider=self.adapter.provider_name,
+                detail=f"{self.idle_timeout:g} 秒内没有收到内容（只有保活信号）/ no content for {self.idle_timeout:g}s (keep-alives only)",
+            )
+        return out
+
+
+class HTTPEngine:
+    """One provider endpoint and credentials; the engine behind a remote ``Client``."""
+
+    def __init__(self, adapter: Adapter, conn: Connection, *, timeout: float = 60.0,
+                 max_retries: int = 2) -> None:
+        self.adapter = adapter
+        self.conn = conn
+        self.timeout = float(timeout)
+        self.max_retries = max(0, int(max_retries))
+        self._client: Optional[httpx.Client] = None
+        self._aclient: Optional[httpx.AsyncClient] = None
+        self._aclient_loop = None
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _httpx_timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.timeout, connect=min(10.0, self.timeout))
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            self._client = httpx.Client(timeout=self._httpx_timeout(), follow_redirects=True)
+        return self._client
+
+    @property
+    def aclient(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aclient_loop is not loop:
+            # An AsyncClient belongs to the loop it was first used in (asyncio.run makes new ones).
+            limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+            self._aclient = httpx.AsyncClient(timeout=self._httpx_timeout(), limits=limits,
+                                              follow_redirects=True)
+            self._aclient_loop = loop
+        return self._aclient
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def aclose(self) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+
+    def _secrets(self) -> List[str]:
+        secrets = self.conn.secrets()
+        cached = _token_cache.get(self._token_key())
+        if cached:
+            secrets.append(cached[0])
+        return secrets
+
+    def _scrub(self, err: E.LLMError) -> E.LLMError:
+        """No key (nor ERNIE token) may leave in an error, whatever the provider echoed."""
+        secrets = self._secrets()
+        err.message = redact(err.message, secrets)
+        err.detail = redact(err.detail, secrets) if err.detail else err.detail
+        err.args = (err.message,)
+        return err
+
+    def _network_error(self, exc: Exception) -> E.LLMError:
+        where = httpx.URL(self.conn.base_url).host or self.conn.base_url
+        cls = E.APITimeoutError if isinstance(exc, httpx.TimeoutException) else E.APIConnectionError
+        return cls(provider=self.adapter.provider_name,
+                   detail=f"{type(exc).__name__} ({where})")
+
+    def _retry_delay(self, err: E.LLMError, attempt: int) -> Optional[float]:
+        """Seconds to wait before the next attempt, or None to give up."""
+        if not err.retryable or attempt >= self.max_retries:
+            return None
+        if err.retry_after is not None:
+            return err.retry_after if err.retry_after <= _MAX_RETRY_AFTER else None
+        backoff = min(_BACKOFF_CAP, _BACKOFF_START * (2 ** attempt))
+        return backoff * random.uniform(0.75, 1.0)
+
+    def _status_error(self, response: httpx.Response, body: bytes) -> E.LLMError:
+        err = self.adapter.parse_error(response.status_code, response.headers, body)
+        should_retry = response.headers.get("x-should-retry")
+        if should_retry in ("true", "false"):
+            err.retryable = should_retry == "true"
+        return err
+
+    def _kwargs(self, request: HTTPRequest) -> dict:
+        return {"headers": request.headers, "json": request.json, "params": request.params}
+
+    # -- ERNIE token ------------------------------------------------------------------
+    def _token_key(self) -> Tuple[str, str, str]:
+        return (self.conn.base_url, self.conn.api_key or "", self.conn.secret_key or "")
+
+    def _cached_token(self) -> Optional[str]:
+        cached = _token_cache.get(self._token_key())
+        if cached and cached[1] - time.time() > _TOKEN_REFRESH_MARGIN:
+            return cached[0]
+        return None
+
+    def _store_token(self, status: int, body: bytes) -> str:
+        token, expires_in = self.adapter.parse_token(status, body)
+        _token_cache[self._token_key()] = (token, time.time() + expires_in)
+        return token
+
+    def _forget_token(self) -> None:
+        _token_cache.pop(self._token_key(), None)
+
+    def _token(self) -> Optional[str]:
+        if not self.adapter.uses_token:
+            return None
+        with _token_lock:
+            token = self._cached_token()
+            if token is None:
+                request = self.adapter.token_request(self.conn)
+                try:
+                    response = self.client.request(request.method, request.url, **self._kwargs(request))
+                except httpx.HTTPError as exc:
+                    raise self._network_error(exc) from None
+                token = self._store_token(response.status_code, response.content)
+            return token
+
+    async def _atoken(self) -> Optional[str]:
+        if not self.adapter.uses_token:
+            return None
+        token = self._cached_token()
+        if token is None:
+            request = self.adapter.token_request(self.conn)
+            try:
+                response = await self.aclient.request(request.method, request.url, **self._kwargs(request))
+            except httpx.HTTPError as exc:
+                raise self._network_error(exc) from None
+            token = self._store_token(response.status_code, response.content)
+        return token
+
+    # -- sync -------------------------------------------------------------------------
+    def chat(self, req: ChatRequest) -> ChatResult:
+        req.stream = False
+        return self._with_retries(lambda token: self._chat_once(req, token))
+
+    def _chat_once(self, req: ChatRequest, token: Optional[str]) -> ChatResult:
+        request = self.adapter.chat_request(req, self.conn, token)
+        try:
+            response = self.client.request(request.method, request.url, **self._kwargs(request))
+        except httpx.HTTPError as exc:
+            raise self._network_error(exc) from None
+        if not response.is_success:
+            raise self._status_error(response, response.content)
+        return self.adapter.parse_chat(response.content)
+
+    def _with_retries(self, call):
+        attempt, replayed = 0, False
+        while True:
+            try:
+                return call(self._token())
+            except E.LLMError as err:
+                if self.adapter.is_token_expired(err) and not replayed:
+                    self._forget_token()
+                    replayed = True
+                    continue
+                delay = self._retry_delay(err, attempt)
+                if delay is None:
+                    raise self._scrub(err) from None
+                time.sleep(delay)
+                attempt += 1
+
+    def stream(self, req: ChatRequest) -> Iterator[ChatChunk]:
+        req.stream = True
+        attempt, replayed = 0, False
+        while True:
+            yielded = False
+            try:
+                for chunk in self._stream_once(req, self._token()):
+                    yielded = yielded or bool(chunk.text or chunk.reasoning)
+                    yield chunk
+                return
+            except E.LLMError as err:
+                if yielded:  # never retry once text reached the caller
+                    raise self._scrub(err) from None
+                if self.adapter.is_token_expired(err) and not replayed:
+                    self._forget_token()
+                    replayed = True
+                    continue
+                delay = self._retry_delay(err, attempt)
+                if delay is None:
+                    raise self._scrub(err) from None
+                time.sleep(delay)
+                attempt += 1
+
+    def _stream_once(self, req: ChatRequest, token: Optional[str]) -> Iterator[ChatChunk]:
+        request = self.adapter.chat_request(req, self.conn, token)
+        try:
+            with self.client.stream(request.method, request.url, **self._kwargs(request)) as response:
+                if not response.is_success:
+                    raise self._status_error(response, response.read())
+                if not _is_stream(response):
+                    # Errors on a stream request may come back as a plain JSON body (ERNIE).
+                    yield _as_chunk(self.adapter.parse_chat(response.read()))
+                    return
+                reader = _StreamReader(self.adapter, self.timeout)
+                for raw in response.iter_bytes():
+                    yield from reader.feed(raw)
+                    if reader.finished:
+                        return
+                yield from reader.close()
+        except httpx.HTTPError as exc:
+            raise self._network_error(exc) from None
+
+    def models(self) -> List[str]:
+        request = self.adapter.models_request(self.conn, self._token())
+        if request is None:
+            return []
+        try:
+            response = self.client.request(request.method, request.url, **self._kwargs(request))
+        except httpx.HTTPError as exc:
+            raise self._scrub(self._network_error(exc)) from None
+        if not response.is_success:
+            raise self._scrub(self._status_error(response, response.content))
+        return self.adapter.parse_models(response.content)
+
+    # -- async ------------------------------------------------------------------------
+    async def achat(self, req: ChatRequest) -> ChatResult:
+        req.stream = False
+        attempt, replayed = 0, False
+        while True:
+            try:
+                return await self._achat_once(req, await self._atoken())
+            except E.LLMError as err:
+                if self.adapter.is_token_expired(err) and not replayed:
+                    self._forget_token()
+                    replayed = True
+                    continue
+                delay = self._retry_delay(err, attempt)
+                if delay is None:
+                    raise self._scrub(err) from None
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def _achat_once(self, req: ChatRequest, token: Optional[str]) -> ChatResult:
+        request = self.adapter.chat_request(req, self.conn, token)
+        try:
+            response = await self.aclient.request(request.method, request.url, **self._kwargs(request))
+        except httpx.HTTPError as exc:
+            raise self._network_error(exc) from None
+        if not response.is_success:
+            raise self._status_error(response, response.content)
+        return self.adapter.parse_chat(response.content)
+
+    async def astream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        req.stream = True
+        attempt, replayed = 0, False
+        while True:
+            yielded = False
+            try:
+                async for chunk in self._astream_once(req, await self._atoken()):
+                    yielded = yielded or bool(chunk.text or chunk.reasoning)
+                    yield chunk
+                return
+            except E.LLMError as err:
+                if yielded:
+                    raise self._scrub(err) from None
+                if self.adapter.is_token_expired(err) and not replayed:
+                    self._forget_token()
+                    replayed = True
+                    continue
+                delay = self._retry_delay(err, attempt)
+                if delay is None:
+                    raise self._scrub(err) from None
+                await asyncio.sleep(delay)
+                attempt += 1
+
+    async def _astream_once(self, req: ChatRequest, token: Optional[str]) -> AsyncIterator[ChatChunk]:
+        request = self.adapter.chat_request(req, self.conn, token)
+        try:
+            async with self.aclient.stream(request.method, request.url, **self._kwargs(request)) as response:
+                if not response.is_success:
+                    raise self._status_error(response, await response.aread())
+                if not _is_stream(response):
+                    yield _as_chunk(self.adapter.parse_chat(await response.aread()))
+                    return
+                reader = _StreamReader(self.adapter, self.timeout)
+                async for raw in response.aiter_bytes():
+                    for chunk in reader.feed(raw):
+                        yield chunk
+                    if reader.finished:
+                        return
+                for chunk in reader.close():
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise self._network_error(exc) from None
+
+    async def amodels(self) -> List[str]:
+        request = self.adapter.models_request(self.conn, await self._atoken())
+        if request is None:
+            return []
+        try:
+            response = await self.aclient.request(request.method, request.url, **self._kwargs(request))
+        except httpx.HTTPError as exc:
+            raise self._scrub(self._network_error(exc)) from None
+        if not response.is_success:
+            raise self._scrub(self._status_error(response, response.content))
+        return self.adapter.parse_models(response.content)
+
+
+def _as_chunk(result: ChatResult) -> ChatChunk:
+    return ChatChunk(text=result.text, reasoning=result.reasoning,
+                     finish_reason=result.finish_reason, usage=result.usage)
