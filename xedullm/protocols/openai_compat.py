@@ -59,6 +59,11 @@ _GENERIC = {
     "permission_denied_error": E.AuthenticationError,
 }
 
+# Where a provider gives a status its own meaning (protocols.md 1.6).
+_STATUS_BY_PROVIDER = {
+    "openrouter": {403: E.ContentFilterError},   # moderation / guardrail block
+}
+
 
 def class_for(status: Optional[int], codes, default=E.ServerError):
     for code in codes:
@@ -198,7 +203,11 @@ class OpenAICompatAdapter(Adapter):
             status_hint = code  # OpenRouter puts the HTTP status in error.code
         else:
             status_hint = status
-        cls = class_for(status_hint, [code, etype], default=E.ServerError)
+        overrides = _STATUS_BY_PROVIDER.get(self.provider.id, {}) if self.provider else {}
+        if status_hint in overrides and str(code) not in _SPECIFIC and str(etype) not in _SPECIFIC:
+            cls = overrides[status_hint]
+        else:
+            cls = class_for(status_hint, [code, etype], default=E.ServerError)
         return cls(
             provider=self.provider_name, status_code=status, code=code if code is not None else etype,
             detail=str(err.get("message") or "")[:500] or None,
