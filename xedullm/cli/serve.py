@@ -1,0 +1,49 @@
+"""`xedullm serve`: share one model with the class (web chat + OpenAI-compatible API)."""
+from __future__ import annotations
+
+from .output import t
+
+
+def register(commands) -> None:
+    parser = commands.add_parser(
+        "serve", help="启动课堂服务器 / start the classroom server",
+        description="启动课堂服务器：学生在浏览器里聊天，程序用 Client(xedu_url=…) 或 OpenAI SDK 调用；"
+                    "密钥只留在这台电脑上。不指定服务商且没有配置密钥时使用本地模型。 / "
+                    "Start the classroom server: students chat in the browser, programs call it with "
+                    "Client(xedu_url=…) or the OpenAI SDK; the key stays on this computer. With no "
+                    "provider and no key configured, the local model is used.")
+    parser.add_argument("-p", "--provider", default=None, help="服务商名字或别名 / provider id or alias")
+    parser.add_argument("-m", "--model", default=None, help="模型名 / model id")
+    parser.add_argument("--base-url", default=None,
+                        help="改用这个地址（镜像、代理、任意 OpenAI 兼容服务） / use this address instead")
+    parser.add_argument("--system", default=None, metavar="TEXT",
+                        help="系统提示词，总在学生的消息之前 / system prompt, always before students' messages")
+    parser.add_argument("--host", default="0.0.0.0",
+                        help="监听地址（默认所有网卡）/ address to listen on (default: all interfaces)")
+    parser.add_argument("--port", type=int, default=7860,
+                        help="端口，被占用时用下一个空闲端口 / port; the next free one if busy (default 7860)")
+    parser.add_argument("--max-concurrent", type=_positive, default=32, metavar="N",
+                        help="同时发往服务商的请求数上限，其余排队 / upstream calls at once; others wait in line "
+                             "(default 32)")
+    parser.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("N >= 1")
+    return value
+
+
+def run(args) -> int:
+    from ..client import Client
+
+    client = Client(provider=args.provider, base_url=args.base_url, model=args.model, verbose=True)
+    if args.system:
+        client.set_system(args.system)
+    if client.provider is not None and client.provider.protocol == "local":
+        print(t(args.lang, "正在使用本地模型（无需密钥）。", "Using the local model (no key needed)."), flush=True)
+    client.run(host=args.host, port=args.port, max_concurrent=args.max_concurrent)
+    return 0

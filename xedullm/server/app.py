@@ -1,0 +1,167 @@
+"""The classroom server: a Client behind an HTTP face.
+
+Routes are explicit. ``/v1/*`` speaks OpenAI's API so every OpenAI-shaped tool works;
+``/`` and ``/static`` serve the chat page; ``/api/info`` tells the page what it talks to.
+The teacher's key lives only inside ``client``; nothing here ever writes it out.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..errors import LLMError
+from .chat import ChatCall
+from .chat_body import parse_chat_body
+from .gate import Gate
+from .ledger import LedgerEntry, NullLedger
+from .openai_format import InvalidRequest, error_reply
+from .policy import OpenPolicy
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+# The page renders model output; even if rendering ever slipped, the browser must refuse
+# to run injected script or fetch anything from outside the teacher's server.
+_PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+             "img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+             "base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
+_PAGE_HEADERS = {"Content-Security-Policy": _PAGE_CSP, "X-Content-Type-Options": "nosniff",
+                 "Referrer-Policy": "no-referrer"}
+
+
+@dataclass
+class ServerSettings:
+    max_concurrent: int = 32      # upstream calls at once, for the whole class
+    max_waiting: int = 256        # requests allowed to wait in line for a slot
+    wait_timeout: float = 30.0    # seconds a request may wait before "busy"
+    policy: Any = None            # default: OpenPolicy(client)
+    ledger: Any = None            # default: NullLedger()
+    secrets: List[str] = field(default_factory=list, repr=False)  # what log lines must never show
+
+
+@dataclass
+class ServerState:
+    client: Any
+    gate: Gate
+    policy: Any
+    ledger: Any
+    secrets: List[str] = field(repr=False)
+
+
+def create_app(client: Any, *, settings: Optional[ServerSettings] = None) -> Starlette:
+    settings = settings or ServerSettings()
+    state = ServerState(
+        client=client,
+        gate=Gate(settings.max_concurrent, settings.max_waiting, settings.wait_timeout),
+        policy=settings.policy or OpenPolicy(client),
+        ledger=settings.ledger or NullLedger(),
+        secrets=list(settings.secrets),
+    )
+
+    async def page(request: Request) -> Response:
+        index = STATIC_DIR / "index.html"
+        if not index.is_file():
+            return HTMLResponse("<p>聊天页面缺失，请重新安装 xedullm。/ The chat page is missing; reinstall xedullm.</p>",
+                                status_code=500, headers=_PAGE_HEADERS)
+        return FileResponse(index, headers=dict(_PAGE_HEADERS, **{"Cache-Control": "no-cache"}))
+
+    async def info(request: Request) -> Response:
+        provider = client.provider
+        return JSONResponse({
+            "provider": provider.id if provider else None,
+            "provider_label": provider.label_zh if provider else None,
+            "model": client.model,
+            "system_prompt": client.system_prompt,
+            "access_code_required": bool(state.policy.access_code_required),
+        })
+
+    async def models(request: Request) -> Response:
+        owner = client.provider.id if client.provider else "xedullm"
+        return JSONResponse({"object": "list", "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": owner} for m in state.policy.models()]})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def chat_completions(request: Request) -> Any:
+        started = time.time()
+        try:
+            body = parse_chat_body(await _json(request))
+        except InvalidRequest as err:
+            return _error_response(err)
+        try:
+            admission = await state.policy.admit(request, body.model)
+        except LLMError as err:
+            reply = error_reply(err)
+            await state.ledger.record(LedgerEntry(
+                started=started, latency=time.time() - started, who=None, model=None, stream=body.stream,
+                status=reply.status, outcome=reply.body["error"]["code"] or reply.body["error"]["type"], usage=None))
+            return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+        try:
+            # build_request puts the teacher's system prompt first, ahead of any the student sent.
+            chat = client.build_request(body.messages, temperature=body.temperature, top_p=body.top_p,
+                                        stream=body.stream, max_tokens=body.max_tokens, stop=body.stop)
+        except LLMError as err:
+            return _error_response(InvalidRequest.wrap(err))
+        chat = dataclasses.replace(chat, model=admission.model)
+        return ChatCall(state, body, admission, chat, started)
+
+    app = Starlette(
+        routes=[
+            Route("/", page, methods=["GET"]),
+            Route("/api/info", info, methods=["GET"]),
+            Route("/healthz", health, methods=["GET"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
+        ],
+        middleware=[Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"],
+                               allow_headers=["*"], allow_credentials=False, max_age=600)],
+        exception_handlers={HTTPException: _http_error},
+    )
+    app.state.xedullm = state
+    return app
+
+
+def client_secrets(client: Any) -> List[str]:
+    """The teacher's key(s), so log lines can be checked against them."""
+    credentials = getattr(client, "_credentials", None)
+    return [s for s in (getattr(credentials, "api_key", None), getattr(credentials, "secret_key", None)) if s]
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("请求体不是合法的 JSON。", "The request body is not valid JSON.") from None
+
+
+def _error_response(err: BaseException) -> Response:
+    reply = error_reply(err)
+    return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        zh, en = "没有这个地址。", "No such path."
+    elif exc.status_code == 405:
+        zh, en = "这个地址不支持该请求方法。", "This path does not accept that method."
+    else:
+        zh, en = "请求有误。", "Bad request."
+    body = {"error": {"message": f"{zh} / {en} {request.method} {request.url.path}",
+                      "type": "invalid_request_error", "param": None, "code": None}}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)

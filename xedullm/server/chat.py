@@ -1,0 +1,163 @@
+"""One ``/v1/chat/completions`` call, from the waiting line to the ledger.
+
+It is an ASGI app of its own rather than a Starlette response because it must own the
+whole exchange: wait for the first upstream chunk before choosing the HTTP status, watch
+for the student leaving (and then cancel the upstream call, even while upstream is silent),
+and always give back its gate slot and write its ledger entry.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from typing import Any, Optional
+
+import anyio
+
+from ..errors import LLMError
+from ..keys import redact
+from ..types import ChatRequest, Usage
+from .chat_body import ChatBody
+from .gate import ServerBusy
+from .ledger import LedgerEntry
+from .openai_format import ChunkWriter, completion, error_frame, error_reply, new_completion_id
+from .policy import Admission
+
+log = logging.getLogger("xedullm.server")
+
+_SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    # Reverse proxies (nginx) would otherwise buffer the stream and the answer arrives at once.
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class ChatCall:
+    def __init__(self, state: Any, body: ChatBody, admission: Admission, chat: ChatRequest,
+                 started: float) -> None:
+        self._state = state
+        self._body = body
+        self._admission = admission
+        self._chat = chat
+        self._started = started
+        self._status = 499
+        self._outcome = "disconnected"
+        self._usage: Optional[Usage] = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(self._watch_disconnect, receive, tasks.cancel_scope)
+                await self._serve(send)
+                tasks.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._state.ledger.record(LedgerEntry(
+                    started=self._started, latency=time.time() - self._started,
+                    who=self._admission.who, model=self._admission.model, stream=self._body.stream,
+                    status=499 if self._outcome == "disconnected" else self._status,
+                    outcome=self._outcome, usage=self._usage))
+
+    @staticmethod
+    async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        # Cancelling the whole call cancels the upstream request with it.
+        scope.cancel()
+
+    async def _serve(self, send: Any) -> None:
+        gate = self._state.gate
+        try:
+            try:
+                await gate.acquire()
+            except ServerBusy as err:
+                await self._send_error(send, err)
+                return
+            try:
+                if self._body.stream:
+                    await self._stream(send)
+                else:
+                    await self._complete(send)
+            finally:
+                gate.release()
+        except OSError:
+            # The student went away while we were writing; nothing is left to tell them.
+            self._status, self._outcome = 499, "disconnected"
+
+    async def _complete(self, send: Any) -> None:
+        try:
+            result = await self._state.client.engine.achat(self._chat)
+        except Exception as err:  # noqa: BLE001 - every failure must become an OpenAI error
+            await self._send_error(send, self._note(err))
+            return
+        self._usage = result.usage
+        body = completion(result, completion_id=new_completion_id(), model=self._admission.model)
+        await _send_json(send, 200, body, {})
+        self._status, self._outcome = 200, "ok"
+
+    async def _stream(self, send: Any) -> None:
+        chunks = self._state.client.engine.astream(self._chat)
+        try:
+            try:
+                first = await chunks.__anext__()
+            except StopAsyncIteration:
+                first = None
+            except Exception as err:  # noqa: BLE001
+                await self._send_error(send, self._note(err))
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            writer = ChunkWriter(completion_id=new_completion_id(), model=self._admission.model,
+                                 include_usage=self._body.include_usage)
+            try:
+                if first is not None:
+                    await _send_body(send, writer.chunk(first))
+                    async for chunk in chunks:
+                        await _send_body(send, writer.chunk(chunk))
+            except OSError:
+                raise
+            except Exception as err:  # noqa: BLE001
+                self._settle(self._note(err))
+                self._usage = writer.usage
+                await send({"type": "http.response.body", "body": error_frame(err), "more_body": False})
+                return
+            self._usage = writer.usage
+            await send({"type": "http.response.body", "body": writer.end(), "more_body": False})
+            self._status, self._outcome = 200, "ok"
+        finally:
+            with anyio.CancelScope(shield=True):
+                await chunks.aclose()
+
+    def _note(self, err: BaseException) -> BaseException:
+        """Tell the teacher what went wrong, key-free (the student gets the class's message)."""
+        secrets = self._state.secrets
+        if isinstance(err, LLMError):
+            log.warning("上游出错 / Upstream error: %s", redact(str(err), secrets))
+        else:
+            log.error("服务器内部错误 / Internal error:\n%s", redact(traceback.format_exc(), secrets))
+        return err
+
+    def _settle(self, err: BaseException) -> None:
+        reply = error_reply(err)
+        self._status = reply.status
+        self._outcome = "server_busy" if isinstance(err, ServerBusy) else (
+            reply.body["error"]["code"] or reply.body["error"]["type"])
+
+    async def _send_error(self, send: Any, err: BaseException) -> None:
+        self._settle(err)
+        reply = error_reply(err)
+        await _send_json(send, reply.status, reply.body, reply.headers)
+
+
+async def _send_body(send: Any, data: bytes) -> None:
+    if data:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def _send_json(send: Any, status: int, body: Any, headers: dict) -> None:
+    data = json.dumps(body, ensure_ascii=False).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": data, "more_body": False})

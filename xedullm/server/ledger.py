@@ -1,0 +1,30 @@
+"""What happened to each chat request: the record written after it ends.
+
+The server calls :meth:`record` exactly once for every request that reached the policy —
+answered, failed, refused or abandoned by a disconnecting student — so a real ledger
+(classroom controls) can count usage and pair it with admissions. The default keeps nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from ..types import Usage
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    started: float            # time.time() when the request arrived
+    latency: float            # seconds until the answer ended
+    who: Optional[str]        # Admission.who, or None when the policy refused the request
+    model: Optional[str]
+    stream: bool
+    status: int               # the outcome's HTTP status (an in-stream error counts as its
+                              # error status); 499 when the student went away first
+    outcome: str              # 'ok', 'disconnected', or the OpenAI error code/type sent
+    usage: Optional[Usage]    # as reported upstream, when it was
+
+
+class NullLedger:
+    async def record(self, entry: LedgerEntry) -> None:
+        return None

@@ -1,0 +1,246 @@
+"""Our normalized results and errors, written the way OpenAI's API writes them.
+
+Every OpenAI-shaped tool (the ``openai`` SDK, ``Client(xedu_url=…)``, classroom web apps)
+already understands these shapes, so the server speaks nothing else.
+
+Errors keep their class: ``Client(xedu_url=…)`` maps (status, type, code) back to the same
+exception a direct client would raise. Messages are written for students: they say what
+happened and what to do, never the provider's internals (the teacher sees those in the
+server log).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+from ..errors import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ContentFilterError,
+    LLMError,
+    ModelNotFoundError,
+    QuotaExceededError,
+    RateLimitError,
+    ServerError,
+)
+from ..types import ChatChunk, ChatResult, Usage
+
+DONE = b"data: [DONE]\n\n"
+
+
+@dataclass(frozen=True)
+class ErrorShape:
+    status: int
+    type: str
+    code: Optional[str]
+    zh: str
+    en: str
+    # Show the provider's own detail to the student? Only where it helps them fix their input.
+    show_detail: bool = False
+    # Whether OpenAI-style clients should retry by themselves. Our engine already retried
+    # upstream, so a retrying student SDK would only multiply the teacher's calls.
+    client_may_retry: bool = False
+
+
+# Most specific class first: the first isinstance match wins.
+_SHAPES = (
+    (AuthenticationError, ErrorShape(
+        401, "authentication_error", "invalid_api_key",
+        "老师的密钥无效或已失效，请告诉老师。",
+        "The teacher's key was rejected; please tell your teacher.")),
+    (QuotaExceededError, ErrorShape(
+        429, "insufficient_quota", "insufficient_quota",
+        "老师账户的余额或免费额度已用完，请告诉老师。",
+        "The teacher's account has run out of balance or free quota; please tell your teacher.")),
+    (RateLimitError, ErrorShape(
+        429, "rate_limit_error", "rate_limit_exceeded",
+        "大模型服务商那边请求太多，请等几秒再试。",
+        "The model provider is rate-limiting requests; wait a few seconds and try again.",
+        client_may_retry=True)),
+    (ModelNotFoundError, ErrorShape(
+        404, "invalid_request_error", "model_not_found",
+        "服务商找不到老师设置的模型，请告诉老师。",
+        "The provider does not know the teacher's model; please tell your teacher.",
+        show_detail=True)),
+    (ContentFilterError, ErrorShape(
+        400, "invalid_request_error", "content_filter",
+        "内容未通过服务商的安全审核，请换一种说法再试。",
+        "The provider's moderation blocked this content; rephrase and try again.")),
+    (ConfigurationError, ErrorShape(
+        500, "server_error", "server_misconfigured",
+        "服务器配置有误，请告诉老师。",
+        "The server is misconfigured; please tell your teacher.")),
+    (BadRequestError, ErrorShape(
+        400, "invalid_request_error", None,
+        "请求被大模型服务商拒绝：请检查消息和参数。",
+        "The model provider rejected the request: check the messages and parameters.",
+        show_detail=True)),
+    (APITimeoutError, ErrorShape(
+        504, "timeout_error", "upstream_timeout",
+        "大模型服务商响应超时，请稍后再试。",
+        "The model provider timed out; try again later.")),
+    (APIConnectionError, ErrorShape(
+        502, "api_connection_error", "upstream_unreachable",
+        "老师的服务器连不上大模型服务商，请稍后再试；一直这样请告诉老师。",
+        "The teacher's server cannot reach the model provider; try again later, and tell your teacher if it persists.")),
+    (ServerError, ErrorShape(
+        502, "server_error", "upstream_error",
+        "大模型服务商暂时出错，请稍后再试。",
+        "The model provider had an internal error; try again later.")),
+)
+
+_UNEXPECTED = ErrorShape(
+    500, "server_error", "internal_error",
+    "服务器内部出错，请稍后再试；一直这样请告诉老师。",
+    "The server hit an internal error; try again later, and tell your teacher if it persists.")
+
+
+def shape_of(err: BaseException) -> ErrorShape:
+    for cls, shape in _SHAPES:
+        if isinstance(err, cls):
+            return shape
+    return _UNEXPECTED
+
+
+@dataclass(frozen=True)
+class ErrorReply:
+    status: int
+    body: Dict[str, Any]
+    headers: Dict[str, str]
+
+
+def error_reply(err: BaseException) -> ErrorReply:
+    """(status, OpenAI error body, headers) for any exception.
+
+    Errors marked ``student_facing`` (the busy gate, our own validation) keep their own
+    message. Text that reaches here is already key-free: engine errors are redacted by the
+    transport, and our own messages never hold one.
+    """
+    shape = shape_of(err)
+    if getattr(err, "student_facing", False):
+        message = str(err)
+    else:
+        message = f"{shape.zh} / {shape.en}"
+        detail = getattr(err, "detail", None)
+        if shape.show_detail and detail:
+            message += f" 详情 Detail: {detail}"
+    error = {"message": message, "type": shape.type, "param": getattr(err, "param", None), "code": shape.code}
+    headers: Dict[str, str] = {}
+    retry_after = getattr(err, "retry_after", None)
+    if shape.status == 429 and not isinstance(err, QuotaExceededError):
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after or 1)))
+    if not shape.client_may_retry:
+        headers["x-should-retry"] = "false"
+    return ErrorReply(shape.status, {"error": error}, headers)
+
+
+class InvalidRequest(BadRequestError):
+    """The student's request body is malformed; ``param`` names the offending field."""
+
+    student_facing = True
+
+    def __init__(self, zh: str, en: str, param: Optional[str] = None) -> None:
+        super().__init__(f"{zh} / {en}")
+        self.param = param
+
+    @classmethod
+    def wrap(cls, err: LLMError) -> "InvalidRequest":
+        """A validation error from the Client, already bilingual and about the student's input."""
+        wrapped = cls.__new__(cls)
+        BadRequestError.__init__(wrapped, str(err))
+        wrapped.param = None
+        return wrapped
+
+
+def new_completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def completion(result: ChatResult, *, completion_id: str, model: str) -> Dict[str, Any]:
+    message: Dict[str, Any] = {"role": "assistant", "content": result.text}
+    if result.reasoning:
+        message["reasoning_content"] = result.reasoning
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason or "stop"}],
+        "usage": result.usage.as_dict() if result.usage else None,
+    }
+
+
+class ChunkWriter:
+    """Turns a stream of ChatChunks into OpenAI ``chat.completion.chunk`` SSE frames."""
+
+    def __init__(self, *, completion_id: str, model: str, include_usage: bool) -> None:
+        self._id = completion_id
+        self._model = model
+        self._created = int(time.time())
+        self._include_usage = include_usage
+        self._role_sent = False
+        self._finish_sent = False
+        self.usage: Optional[Usage] = None
+        self.text_chars = 0
+
+    def _frame(self, choices: list, usage: Optional[Dict[str, int]] = None) -> bytes:
+        body: Dict[str, Any] = {
+            "id": self._id,
+            "object": "chat.completion.chunk",
+            "created": self._created,
+            "model": self._model,
+            "choices": choices,
+        }
+        if self._include_usage:
+            body["usage"] = usage
+        return sse(body)
+
+    def chunk(self, chunk: ChatChunk) -> bytes:
+        """The frame for one upstream chunk, or b'' when it carries nothing to show."""
+        if chunk.usage is not None:
+            self.usage = chunk.usage
+        delta: Dict[str, Any] = {}
+        if not self._role_sent:
+            delta["role"] = "assistant"
+            delta["content"] = ""
+            self._role_sent = True
+        if chunk.text:
+            delta["content"] = chunk.text
+            self.text_chars += len(chunk.text)
+        if chunk.reasoning:
+            delta["reasoning_content"] = chunk.reasoning
+        if chunk.finish_reason and not self._finish_sent:
+            self._finish_sent = True
+            return self._frame([{"index": 0, "delta": delta, "finish_reason": chunk.finish_reason}])
+        if not delta:
+            return b""
+        return self._frame([{"index": 0, "delta": delta, "finish_reason": None}])
+
+    def end(self) -> bytes:
+        """The closing frames: finish_reason if upstream never sent one, usage, [DONE]."""
+        out = b""
+        if not self._finish_sent:
+            self._finish_sent = True
+            out += self._frame([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        if self._include_usage:
+            out += self._frame([], self.usage.as_dict() if self.usage else None)
+        return out + DONE
+
+
+def sse(payload: Dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+def error_frame(err: BaseException) -> bytes:
+    """An error after the stream began: the HTTP status is gone, so it travels in-band."""
+    reply = error_reply(err)
+    body = dict(reply.body)
+    body["error"] = dict(body["error"], status=reply.status)
+    return sse(body)

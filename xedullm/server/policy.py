@@ -1,0 +1,32 @@
+"""Who may ask, and with which model: the step before every chat request.
+
+The default lets every student in and always uses the teacher's model. Classroom controls
+(access codes, student tokens, quotas, rate limits) replace it with a policy that raises
+the matching ``LLMError`` (``AuthenticationError``, ``RateLimitError``, ``QuotaExceededError``)
+from :meth:`admit`; the server turns that into the OpenAI-format error for the student.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+
+@dataclass(frozen=True)
+class Admission:
+    who: str       # whom the ledger charges: a token name, or 'anonymous'
+    model: str     # the model this request will use
+
+
+class OpenPolicy:
+    """Everyone is admitted; the student's ``model`` field is ignored."""
+
+    access_code_required = False
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def models(self) -> List[str]:
+        return [self._client.model]
+
+    async def admit(self, request: Any, requested_model: Optional[str]) -> Admission:
+        return Admission(who="anonymous", model=self._client.model)

@@ -1,0 +1,170 @@
+"""Starting the classroom server: pick a port, say where students connect, serve until Ctrl-C."""
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import threading
+from typing import Any, Iterable, List, Optional
+
+from ..errors import ConfigurationError
+
+_PORT_TRIES = 100
+_ANY_HOSTS = ("0.0.0.0", "", "::")
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket on ``port``, or on the next free port after it.
+
+    Binding here, and handing uvicorn the socket, leaves no gap in which another program
+    could take the port between checking and serving.
+    """
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ConfigurationError(f"端口应是 0 到 65535 的整数，收到 {port!r}。/ "
+                                 f"port must be an integer from 0 to 65535, got {port!r}.")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    last: Optional[OSError] = None
+    for candidate in range(port, min(port + _PORT_TRIES, 65536)) if port else [0]:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, candidate))
+            sock.listen(2048)
+            sock.set_inheritable(True)
+            return sock
+        except OSError as exc:
+            sock.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise ConfigurationError(
+                    f"无法在 {host}:{candidate} 上启动服务：{exc.strerror}。请检查 host 是否是本机的地址。/ "
+                    f"Cannot serve on {host}:{candidate}: {exc.strerror}. Check that host is an address of "
+                    f"this computer.") from None
+            last = exc
+    raise ConfigurationError(
+        f"端口 {port} 起的 {_PORT_TRIES} 个端口都被占用，请换一个 port。/ "
+        f"Ports {port}–{port + _PORT_TRIES - 1} are all busy; choose another port.") from last
+
+
+def lan_addresses() -> List[str]:
+    """This computer's IPv4 addresses other than loopback, found without sending any packet."""
+    found: List[str] = []
+    try:
+        found += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
+    except OSError:
+        pass
+    # Connecting a UDP socket only picks the outgoing interface; nothing is sent.
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.255.255.255", 1))
+        found.append(probe.getsockname()[0])
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    return _unique(a for a in found if not a.startswith("127.") and a != "0.0.0.0")
+
+
+def _unique(items: Iterable[str]) -> List[str]:
+    seen: List[str] = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+def local_urls(host: str, port: int) -> List[str]:
+    """The addresses to print: every LAN address then 127.0.0.1 when serving on all interfaces."""
+    if host in _ANY_HOSTS:
+        hosts = lan_addresses() + ["127.0.0.1"]
+    elif host == "localhost":
+        hosts = ["127.0.0.1"]
+    else:
+        hosts = [f"[{host}]" if ":" in host else host]
+    return [f"http://{h}:{port}" for h in hosts]
+
+
+def banner(urls: List[str]) -> str:
+    lines = [f"Running on local URL:  {url}" for url in urls]
+    first = urls[0]
+    lines += [
+        f"学生在浏览器打开上面的地址；程序里用 Client(xedu_url='{first}')。按 Ctrl+C 停止。",
+        f"Students open the address above in a browser; programs use Client(xedu_url='{first}'). "
+        f"Press Ctrl+C to stop.",
+    ]
+    return "\n".join(lines)
+
+
+def make_server(client: Any, sock: socket.socket, **options: Any):
+    """A uvicorn server for ``client`` on ``sock``; options go to ServerSettings."""
+    import uvicorn
+
+    from .app import ServerSettings, client_secrets, create_app
+
+    try:
+        settings = ServerSettings(secrets=client_secrets(client), **options)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"run() 不认识这个参数：{exc}。可用：max_concurrent, max_waiting, wait_timeout。/ "
+            f"run() got an unknown option: {exc}. Available: max_concurrent, max_waiting, wait_timeout.") from None
+    config = uvicorn.Config(
+        create_app(client, settings=settings),
+        log_level="warning",
+        access_log=False,
+        # Ctrl-C should end the lesson promptly even while students are mid-answer.
+        timeout_graceful_shutdown=3,
+        # Many students on one school NAT address; the default 2048 backlog is fine, keep-alive short.
+        timeout_keep_alive=15,
+    )
+    return uvicorn.Server(config)
+
+
+def run_client_server(client: Any, host: str = "0.0.0.0", port: int = 7860, **options: Any) -> None:
+    """Serve ``client`` to the class until Ctrl-C (what ``Client.run`` and ``xedullm serve`` call)."""
+    _show_server_log()
+    sock = bind_socket(host, port)
+    try:
+        server = make_server(client, sock, **options)
+        print(banner(local_urls(host, sock.getsockname()[1])), flush=True)
+        if _loop_running():
+            # Jupyter already runs an event loop in this thread: serve from another thread
+            # and stop it when the cell is interrupted.
+            _serve_in_thread(server, sock)
+        else:
+            try:
+                server.run(sockets=[sock])
+            except KeyboardInterrupt:
+                pass  # uvicorn has already shut down cleanly and re-raised the signal
+    finally:
+        sock.close()
+    print("服务已停止。/ Server stopped.", flush=True)
+
+
+def _show_server_log() -> None:
+    """Upstream errors go to the teacher's console (key-free), with the time they happened."""
+    log = logging.getLogger("xedullm.server")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _serve_in_thread(server: Any, sock: socket.socket) -> None:
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.5)
+    except KeyboardInterrupt:
+        server.should_exit = True
+        thread.join()
