@@ -104,7 +104,7 @@ def create_app(client: Any, *, settings: Optional[ServerSettings] = None) -> Sta
         try:
             admission = await state.policy.admit(request, body.model)
         except LLMError as err:
-            reply = error_reply(err)
+            reply = error_reply(err, own_message=True)
             await state.ledger.record(LedgerEntry(
                 started=started, latency=time.time() - started, who=None, model=None, stream=body.stream,
                 status=reply.status, outcome=reply.body["error"]["code"] or reply.body["error"]["type"], usage=None))

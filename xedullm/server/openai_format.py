@@ -116,15 +116,16 @@ class ErrorReply:
     headers: Dict[str, str]
 
 
-def error_reply(err: BaseException) -> ErrorReply:
+def error_reply(err: BaseException, *, own_message: bool = False) -> ErrorReply:
     """(status, OpenAI error body, headers) for any exception.
 
-    Errors marked ``student_facing`` (the busy gate, our own validation) keep their own
-    message. Text that reaches here is already key-free: engine errors are redacted by the
-    transport, and our own messages never hold one.
+    Errors meant for students keep their own message: those marked ``student_facing`` (the
+    busy gate, our own validation) and, with ``own_message``, a policy's refusal. Text that
+    reaches here is already key-free: engine errors are redacted by the transport, and our
+    own messages never hold one.
     """
     shape = shape_of(err)
-    if getattr(err, "student_facing", False):
+    if own_message or getattr(err, "student_facing", False):
         message = str(err)
     else:
         message = f"{shape.zh} / {shape.en}"

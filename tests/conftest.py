@@ -1,0 +1,60 @@
+"""Shared fixtures. Keep each group together under its own heading."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+
+# -- classroom server (tests/test_server*.py) ---------------------------------------------
+TEACHER_KEY = "sk-teacher-7f3a9c21e5b84d06SECRETb1c3"
+
+
+@dataclass(eq=False)
+class Classroom:
+    url: str          # http://127.0.0.1:PORT of our server
+    client: Any       # the teacher's Client the server wraps
+    fake: Any         # the fake provider behind it
+    app: Any
+
+    @property
+    def state(self):
+        return self.app.state.xedullm
+
+    def upstream_bodies(self):
+        """The JSON bodies the provider received for chat calls, oldest first."""
+        return [r["json"] for r in self.fake.chat_requests]
+
+
+@pytest.fixture
+def teacher_fake():
+    """A DeepSeek-flavoured fake provider that accepts TEACHER_KEY."""
+    from xedullm.testing import FakeOpenAIServer
+
+    with FakeOpenAIServer(flavor="deepseek", api_key=TEACHER_KEY) as fake:
+        yield fake
+
+
+@pytest.fixture
+def classroom_server(teacher_fake):
+    """Factory: ``classroom_server(system=None, api_key=TEACHER_KEY, model=None, base_url=None,
+    timeout=10, **settings)`` starts our server for real on 127.0.0.1 in front of the fake."""
+    from xedullm import Client
+    from xedullm.server.app import ServerSettings, client_secrets, create_app
+    from xedullm.testing.runner import ServerThread
+
+    with contextlib.ExitStack() as stack:
+        def start(system=None, api_key=TEACHER_KEY, model=None, base_url=None, timeout=10.0, **settings):
+            # No retries: each upstream fault reaches the server exactly once.
+            client = Client(provider="deepseek", base_url=base_url or teacher_fake.base_url,
+                            api_key=api_key, model=model, timeout=timeout, max_retries=0, verbose=False)
+            stack.callback(client.close)
+            if system:
+                client.set_system(system)
+            app = create_app(client, settings=ServerSettings(secrets=client_secrets(client), **settings))
+            server = stack.enter_context(ServerThread(app))
+            return Classroom(url=server.url, client=client, fake=teacher_fake, app=app)
+
+        yield start
