@@ -339,3 +339,19 @@ def test_known_secrets_cover_env_and_store(monkeypatch):
     FileKeyStore().set("ernie", ERNIE_AK, ERNIE_SK)
     monkeypatch.setenv("MOONSHOT_API_KEY", DEEPSEEK_KEY)
     assert {ERNIE_AK, ERNIE_SK, DEEPSEEK_KEY} <= set(known_secrets())
+
+
+def test_errors_from_a_rejected_key_never_contain_it():
+    from xedullm import AuthenticationError
+    from xedullm.testing import FakeOpenAIServer
+
+    wrong = "sk-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    with FakeOpenAIServer(flavor="openai", api_key="sk-the-right-one-000000") as fake:
+        client = Client(provider="deepseek", base_url=fake.base_url, api_key=wrong,
+                        max_retries=0, verbose=False)
+        for call in (client.support_model, lambda: client.inference("hi")):
+            with pytest.raises(AuthenticationError) as info:
+                call()
+            err = info.value
+            for text in (str(err), repr(err), err.message, str(err.detail)):
+                assert_hidden(text, wrong)
