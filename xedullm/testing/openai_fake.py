@@ -1,0 +1,470 @@
+"""Fake OpenAI-compatible provider (protocols.md section 1), one flavor per provider."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .base import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps
+
+FLAVORS = ("openai", "deepseek", "moonshot", "openrouter", "glm", "qwen")
+_OPENAI_STYLE = ("openai", "deepseek", "qwen")      # {"error":{message,type,param,code}}
+_PLAIN_USAGE = ("openai", "deepseek", "qwen")       # usage chunk only with include_usage
+REASONING_MODELS = ("deepseek-reasoner",)
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+def default_models(flavor: str) -> Tuple[str, ...]:
+    if flavor == "openai":
+        return ("gpt-4o-mini", "gpt-4o")
+    from ..catalog import PROVIDERS
+
+    for provider in PROVIDERS:
+        if provider.id == flavor:
+            extra = ("qwen-turbo", "qwen-plus", "qwen-max") if flavor == "qwen" else ()
+            return tuple(dict.fromkeys(provider.models + extra))
+    raise ValueError(f"unknown flavor {flavor!r}; choose one of {FLAVORS}")
+
+
+def _status_kind(status: int) -> str:
+    return {400: "bad_request", 401: "auth", 402: "payment", 403: "forbidden",
+            404: "not_found", 408: "timeout", 422: "unprocessable", 429: "rate",
+            500: "server", 502: "bad_gateway", 503: "overloaded",
+            504: "timeout"}.get(status, "server" if status >= 500 else "bad_request")
+
+
+# (type, code, message) per error kind for the {"error":{message,type,param,code}} flavors.
+_OPENAI_ERRORS: Dict[str, Dict[str, Tuple[str, Optional[str], str]]] = {
+    "openai": {
+        "bad_request": ("invalid_request_error", None, "Invalid request."),
+        "auth": ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
+        "payment": ("insufficient_quota", "insufficient_quota",
+                    "You exceeded your current quota, please check your plan and billing details."),
+        "forbidden": ("invalid_request_error", "unsupported_country_region_territory",
+                      "Country, region, or territory not supported."),
+        "not_found": ("invalid_request_error", "model_not_found",
+                      "The model does not exist or you do not have access to it."),
+        "unprocessable": ("invalid_request_error", None, "Invalid parameter value."),
+        "rate": ("requests", "rate_limit_exceeded", "Rate limit reached for requests."),
+        "quota": ("insufficient_quota", "insufficient_quota",
+                  "You exceeded your current quota, please check your plan and billing details."),
+        "timeout": ("server_error", None, "Request timed out."),
+        "server": ("server_error", None, "The server had an error while processing your request."),
+        "bad_gateway": ("server_error", None, "Bad gateway."),
+        "overloaded": ("server_error", None, "The engine is currently overloaded."),
+    },
+    "deepseek": {
+        "bad_request": ("invalid_request_error", "invalid_request_error", "Invalid request body."),
+        "auth": ("authentication_error", "invalid_request_error",
+                 "Authentication Fails, Your api key is invalid"),
+        "payment": ("unknown_error", "invalid_request_error", "Insufficient Balance"),
+        "quota": ("unknown_error", "invalid_request_error", "Insufficient Balance"),
+        "forbidden": ("invalid_request_error", "invalid_request_error", "Forbidden."),
+        "not_found": ("invalid_request_error", "model_not_found", "Model Not Exist"),
+        "unprocessable": ("invalid_request_error", "invalid_request_error",
+                          "Invalid parameter value."),
+        "rate": ("rate_limit_error", "invalid_request_error", "Rate Limit Reached"),
+        "timeout": ("api_error", "invalid_request_error", "Request timed out."),
+        "server": ("api_error", "invalid_request_error", "Server Error"),
+        "bad_gateway": ("api_error", "invalid_request_error", "Bad Gateway"),
+        "overloaded": ("api_error", "invalid_request_error", "Server Overloaded"),
+    },
+    "qwen": {
+        "bad_request": ("invalid_request_error", "invalid_parameter_error", "Invalid request."),
+        "auth": ("invalid_request_error", "invalid_api_key", "Incorrect API key provided. "),
+        "payment": ("Arrearage", "Arrearage",
+                    "Access denied, please make sure your account is in good standing."),
+        "quota": ("Arrearage", "Arrearage",
+                  "Access denied, please make sure your account is in good standing."),
+        "forbidden": ("AccessDenied", "AccessDenied", "Access denied."),
+        "not_found": ("invalid_request_error", "model_not_found",
+                      "The model does not exist or you do not have access to it."),
+        "unprocessable": ("invalid_request_error", "invalid_parameter_error",
+                          "Invalid parameter value."),
+        "rate": ("limit_requests", "limit_requests",
+                 "Requests rate limit exceeded, please try again later."),
+        "timeout": ("RequestTimeOut", "RequestTimeOut", "Request timed out."),
+        "server": ("internal_error", "internal_error", "An internal error has occured."),
+        "bad_gateway": ("internal_error", "internal_error", "Bad gateway."),
+        "overloaded": ("ServiceUnavailable", "ServiceUnavailable", "Service unavailable."),
+    },
+}
+
+_MOONSHOT_TYPES = {
+    "bad_request": ("invalid_request_error", "Invalid request."),
+    "auth": ("invalid_authentication_error", "Invalid Authentication"),
+    "payment": ("exceeded_current_quota_error",
+                "Your account is suspended, please check your plan and billing details"),
+    "quota": ("exceeded_current_quota_error",
+              "Your account is suspended, please check your plan and billing details"),
+    "forbidden": ("permission_denied_error", "Permission denied."),
+    "not_found": ("resource_not_found_error", "Not found the model or Permission denied"),
+    "unprocessable": ("invalid_request_error", "Invalid parameter value."),
+    "rate": ("rate_limit_reached_error", "Your account reached max request rate limit."),
+    "timeout": ("server_error", "Request timed out."),
+    "server": ("server_error", "Internal server error."),
+    "bad_gateway": ("server_error", "Bad gateway."),
+    "overloaded": ("engine_overloaded_error", "The engine is currently overloaded."),
+}
+
+_GLM_CODES = {
+    "bad_request": ("1214", "参数非法，请检查文档。"),
+    "auth": ("1000", "身份验证失败。"),
+    "auth_missing": ("1001", "Header中未收到Authorization参数，无法进行身份验证。"),
+    "auth_expired": ("1003", "Authorization Token已过期。"),
+    "payment": ("1113", "您的账户已欠费，请充值后重试。"),
+    "quota": ("1113", "您的账户已欠费，请充值后重试。"),
+    "forbidden": ("1220", "您无权访问该API。"),
+    "not_found": ("1211", "模型不存在，请检查模型代码。"),
+    "unprocessable": ("1214", "参数非法，请检查文档。"),
+    "rate": ("1302", "您当前使用该API的并发数过高，请降低并发，或联系客服增加限额。"),
+    "timeout": ("500", "请求超时。"),
+    "server": ("500", "内部错误。"),
+    "bad_gateway": ("500", "内部错误。"),
+    "overloaded": ("1305", "当前API请求过多，请稍后重试。"),
+}
+
+_OPENROUTER_MESSAGES = {
+    "bad_request": "Invalid request.", "auth": "No auth credentials found",
+    "payment": "Insufficient credits. Add more using https://openrouter.ai/settings/credits",
+    "quota": "Insufficient credits. Add more using https://openrouter.ai/settings/credits",
+    "forbidden": "Input was flagged by moderation.", "not_found": "Model not found.",
+    "unprocessable": "Invalid parameter value.", "rate": "Rate limit exceeded.",
+    "timeout": "Request timed out.", "server": "Internal Server Error",
+    "bad_gateway": "Upstream provider returned an invalid response.",
+    "overloaded": "No provider available that meets your routing requirements.",
+}
+
+# HTTP status each flavor uses for the semantic kinds that are not a plain status.
+_KIND_STATUS = {
+    "quota": {"openai": 429, "deepseek": 402, "moonshot": 429, "openrouter": 402,
+              "glm": 429, "qwen": 400},
+    "not_found": {"glm": 400},
+}
+
+
+def error_payload(flavor: str, kind: str, message: Optional[str] = None,
+                  status: Optional[int] = None) -> Dict[str, Any]:
+    """The flavor's JSON error body for a semantic ``kind``."""
+    if flavor in _OPENAI_STYLE:
+        etype, code, text = _OPENAI_ERRORS[flavor][kind]
+        body: Dict[str, Any] = {"error": {"message": message or text, "type": etype,
+                                          "param": None, "code": code}}
+        if flavor == "qwen":
+            body["request_id"] = "req-fake-0001"
+        return body
+    if flavor == "moonshot":
+        etype, text = _MOONSHOT_TYPES[kind]
+        return {"error": {"message": message or text, "type": etype}}
+    if flavor == "glm":
+        code, text = _GLM_CODES[kind]
+        return {"error": {"code": code, "message": message or text}}
+    return {"error": {"code": status or 400, "message": message or _OPENROUTER_MESSAGES[kind]}}
+
+
+def error_status(flavor: str, kind: str, default: int) -> int:
+    return _KIND_STATUS.get(kind, {}).get(flavor, default)
+
+
+@dataclass
+class _Ctx:
+    flavor: str
+    model: str
+    id: str
+    created: int
+    include_usage: bool
+    reasoning: bool
+
+
+class OpenAIWire(Wire):
+    """Chat completion bodies and chunks as each flavor sends them (protocols.md 1.3-1.6)."""
+
+    def __init__(self, flavor: str) -> None:
+        self.flavor = flavor
+
+    stream_media_type = "text/event-stream; charset=utf-8"
+
+    def preamble(self, ctx: _Ctx) -> List[bytes]:
+        if self.flavor == "deepseek":
+            return [b": keep-alive\n\n"]
+        if self.flavor == "openrouter":
+            return [b": OPENROUTER PROCESSING\n\n"]
+        return []
+
+    def comment(self, ctx: _Ctx) -> bytes:
+        return b": OPENROUTER PROCESSING\n\n" if self.flavor == "openrouter" else b": keep-alive\n\n"
+
+    def done(self, ctx: _Ctx) -> Optional[bytes]:
+        return b"data: [DONE]\n\n"
+
+    def _chunk(self, ctx: _Ctx, choices: list, **extra: Any) -> Dict[str, Any]:
+        chunk: Dict[str, Any] = {"id": ctx.id}
+        if self.flavor != "glm":
+            chunk["object"] = "chat.completion.chunk"
+        chunk["created"] = ctx.created
+        chunk["model"] = ctx.model
+        if self.flavor == "openrouter":
+            chunk["provider"] = "FakeProvider"
+        chunk["choices"] = choices
+        chunk.update(extra)
+        return chunk
+
+    def _choice(self, delta: Dict[str, Any], finish: Optional[str] = None) -> Dict[str, Any]:
+        choice: Dict[str, Any] = {"index": 0, "delta": delta}
+        if self.flavor != "glm" or finish is not None:
+            choice["finish_reason"] = finish
+        if self.flavor == "openrouter":
+            choice["native_finish_reason"] = finish
+        return choice
+
+    def _delta(self, ctx: _Ctx, first: bool, content: Optional[str],
+               reasoning: Optional[str] = None) -> Dict[str, Any]:
+        delta: Dict[str, Any] = {}
+        if first or self.flavor == "glm":
+            delta["role"] = "assistant"
+        delta["content"] = content
+        if ctx.reasoning:
+            delta["reasoning_content"] = reasoning
+        return delta
+
+    @staticmethod
+    def _frame(obj: Dict[str, Any]) -> bytes:
+        return b"data: " + dumps(obj) + b"\n\n"
+
+    def stream_frames(self, ctx: _Ctx, answer: Answer) -> List[Tuple[bytes, Optional[dict]]]:
+        null_usage = {"usage": None} if self.flavor in _PLAIN_USAGE and ctx.include_usage else {}
+        deltas = [self._delta(ctx, False, None, r) for r in answer.reasoning]
+        deltas += [self._delta(ctx, False, p, None) for p in answer.pieces]
+        deltas[0] = self._delta(ctx, True, deltas[0]["content"], deltas[0].get("reasoning_content"))
+        frames: List[Tuple[bytes, Optional[dict]]] = [
+            (self._frame(self._chunk(ctx, [self._choice(d)], **null_usage)), None)
+            for d in deltas]
+        usage = answer.usage()
+        wire_usage = self._wire_usage(ctx, answer)
+        if self.flavor == "glm":
+            final = self._chunk(ctx, [self._choice({"role": "assistant", "content": ""}, "stop")],
+                                usage=wire_usage)
+            frames.append((self._frame(final), usage))
+        elif self.flavor == "moonshot":
+            choice = self._choice({}, "stop")
+            choice["usage"] = wire_usage
+            frames.append((self._frame(self._chunk(ctx, [choice])), usage))
+        else:
+            frames.append((self._frame(self._chunk(ctx, [self._choice({}, "stop")],
+                                                   **null_usage)), None))
+            if self.flavor == "openrouter" or ctx.include_usage:
+                frames.append((self._frame(self._chunk(ctx, [], usage=wire_usage)), usage))
+        return frames
+
+    def _wire_usage(self, ctx: _Ctx, answer: Answer) -> Dict[str, Any]:
+        usage: Dict[str, Any] = answer.usage()
+        if ctx.reasoning:
+            usage["completion_tokens_details"] = {"reasoning_tokens": len(answer.reasoning)}
+        return usage
+
+    def malformed_frame(self, ctx: _Ctx, index: int) -> bytes:
+        return b'data: {"id":"' + ctx.id.encode() + b'","choices":[{"index":0,"delta":{"content":"\xe5\x8d\x8a\n\n'
+
+    def invalid_utf8_frame(self, ctx: _Ctx, index: int) -> bytes:
+        delta = self._delta(ctx, False, "坏" + BAD_UTF8_MARK + "字")
+        return corrupt(self._frame(self._chunk(ctx, [self._choice(delta)])))
+
+    def _error_object(self, code: Any, message: Optional[str]) -> Dict[str, Any]:
+        if self.flavor == "moonshot":
+            return {"error": {"message": message or "Internal server error.",
+                              "type": code or "server_error"}}
+        if self.flavor == "glm":
+            return {"error": {"code": str(code or "500"), "message": message or "内部错误。"}}
+        if self.flavor == "openrouter":
+            return {"error": {"code": code or 502,
+                              "message": message or "upstream provider disconnected"}}
+        return {"error": {"message": message or "The server had an error while processing "
+                                                "your request.",
+                          "type": "server_error", "param": None, "code": code or "server_error"}}
+
+    def error_frame(self, ctx: _Ctx, index: int, code: Any, message: Optional[str]) -> bytes:
+        error = self._error_object(code, message)
+        if self.flavor == "openrouter":
+            choice = self._choice({"content": ""}, "error")
+            return self._frame(self._chunk(ctx, [choice], **error))
+        if self.flavor == "glm":
+            return b"event: error\n" + self._frame(error)
+        return self._frame(error)
+
+    def body(self, ctx: _Ctx, answer: Answer) -> bytes:
+        message: Dict[str, Any] = {"role": "assistant", "content": answer.text}
+        if ctx.reasoning:
+            message["reasoning_content"] = answer.reasoning_text
+        result: Dict[str, Any] = {"id": ctx.id}
+        if self.flavor != "glm":
+            result["object"] = "chat.completion"
+        result.update({"created": ctx.created, "model": ctx.model,
+                       "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                       "usage": self._wire_usage(ctx, answer)})
+        if self.flavor == "glm":
+            result["request_id"] = ctx.id
+        if self.flavor == "openrouter":
+            result["provider"] = "FakeProvider"
+        return dumps(result)
+
+    def error_body(self, ctx: _Ctx, code: Any, message: Optional[str]) -> bytes:
+        return dumps(self._error_object(code, message))
+
+    def error_response(self, ctx: Any, kind: str,
+                       status: Optional[int]) -> Tuple[int, Any, Dict[str, str]]:
+        if kind == "status":
+            assert status is not None
+            return status, error_payload(self.flavor, _status_kind(status), status=status), {}
+        semantic = "quota" if kind == "quota" else "rate"
+        code = error_status(self.flavor, semantic, 429)
+        return code, error_payload(self.flavor, semantic, status=code), {}
+
+
+class OpenAIEndpoints:
+    """The routes of one OpenAI-compatible API under ``prefix``; also reused by the DashScope
+    fake for its compatible mode. Records, faults and counters live on ``fake``."""
+
+    def __init__(self, fake: FakeServer, flavor: str, api_key: Optional[str],
+                 models: Optional[Sequence[str]], prefix: str) -> None:
+        if flavor not in FLAVORS:
+            raise ValueError(f"unknown flavor {flavor!r}; choose one of {FLAVORS}")
+        self.fake = fake
+        self.flavor = flavor
+        self.api_key = api_key
+        self.models = tuple(models) if models is not None else default_models(flavor)
+        self.prefix = prefix
+        self.wire = OpenAIWire(flavor)
+
+    def routes(self) -> list:
+        from starlette.routing import Route
+
+        return [Route(self.prefix + "/chat/completions", self.chat, methods=["POST"]),
+                Route(self.prefix + "/models", self.list_models, methods=["GET"])]
+
+    def is_chat(self, path: str) -> bool:
+        return path == self.prefix + "/chat/completions"
+
+    def _error(self, kind: str, status: int, message: Optional[str] = None) -> Any:
+        status = error_status(self.flavor, kind, status)
+        return self.fake.json_response(status, error_payload(self.flavor, kind, message, status))
+
+    def _auth_error(self, headers: Dict[str, str]) -> Any:
+        header = headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            token = token.strip()
+            if self.api_key is None or token == self.api_key:
+                return None
+            if self.flavor == "glm" and self.api_key and token.count(".") == 2:
+                verdict = _check_glm_jwt(token, self.api_key)
+                if verdict == "ok":
+                    return None
+                if verdict == "expired":
+                    return self._error("auth_expired", 401)
+            return self._error("auth", 401)
+        if self.flavor == "glm":
+            return self._error("auth_missing", 401)
+        message = ("You didn't provide an API key." if self.flavor in _OPENAI_STYLE else None)
+        return self._error("auth", 401, message)
+
+    async def list_models(self, request: Any) -> Any:
+        record, _ = await self.fake._record(request)
+        denied = self._auth_error(record["headers"])
+        if denied is not None:
+            return denied
+        owner = "system" if self.flavor != "openrouter" else "fake"
+        return self.fake.json_response(200, {"object": "list", "data": [
+            {"id": m, "object": "model", "created": 1700000000, "owned_by": owner}
+            for m in self.models]})
+
+    def _validate(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return self._error("bad_request", 400, "Request body must be a JSON object.")
+        model = data.get("model")
+        messages = data.get("messages")
+        if not isinstance(model, str) or not model:
+            return self._error("bad_request", 400, "Missing required parameter: 'model'.")
+        if not isinstance(messages, list) or not messages:
+            return self._error("bad_request", 400, "Missing required parameter: 'messages'.")
+        for m in messages:
+            if not isinstance(m, dict) or m.get("role") not in _ROLES or "content" not in m:
+                return self._error("bad_request", 400,
+                                   "Invalid message: each needs a valid 'role' and 'content'.")
+            if model in REASONING_MODELS and "reasoning_content" in m:
+                return self._error("bad_request", 400,
+                                   "reasoning_content must not be sent back in messages.")
+        if model not in self.models:
+            return self._error("not_found", 404, f"The model `{model}` does not exist.")
+        for name, high in (("temperature", 2.0), ("top_p", 1.0)):
+            value = data.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not 0 <= value <= high):
+                kind, status = ("unprocessable", 422) if self.flavor == "deepseek" else (
+                    "bad_request", 400)
+                return self._error(kind, status, f"Invalid '{name}': must be in [0, {high}].")
+        return None
+
+    async def chat(self, request: Any) -> Any:
+        fake = self.fake
+        record, data = await fake._record(request)
+        rejected = self._auth_error(record["headers"]) or self._validate(data)
+        if rejected is not None:
+            return rejected
+        fault = fake._take_fault()
+        model = data["model"]
+        options = data.get("stream_options")
+        ctx = _Ctx(flavor=self.flavor, model=model,
+                   id=("gen-" if self.flavor == "openrouter" else "chatcmpl-")
+                   + f"{fake._next_id():06d}",
+                   created=int(time.time()),
+                   include_usage=isinstance(options, dict) and options.get("include_usage") is True,
+                   reasoning=model in REASONING_MODELS)
+        answer = fake._answer(data["messages"], fault, reasoning=ctx.reasoning)
+        return fake.respond(self.wire, ctx, answer, fault, stream=data.get("stream") is True)
+
+
+def _check_glm_jwt(token: str, api_key: str) -> str:
+    """'ok' | 'expired' | 'bad' for a Zhipu-style HS256 JWT (protocols.md 1.8)."""
+    key_id, _, secret = api_key.partition(".")
+    head, payload, signature = token.split(".")
+
+    def unb64(part: str) -> bytes:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+    expected = hmac.new(secret.encode(), f"{head}.{payload}".encode(), hashlib.sha256).digest()
+    try:
+        if not hmac.compare_digest(unb64(signature), expected):
+            return "bad"
+        claims = json.loads(unb64(payload))
+    except ValueError:
+        return "bad"
+    if claims.get("api_key") != key_id:
+        return "bad"
+    if not isinstance(claims.get("exp"), (int, float)) or claims["exp"] < time.time() * 1000:
+        return "expired"
+    return "ok"
+
+
+class FakeOpenAIServer(FakeServer):
+    """OpenAI-compatible provider at ``base_url`` = ``http://127.0.0.1:PORT/v1``."""
+
+    _base_path = "/v1"
+
+    def __init__(self, flavor: str = "openai", api_key: Optional[str] = "sk-test",
+                 models: Optional[Sequence[str]] = None, reply: Reply = None,
+                 token_delay: float = 0.0, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(reply=reply, token_delay=token_delay, host=host, port=port)
+        self.flavor = flavor
+        self.api_key = api_key
+        self._api = OpenAIEndpoints(self, flavor, api_key, models, "/v1")
+        self.models = self._api.models
+
+    def _routes(self) -> list:
+        return self._api.routes()
+
+    def _is_chat(self, path: str) -> bool:
+        return self._api.is_chat(path)
