@@ -1,0 +1,311 @@
+"""`xedullm chat` (a streaming REPL) and `xedullm ask` (one question, only the answer on stdout).
+
+Without -p/--provider the provider is the first one with a key configured (environment or
+key store); with no key anywhere it is the offline local model, announced in one line on
+stderr. The work is the library's: these commands only read input and print pieces.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Dict, Iterator, List, Optional
+
+from .output import t, warn
+
+CHAT_HELP_ZH = """命令：
+  /system 文本   设置系统提示词（/system 后不写内容则清除）
+  /clear         清空对话历史
+  /model 名称    换模型（本地模型可写 .gguf 文件路径）
+  /help          显示本帮助
+  /exit          退出（也可按 Ctrl-D）
+多行输入：行尾写 \\ 表示下一行接着写；或单独一行 \"\"\" 开始、再一行 \"\"\" 结束。
+回答时按 Ctrl-C 只停止这次回答，不会退出。"""
+
+CHAT_HELP_EN = """Commands:
+  /system TEXT   set the system prompt (/system alone clears it)
+  /clear         forget the conversation so far
+  /model NAME    switch model (for the local model, a path to a .gguf file works)
+  /help          show this help
+  /exit          quit (or press Ctrl-D)
+Multi-line input: end a line with \\ to continue on the next; or put \"\"\" alone on a line,
+then your text, then \"\"\" alone again.
+Ctrl-C while an answer is printing stops that answer without quitting."""
+
+
+def register(commands) -> None:
+    chat = commands.add_parser(
+        "chat", help="和大模型多轮对话 / chat with a model",
+        description="在终端里和大模型多轮对话，回答边生成边显示。 / A multi-turn chat in the "
+                    "terminal; answers stream as they are generated.",
+        epilog=f"{CHAT_HELP_ZH}\n\n{CHAT_HELP_EN}",
+        formatter_class=_raw_epilog())
+    _add_model_options(chat)
+    chat.set_defaults(func=run_chat)
+
+    ask = commands.add_parser(
+        "ask", help="问一个问题，只输出回答 / ask one question, print only the answer",
+        description="问一个问题，标准输出上只有回答（适合脚本）。管道输入会接在问题后面："
+                    "echo 你好 | xedullm ask ；xedullm ask \"总结一下\" < 文章.txt / "
+                    "Ask one question and print only the answer (scriptable). Piped input is "
+                    "appended to the question: echo hi | xedullm ask; xedullm ask \"summarize\" < file.txt")
+    ask.add_argument("question", nargs="*", help="问题 / the question")
+    _add_model_options(ask)
+    ask.set_defaults(func=run_ask)
+
+
+def _raw_epilog():
+    import argparse
+
+    return argparse.RawDescriptionHelpFormatter
+
+
+def _add_model_options(parser) -> None:
+    parser.add_argument("-p", "--provider", default=None,
+                        help="服务商名字或别名（默认：已配置密钥的服务商，都没有则用本地模型） / provider "
+                             "id or alias (default: one with a key configured, else the local model)")
+    parser.add_argument("-m", "--model", default=None, help="模型名 / model id")
+    parser.add_argument("--base-url", default=None,
+                        help="改用这个地址（镜像、代理、任意 OpenAI 兼容服务） / use this address instead")
+    parser.add_argument("--system", default=None, metavar="TEXT", help="系统提示词 / system prompt")
+    parser.add_argument("-t", "--temperature", type=float, default=None,
+                        help="随机程度，0 表示每次回答相同 / randomness; 0 gives the same answer every time")
+
+
+# -- choosing the model ------------------------------------------------------------------
+def provider_with_key() -> Optional[str]:
+    """The first provider (catalog order) whose key is in the environment or the key store."""
+    from ..catalog import PROVIDERS
+    from ..keys import resolve_credentials
+
+    for provider in PROVIDERS:
+        if not provider.needs_key:
+            continue
+        found = resolve_credentials(provider)
+        if found.api_key and (found.secret_key or not provider.needs_secret):
+            return provider.id
+    return None
+
+
+def make_client(args):
+    """The Client the options ask for; falls back to the local model when no key exists."""
+    from ..client import Client
+
+    provider = args.provider
+    if provider is None and args.base_url is None:
+        provider = provider_with_key()
+        if provider is None:
+            provider = "local"
+            warn(t(args.lang,
+                   "没有找到任何服务商的密钥，使用离线本地模型；要用在线大模型，请运行 xedullm key set deepseek（或其他服务商）。",
+                   "No API key configured: using the offline local model. To use an online model, "
+                   "run: xedullm key set deepseek (or another provider)."))
+    client = Client(provider=provider, base_url=args.base_url, model=args.model, verbose=False)
+    if args.system:
+        client.set_system(args.system)
+    return client
+
+
+def _options(args) -> Dict[str, float]:
+    return {} if args.temperature is None else {"temperature": args.temperature}
+
+
+# -- ask -----------------------------------------------------------------------------------
+def run_ask(args) -> int:
+    question = " ".join(args.question).strip()
+    piped = "" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.read().strip()
+    text = "\n\n".join(part for part in (question, piped) if part)
+    if not text:
+        warn(t(args.lang, "请给出问题：xedullm ask \"你的问题\"，或用管道输入：echo 你好 | xedullm ask",
+               "Give a question: xedullm ask \"your question\", or pipe it: echo hi | xedullm ask"))
+        return 2
+    client = make_client(args)
+    last = ""
+    for piece in client.inference(text, stream=True, **_options(args)):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        last = piece
+    if not last.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    return 0
+
+
+# -- chat ----------------------------------------------------------------------------------
+class _Exit(Exception):
+    pass
+
+
+def run_chat(args) -> int:
+    from ..errors import LLMError
+
+    client = make_client(args)
+    history: List[Dict[str, str]] = []
+    _say(_header(client, args.lang))
+    while True:
+        try:
+            text = _read_message(args.lang)
+        except _Exit:
+            return 0
+        except KeyboardInterrupt:
+            _say("\n" + t(args.lang, "（输入 /exit 或按 Ctrl-D 退出）", "(type /exit or press Ctrl-D to quit)"))
+            continue
+        if not text.strip():
+            continue
+        if text.startswith("/"):
+            try:
+                client = _command(text, client, history, args)
+            except _Exit:
+                return 0
+            continue
+        history.append({"role": "user", "content": text})
+        try:
+            answer, stopped = _stream_answer(client, history, args)
+        except LLMError as exc:
+            history.pop()  # the question was not answered; asking again must not repeat it
+            warn(_redacted(exc))
+            continue
+        if answer:
+            history.append({"role": "assistant", "content": answer})
+        else:
+            history.pop()
+        if stopped:
+            _say(t(args.lang, "（已停止）", "(stopped)"))
+
+
+def _header(client, lang: str) -> str:
+    who = client.provider.id if client.provider else client.base_url
+    return t(lang, f"xedullm chat · {who} · 模型 {client.model} · 输入 /help 查看命令，/exit 退出",
+             f"xedullm chat · {who} · model {client.model} · /help for commands, /exit to quit")
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _read_message(lang: str) -> str:
+    """One message: a line, lines joined by a trailing backslash, or a \"\"\" block."""
+    prompt, more = t(lang, "你> ", "you> "), "... "
+    first = _input(prompt)
+    if first.strip() == '"""':
+        lines = []
+        while True:
+            line = _input(more)
+            if line.strip() == '"""':
+                return "\n".join(lines)
+            lines.append(line)
+    lines = [first]
+    while lines[-1].endswith("\\"):
+        lines[-1] = lines[-1][:-1]
+        lines.append(_input(more))
+    return "\n".join(lines)
+
+
+def _input(prompt: str) -> str:
+    try:
+        return input(prompt)
+    except EOFError:
+        print(flush=True)
+        raise _Exit from None
+
+
+def _command(text: str, client, history: List[Dict[str, str]], args):
+    name, _, rest = text.partition(" ")
+    name, rest = name.lower(), rest.strip()
+    lang = args.lang
+    if name in ("/exit", "/quit", "/q"):
+        raise _Exit
+    if name == "/clear":
+        history.clear()
+        _say(t(lang, "已清空对话历史。", "Conversation cleared."))
+    elif name == "/system":
+        client.set_system(rest or None)
+        _say(t(lang, f"系统提示词：{rest}" if rest else "已清除系统提示词。",
+               f"System prompt: {rest}" if rest else "System prompt cleared."))
+    elif name == "/model":
+        if not rest:
+            _say(t(lang, f"当前模型：{client.model}（用 /model 名称 切换）",
+                   f"Current model: {client.model} (/model NAME switches)"))
+            return client
+        return _switch_model(client, rest, args)
+    elif name == "/help":
+        _say(t(lang, CHAT_HELP_ZH, CHAT_HELP_EN))
+    else:
+        _say(t(lang, f"不认识的命令 {name}，输入 /help 查看命令。", f"Unknown command {name}; /help lists them."))
+    return client
+
+
+def _switch_model(client, model: str, args):
+    from ..client import Client
+    from ..errors import LLMError
+
+    try:
+        # Same provider and address; the key is found again where it was found the first time.
+        switched = Client(provider=client.provider.id if client.provider else None,
+                          base_url=args.base_url, model=model, verbose=False)
+        switched.set_system(client.system_prompt)
+        switched.engine  # builds the engine now so a bad model name fails here, not mid-chat
+    except LLMError as exc:
+        warn(_redacted(exc))
+        return client
+    client.close()
+    _say(t(args.lang, f"已切换到模型 {switched.model}。", f"Switched to model {switched.model}."))
+    return switched
+
+
+def _stream_answer(client, history: List[Dict[str, str]], args):
+    """Print the answer as it streams. Returns (answer so far, whether Ctrl-C stopped it)."""
+    pieces = client.inference(list(history), stream=True, **_options(args))
+    parts: List[str] = []
+    spinner = _Spinner(args.lang) if sys.stdout.isatty() else None
+    try:
+        for piece in _with_spinner(pieces, spinner):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+            parts.append(piece)
+        stopped = False
+    except KeyboardInterrupt:
+        stopped = True
+    finally:
+        if spinner:
+            spinner.stop()
+        pieces.close()  # stops generation (local) or closes the connection (online)
+    answer = "".join(parts)
+    if answer and not answer.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+    return answer, stopped
+
+
+def _with_spinner(pieces: Iterator[str], spinner: Optional["_Spinner"]) -> Iterator[str]:
+    if spinner is None:
+        yield from pieces
+        return
+    spinner.start()
+    for piece in pieces:
+        spinner.stop()
+        yield piece
+
+
+class _Spinner:
+    """A rich spinner shown until the first piece of the answer arrives."""
+
+    def __init__(self, lang: str) -> None:
+        self.lang = lang
+        self._status = None
+
+    def start(self) -> None:
+        from rich.console import Console
+
+        self._status = Console().status(t(self.lang, "思考中…", "Thinking…"), spinner="dots")
+        self._status.start()
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+def _redacted(exc: Exception) -> str:
+    # The REPL reports errors itself to keep going; same second lock as the CLI's main().
+    from . import _redact
+
+    return _redact(str(exc))
