@@ -4,7 +4,7 @@ import { renderMarkdown } from "./markdown.js";
 
 const TEXT = {
   zh: {
-    title: "XEduLLM 课堂对话", provider: "平台", model: "模型", system: "系统提示词",
+    title: "XEduLLM 课堂对话", provider: "平台：", model: "模型：", system: "系统提示词",
     conversation: "对话", empty: "你好！有什么想问的？在下面输入你的问题吧。",
     inputLabel: "你的消息", placeholder: "输入你的问题：Enter 发送，Shift+Enter 换行",
     submit: "提交", stop: "停止", retry: "重试", undo: "撤回", clear: "清空",
@@ -14,7 +14,7 @@ const TEXT = {
     switchTo: "English",
   },
   en: {
-    title: "XEduLLM Classroom Chat", provider: "Provider", model: "Model", system: "System prompt",
+    title: "XEduLLM Classroom Chat", provider: "Provider: ", model: "Model: ", system: "System prompt",
     conversation: "Conversation", empty: "Hi! What would you like to ask? Type your question below.",
     inputLabel: "Your message", placeholder: "Type your question: Enter sends, Shift+Enter adds a new line",
     submit: "Submit", stop: "Stop", retry: "Retry", undo: "Undo", clear: "Clear",
