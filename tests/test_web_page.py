@@ -464,9 +464,9 @@ RENDER_CASES = [
 
 
 @pytest.fixture(scope="module")
-def renderer(browser):
+def page_modules(browser):
     with FakeOpenAIServer(flavor="deepseek", api_key=None) as fake:
-        client = Client(provider="deepseek", base_url=fake.base_url, api_key="sk-test-renderer", verbose=False)
+        client = Client(provider="deepseek", base_url=fake.base_url, api_key="sk-test-page-modules", verbose=False)
         with ServerThread(create_app(client)) as server:
             page = browser.new_page()
             page.goto(server.url + "/")
@@ -477,10 +477,36 @@ def renderer(browser):
 
 
 @pytest.mark.parametrize("source, html", RENDER_CASES)
-def test_markdown_renderer(renderer, source, html):
-    got = renderer.evaluate("""src => { const d = document.createElement('div');
+def test_markdown_renderer(page_modules, source, html):
+    got = page_modules.evaluate("""src => { const d = document.createElement('div');
         d.append(window.md.renderMarkdown(src)); return d.innerHTML; }""", source)
     assert got == html
+
+
+# The page's SSE reader, fed byte by byte so every line, CRLF and UTF-8 character is split.
+SSE_CASES = [
+    (b"data: a\n\ndata: b\n\n", ["a", "b"]),
+    (b"data: a\r\n\r\ndata: b\r\n\r\n", ["a", "b"]),
+    (b"data: a\r\rdata: b\r\r", ["a", "b"]),
+    ("data: 你好，世界\n\n".encode(), ["你好，世界"]),
+    (b": keep-alive\n\nevent: x\nid: 1\nretry: 5\ndata: a\ndata: b\n\n", ["a\nb"]),
+    (b"data:tight\n\ndata\n\n", ["tight", ""]),
+    (b"\n\n\ndata: a\n\n", ["a"]),
+    (b"data: a\n\ndata: cut off", ["a"]),  # an unfinished event is dropped
+]
+
+
+@pytest.mark.parametrize("wire, events", SSE_CASES)
+def test_sse_reader_handles_any_split(page_modules, wire, events):
+    got = page_modules.evaluate("""async bytes => {
+        const { readEvents } = await import('/static/sse.js');
+        const body = new ReadableStream({ start(c) {
+            for (const b of bytes) c.enqueue(new Uint8Array([b]));
+            c.close(); } });
+        const got = [];
+        await readEvents(body, d => got.push(d));
+        return got; }""", list(wire))
+    assert got == events
 
 
 # ---- language, errors, access code, layout -------------------------------------

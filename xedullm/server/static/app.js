@@ -1,6 +1,7 @@
 // The student chat page. Each tab keeps its own conversation (memory + sessionStorage,
 // which browsers keep per tab); the server adds the teacher's system prompt and key.
 import { renderMarkdown } from "./markdown.js";
+import { readEvents } from "./sse.js";
 
 const TEXT = {
   zh: {
@@ -8,7 +9,7 @@ const TEXT = {
     conversation: "对话", empty: "你好！有什么想问的？在下面输入你的问题吧。",
     inputLabel: "你的消息", placeholder: "输入你的问题：Enter 发送，Shift+Enter 换行",
     submit: "提交", stop: "停止", retry: "重试", undo: "撤回", clear: "清空",
-    you: "我", ai: "AI", answering: "正在回答…", stopped: "（已停止）", ready: "",
+    you: "我", ai: "AI", answering: "正在回答…", stopped: "（已停止）",
     stoppedStatus: "已停止回答。", compatible: "OpenAI 兼容接口",
     codeTitle: "请输入访问码", codeHelp: "访问码由老师提供。", ok: "确定", cancel: "取消",
     switchTo: "English",
@@ -18,7 +19,7 @@ const TEXT = {
     conversation: "Conversation", empty: "Hi! What would you like to ask? Type your question below.",
     inputLabel: "Your message", placeholder: "Type your question: Enter sends, Shift+Enter adds a new line",
     submit: "Submit", stop: "Stop", retry: "Retry", undo: "Undo", clear: "Clear",
-    you: "You", ai: "AI", answering: "Answering…", stopped: "(stopped)", ready: "",
+    you: "You", ai: "AI", answering: "Answering…", stopped: "(stopped)",
     stoppedStatus: "Answer stopped.", compatible: "OpenAI-compatible",
     codeTitle: "Enter the access code", codeHelp: "Your teacher gives you the access code.",
     ok: "OK", cancel: "Cancel", switchTo: "中文",
@@ -287,44 +288,9 @@ async function postChat(signal) {
   }
 }
 
-// Reads an SSE body, calling onData with each event's data. Lines may arrive split
-// across reads, so the unfinished tail waits in `buffer`.
-async function readEvents(res, onData) {
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  let data = [];
-  const line = (text) => {
-    if (text === "") {
-      if (data.length) onData(data.join("\n"));
-      data = [];
-    } else if (!text.startsWith(":")) {
-      const colon = text.indexOf(":");
-      const field = colon < 0 ? text : text.slice(0, colon);
-      let value = colon < 0 ? "" : text.slice(colon + 1);
-      if (value.startsWith(" ")) value = value.slice(1);
-      if (field === "data") data.push(value);
-    }
-  };
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += value;
-      // A trailing "\r" may be the first half of "\r\n": keep it for the next read.
-      const parts = buffer.split(/\r\n|\r(?!$)|\n/);
-      buffer = parts.pop();
-      parts.forEach(line);
-    }
-    if (buffer) line(buffer.replace(/\r$/, ""));
-    line("");
-  } finally {
-    reader.cancel().catch(() => {});
-  }
-}
-
 async function streamAnswer(res, onText) {
   let finished = false;
-  await readEvents(res, (data) => {
+  await readEvents(res.body, (data) => {
     if (finished) return;
     if (data === "[DONE]") { finished = true; return; }
     let chunk;
