@@ -311,6 +311,17 @@ def test_status_fault_custom_body_and_headers(http, fakes):
     assert r.status_code == 418 and r.json() == {"x": 1} and r.headers["x-extra"] == "y"
 
 
+def test_status_fault_default_bodies(http, fake):
+    for status in (400, 401, 402, 404, 429, 500, 502, 503):
+        fake.faults.append(Fault.status(status))
+        r = chat(http, fake)
+        assert r.status_code == status and "message" in r.json()["error"]
+    fake.faults.append(Fault.status(503))
+    error = chat(http, fake).json()["error"]
+    # A 503 body must not read as a rate limit (Moonshot engine_overloaded / GLM 1305 are 429s).
+    assert error.get("type") != "engine_overloaded_error" and error.get("code") != "1305"
+
+
 QUOTA = {"openai": (429, "code", "insufficient_quota"), "deepseek": (402, "message", "Insufficient Balance"),
          "moonshot": (429, "type", "exceeded_current_quota_error"), "openrouter": (402, "code", 402),
          "glm": (429, "code", "1113"), "qwen": (400, "code", "Arrearage")}

@@ -108,7 +108,8 @@ _MOONSHOT_TYPES = {
     "timeout": ("server_error", "Request timed out."),
     "server": ("server_error", "Internal server error."),
     "bad_gateway": ("server_error", "Bad gateway."),
-    "overloaded": ("engine_overloaded_error", "The engine is currently overloaded."),
+    # engine_overloaded_error is Moonshot's 429 (a rate limit); a 503 stays a server error.
+    "overloaded": ("server_error", "The engine is currently overloaded, please try again later."),
 }
 
 _GLM_CODES = {
@@ -125,7 +126,8 @@ _GLM_CODES = {
     "timeout": ("500", "请求超时。"),
     "server": ("500", "内部错误。"),
     "bad_gateway": ("500", "内部错误。"),
-    "overloaded": ("1305", "当前API请求过多，请稍后重试。"),
+    # 1305 comes with a 429 (rate limit); a plain 503 carries the internal-error code.
+    "overloaded": ("500", "服务暂时不可用，请稍后重试。"),
 }
 
 _OPENROUTER_MESSAGES = {
