@@ -1,9 +1,11 @@
-"""Speed of the embedded local model on this machine: load time, first-token latency,
-tokens/second, and whether two requests at once are better served by one shared context
-(what xedullm does: one context using every core, requests take turns) or a pool of
-single-core contexts.
+"""Speed of the embedded local model on this machine.
 
     python bench/local_model_speed.py
+
+Prints the model load time, first-token latency and generation speed of single requests
+through the engine (xedullm's defaults), two requests at once through the engine's context
+pool, and 1 vs 2 llama.cpp threads for one request (why the engine uses half the cores).
+The machine's load average is printed first: other programs on the CPU change everything.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import statistics
 import threading
 import time
 
-from xedullm.protocols.local import LocalEngine, load_model, resolve_model_path
+from xedullm.protocols.local import DEFAULT_MODEL, LocalEngine, load_model, resolve_model_path
 from xedullm.types import ChatRequest
 
 QUESTIONS = [
@@ -22,19 +24,19 @@ QUESTIONS = [
     "Describe how a bicycle works.",
     "Why is the sky blue?",
 ]
+MAX_TOKENS = 128
 
 
-def request(question: str, max_tokens: int = 128) -> ChatRequest:
+def request(question: str) -> ChatRequest:
     # Each question differs from the last, so llama.cpp's prompt prefix cache cannot help.
-    return ChatRequest(model="SmolLM2-135M-Instruct", stream=True, temperature=0,
-                       max_tokens=max_tokens, messages=[{"role": "user", "content": question}],
-                       extra={"seed": 7})
+    return ChatRequest(model=DEFAULT_MODEL, stream=True, temperature=0, max_tokens=MAX_TOKENS,
+                       messages=[{"role": "user", "content": question}])
 
 
 def timed_stream(engine: LocalEngine, question: str):
+    """(seconds to the first piece, total seconds, usage)."""
     start = time.perf_counter()
-    first = None
-    usage = None
+    first, usage = None, None
     for chunk in engine.stream(request(question)):
         if first is None and chunk.text:
             first = time.perf_counter() - start
@@ -47,14 +49,14 @@ def single(engine: LocalEngine) -> None:
     for question in QUESTIONS:
         first, total, usage = timed_stream(engine, question)
         firsts.append(first)
-        rates.append(usage.completion_tokens / (total - first))
+        rates.append((usage.completion_tokens - 1) / (total - first))
         print(f"  {usage.prompt_tokens:3d} prompt + {usage.completion_tokens:3d} completion tokens: "
-              f"first token {first * 1000:6.1f} ms, {rates[-1]:6.1f} tokens/s")
-    print(f"first-token latency (median): {statistics.median(firsts) * 1000:.1f} ms")
-    print(f"generation speed   (median): {statistics.median(rates):.1f} tokens/s")
+              f"first token {first * 1000:6.1f} ms, then {rates[-1]:6.1f} tokens/s")
+    print(f"first-token latency (median): {statistics.median(firsts) * 1000:.0f} ms")
+    print(f"generation speed    (median): {statistics.median(rates):.1f} tokens/s")
 
 
-def two_at_once_shared(engine: LocalEngine) -> None:
+def two_at_once(engine: LocalEngine) -> None:
     results = {}
 
     def run(i: int) -> None:
@@ -69,52 +71,38 @@ def two_at_once_shared(engine: LocalEngine) -> None:
     wall = time.perf_counter() - start
     tokens = sum(r[2].completion_tokens for r in results.values())
     firsts = sorted(r[0] for r in results.values())
-    print(f"shared context, 2 requests: {tokens / wall:6.1f} tokens/s total, "
-          f"first tokens after {firsts[0] * 1000:.0f} / {firsts[1] * 1000:.0f} ms, wall {wall:.2f} s")
+    print(f"two requests at once (engine pool): {tokens / wall:.1f} tokens/s together, "
+          f"first tokens after {firsts[0] * 1000:.0f} and {firsts[1] * 1000:.0f} ms")
 
 
-def two_at_once_pool() -> None:
+def threads_compared() -> None:
     import llama_cpp
 
     path = str(resolve_model_path(None))
-    contexts = [llama_cpp.Llama(model_path=path, n_ctx=2048, n_threads=1, n_threads_batch=1,
-                                verbose=False) for _ in range(2)]
-    results = {}
-
-    def run(i: int) -> None:
-        start = time.perf_counter()
-        first, count = None, 0
-        for piece in contexts[i].create_chat_completion(
-                messages=[{"role": "user", "content": QUESTIONS[i]}], stream=True,
-                temperature=0, max_tokens=128, seed=7):
-            if first is None and piece["choices"][0]["delta"].get("content"):
-                first = time.perf_counter() - start
+    for n in (1, 2):
+        llama = llama_cpp.Llama(model_path=path, n_ctx=2048, n_threads=n, n_threads_batch=n,
+                                verbose=False)
+        start, count = time.perf_counter(), 0
+        for _ in llama.create_completion(prompt=QUESTIONS[3], stream=True, temperature=0,
+                                         max_tokens=MAX_TOKENS):
             count += 1
-        results[i] = (first, count)
-
-    start = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
-    tokens = sum(r[1] for r in results.values())
-    firsts = sorted(r[0] for r in results.values())
-    print(f"pool of 2 one-core contexts: {tokens / wall:6.1f} tokens/s total (stream pieces), "
-          f"first tokens after {firsts[0] * 1000:.0f} / {firsts[1] * 1000:.0f} ms, wall {wall:.2f} s")
+        print(f"one request, context with {n} thread(s): "
+              f"{count / (time.perf_counter() - start):.1f} tokens/s")
+        llama.close()
 
 
 def main() -> None:
-    print(f"CPU cores: {os.cpu_count()}")
+    print(f"CPU cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}")
     start = time.perf_counter()
-    load_model(resolve_model_path(None))
-    print(f"model load: {(time.perf_counter() - start) * 1000:.0f} ms")
+    loaded = load_model(resolve_model_path(None))
+    print(f"model load: {(time.perf_counter() - start) * 1000:.0f} ms "
+          f"(engine: up to {loaded.max_contexts} contexts, {loaded.n_threads} thread(s) per request alone)")
     engine = LocalEngine()
     timed_stream(engine, "Hello!")  # warm-up
     single(engine)
-    two_at_once_shared(engine)
-    two_at_once_pool()
+    two_at_once(engine)
+    threads_compared()
+    print(f"load average now: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

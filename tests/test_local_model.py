@@ -233,3 +233,34 @@ def test_import_xedullm_stays_light():
     code = "import sys, xedullm; from xedullm import Client; Client(verbose=False); print('llama_cpp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.local_model
+def test_a_waiting_request_can_be_cancelled_while_others_generate(engine):
+    loaded = loaded_model(None)
+
+    async def scenario():
+        # Occupy every context with a long answer (SmolLM2 writes this story to the limit).
+        holders = [engine.astream(request(LONG_ANSWER, max_tokens=1500, stream=True))
+                   for _ in range(loaded.max_contexts)]
+        for holder in holders:
+            await holder.__anext__()
+        assert loaded.busy == loaded.max_contexts
+
+        queued = asyncio.ensure_future(engine.achat(request()))
+        while loaded.waiting == 0:
+            await asyncio.sleep(0.01)
+        queued.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await queued
+        # It left the queue without waiting for a context: the long answers are still running.
+        still_busy, still_waiting = loaded.busy, loaded.waiting
+        for holder in holders:
+            await holder.aclose()
+        return still_busy, still_waiting
+
+    before = tokens_generated()
+    busy, waiting = asyncio.run(scenario())
+    assert busy == loaded.max_contexts and waiting == 0
+    assert loaded.busy == 0
+    assert tokens_generated() - before < 1500          # the holders were stopped, not finished

@@ -106,6 +106,7 @@ class LoadedModel:
         self._free = [first]
         self._created = 1
         self._busy = 0
+        self._waiting = 0
         self._cond = threading.Condition()
         #: tokens sampled since loading, cancelled requests included (bench/ and tests read it)
         self.tokens_generated = 0
@@ -124,11 +125,27 @@ class LoadedModel:
                 f"Could not load {self.path}: it is not a usable GGUF model; choose another file.",
             ) from exc
 
-    def acquire(self):
-        """A context for one generation; waits while every allowed context is busy."""
+    @property
+    def busy(self) -> int:
+        """Contexts generating right now."""
+        return self._busy
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a free context."""
+        return self._waiting
+
+    def acquire(self, cancel: threading.Event):
+        """A context for one generation, or None if ``cancel`` is set while waiting for one."""
         with self._cond:
-            while not self._free and self._created >= self.max_contexts:
-                self._cond.wait()
+            self._waiting += 1
+            try:
+                while not self._free and self._created >= self.max_contexts and not cancel.is_set():
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            if cancel.is_set():
+                return None
             self._busy += 1
             if self._free:
                 return self._free.pop()
@@ -139,7 +156,7 @@ class LoadedModel:
             with self._cond:
                 self._created -= 1
                 self._busy -= 1
-                self._cond.notify()
+                self._cond.notify_all()
             raise
 
     def release(self, context, sampled: int) -> None:
@@ -147,7 +164,13 @@ class LoadedModel:
             self._busy -= 1
             self.tokens_generated += sampled
             self._free.append(context)
-            self._cond.notify()
+            # Every waiter re-checks: one that was cancelled must not swallow the wake-up.
+            self._cond.notify_all()
+
+    def wake(self) -> None:
+        """Let waiting requests re-check whether they were cancelled."""
+        with self._cond:
+            self._cond.notify_all()
 
     def fair_threads(self) -> int:
         """Threads one generation should use now: the thread budget shared by busy contexts."""
@@ -228,6 +251,11 @@ class _Generation:
             repeat_penalty=req.extra.get("repeat_penalty", REPEAT_PENALTY),
         )
 
+    def stop(self) -> None:
+        """Stop generating at the next token, or stop waiting for a context."""
+        self.cancel.set()
+        self.model.wake()
+
     def start(self, emit: Callable[[object], None]) -> threading.Thread:
         thread = threading.Thread(target=self._run, args=(emit,), name="xedullm-local", daemon=True)
         thread.start()
@@ -235,14 +263,15 @@ class _Generation:
 
     def _run(self, emit: Callable[[object], None]) -> None:
         try:
-            context = self.model.acquire()
-            sampled = [0]
-            try:
-                if not self.cancel.is_set():
-                    for chunk in self._generate(context, sampled):
-                        emit(chunk)
-            finally:
-                self.model.release(context, sampled[0])
+            context = self.model.acquire(self.cancel)
+            if context is not None:
+                sampled = [0]
+                try:
+                    if not self.cancel.is_set():
+                        for chunk in self._generate(context, sampled):
+                            emit(chunk)
+                finally:
+                    self.model.release(context, sampled[0])
         except LLMError as exc:
             emit(exc)
         except Exception as exc:  # a llama.cpp failure must reach the caller, not kill the thread silently
@@ -334,7 +363,7 @@ class LocalEngine:
         finally:
             # The sampler stops within one token; waiting for it means that when close()
             # returns, the model is free for the next request.
-            generation.cancel.set()
+            generation.stop()
             generation.done.wait()
 
     def chat(self, req: ChatRequest) -> ChatResult:
@@ -352,8 +381,12 @@ class LocalEngine:
             except RuntimeError:  # the loop is closed: nobody is listening any more
                 cancel.set()
 
-        # Loading a model and tokenizing take real time: keep them off the event loop.
-        await loop.run_in_executor(None, self._start, req, emit, cancel)
+        try:
+            # Loading a model and tokenizing take real time: keep them off the event loop.
+            generation = await loop.run_in_executor(None, self._start, req, emit, cancel)
+        except asyncio.CancelledError:
+            cancel.set()  # cancelled while starting: the worker stops before its first token
+            raise
         item: object = None
         try:
             while True:
@@ -364,7 +397,7 @@ class LocalEngine:
                     raise item
                 yield item
         finally:
-            cancel.set()
+            generation.stop()
             # Wait (without blocking the loop) until the worker has really stopped.
             while item is not _DONE:
                 item = await pieces.get()
