@@ -495,8 +495,20 @@ def test_xedullm_serve_end_to_end(teacher_fake):
         teacher_fake.faults.append(Fault.status(401))
         with pytest.raises(xedullm.AuthenticationError):
             pupil.inference("再来")
+        # Ctrl-C while a student is mid-answer still stops the server, and the upstream call.
+        teacher_fake.faults.append(Fault.stall_between(60, after=2))
+        listening = _open_stream(url)
+        assert teacher_fake.wait_for(lambda: teacher_fake.active_streams == 1, 10)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
+        heard = b""
+        while not heard.endswith(b"0\r\n\r\n"):   # the end of a chunked body
+            piece = listening.recv(65536)
+            assert piece, heard
+            heard += piece
+        listening.close()
+        assert b'"code":"server_stopping"' in heard and "服务器已停止".encode() in heard
+        assert teacher_fake.wait_for(lambda: teacher_fake.active_streams == 0, 10)
     finally:
         taken.close()
         if proc.poll() is None:
@@ -507,3 +519,35 @@ def test_xedullm_serve_end_to_end(teacher_fake):
     assert "服务已停止" in output and "Traceback" not in output
     assert "Upstream error" in err
     assert TEACHER_KEY not in output and TEACHER_KEY[6:-4] not in output
+
+
+def test_run_inside_a_running_event_loop_like_jupyter(teacher_fake):
+    """Jupyter runs an event loop in the main thread; Client.run() must still serve, and stop
+    when the cell is interrupted (SIGINT → KeyboardInterrupt in the main thread)."""
+    script = (
+        "import asyncio\n"
+        "from xedullm import Client\n"
+        f"c = Client(provider='deepseek', base_url={teacher_fake.base_url!r}, api_key={TEACHER_KEY!r})\n"
+        "async def cell():\n"
+        "    c.run(host='127.0.0.1', port=0)\n"
+        # run_until_complete, as ipykernel's loop does: no asyncio.Runner SIGINT handler.
+        "asyncio.new_event_loop().run_until_complete(cell())\n"
+        "print('cell finished')\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, cwd=ROOT)
+    try:
+        line = ""
+        while not line.startswith("Running on local URL:"):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+        url = line.split()[-1]
+        assert Client(xedu_url=url, verbose=False).inference("在吗") == ANSWER + "在吗"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "服务已停止" in out and "cell finished" in out and "Traceback" not in err

@@ -6,6 +6,7 @@ The teacher's key lives only inside ``client``; nothing here ever writes it out.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -58,6 +59,14 @@ class ServerState:
     policy: Any
     ledger: Any
     secrets: List[str] = field(repr=False)
+    _stopping: Optional[asyncio.Event] = field(default=None, repr=False)
+
+    def stopping(self) -> asyncio.Event:
+        """Set when the server shuts down; answers still running end with a clear message."""
+        # Created on first use, inside the server's event loop (Python 3.9 binds it there).
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        return self._stopping
 
 
 def create_app(client: Any, *, settings: Optional[ServerSettings] = None) -> Starlette:

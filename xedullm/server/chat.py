@@ -21,7 +21,8 @@ from ..types import ChatRequest, Usage
 from .chat_body import ChatBody
 from .gate import ServerBusy
 from .ledger import LedgerEntry
-from .openai_format import ChunkWriter, completion, error_frame, error_reply, new_completion_id
+from .openai_format import (ChunkWriter, ServerStopping, completion, error_frame, error_reply,
+                            new_completion_id)
 from .policy import Admission
 
 log = logging.getLogger("xedullm.server")
@@ -45,13 +46,18 @@ class ChatCall:
         self._status = 499
         self._outcome = "disconnected"
         self._usage: Optional[Usage] = None
+        self._phase = "waiting"        # -> 'streaming' once headers are out -> 'done'
+        self._server_stopped = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(self._watch_disconnect, receive, tasks.cancel_scope)
+                tasks.start_soon(self._watch_stopping, tasks.cancel_scope)
                 await self._serve(send)
                 tasks.cancel_scope.cancel()
+            if self._server_stopped and self._phase != "done":
+                await self._say_server_stopped(send)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._state.ledger.record(LedgerEntry(
@@ -66,6 +72,24 @@ class ChatCall:
             pass
         # Cancelling the whole call cancels the upstream request with it.
         scope.cancel()
+
+    async def _watch_stopping(self, scope: anyio.CancelScope) -> None:
+        await self._state.stopping().wait()
+        self._server_stopped = True
+        scope.cancel()
+
+    async def _say_server_stopped(self, send: Any) -> None:
+        # Ending the answer ourselves lets the server stop at once instead of waiting out
+        # its shutdown timeout and then cutting the student off without a word.
+        err = ServerStopping()
+        try:
+            if self._phase == "streaming":
+                await send({"type": "http.response.body", "body": error_frame(err), "more_body": False})
+                self._settle(err)
+            else:
+                await self._send_error(send, err)
+        except OSError:
+            return
 
     async def _serve(self, send: Any) -> None:
         gate = self._state.gate
@@ -95,7 +119,7 @@ class ChatCall:
         self._usage = result.usage
         body = completion(result, completion_id=new_completion_id(), model=self._admission.model)
         await _send_json(send, 200, body, {})
-        self._status, self._outcome = 200, "ok"
+        self._status, self._outcome, self._phase = 200, "ok", "done"
 
     async def _stream(self, send: Any) -> None:
         chunks = self._state.client.engine.astream(self._chat)
@@ -108,6 +132,7 @@ class ChatCall:
                 await self._send_error(send, self._note(err))
                 return
             await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+            self._phase = "streaming"
             writer = ChunkWriter(completion_id=new_completion_id(), model=self._admission.model,
                                  include_usage=self._body.include_usage)
             try:
@@ -121,10 +146,11 @@ class ChatCall:
                 self._settle(self._note(err))
                 self._usage = writer.usage
                 await send({"type": "http.response.body", "body": error_frame(err), "more_body": False})
+                self._phase = "done"
                 return
             self._usage = writer.usage
             await send({"type": "http.response.body", "body": writer.end(), "more_body": False})
-            self._status, self._outcome = 200, "ok"
+            self._status, self._outcome, self._phase = 200, "ok", "done"
         finally:
             with anyio.CancelScope(shield=True):
                 await chunks.aclose()
@@ -148,6 +174,7 @@ class ChatCall:
         self._settle(err)
         reply = error_reply(err)
         await _send_json(send, reply.status, reply.body, reply.headers)
+        self._phase = "done"
 
 
 async def _send_body(send: Any, data: bytes) -> None:

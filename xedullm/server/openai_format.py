@@ -49,8 +49,20 @@ class ErrorShape:
     client_may_retry: bool = False
 
 
+class ServerStopping(ServerError):
+    """The teacher stopped the server while this answer was still coming."""
+
+    student_facing = True
+
+    def __init__(self) -> None:
+        super().__init__("老师的服务器已停止，请稍后再试或问问老师。/ "
+                         "The teacher's server was stopped; try again later or ask your teacher.")
+
+
 # Most specific class first: the first isinstance match wins.
 _SHAPES = (
+    (ServerStopping, ErrorShape(
+        503, "server_error", "server_stopping", "", "")),
     (AuthenticationError, ErrorShape(
         401, "authentication_error", "invalid_api_key",
         "老师的密钥无效或已失效，请告诉老师。",

@@ -107,16 +107,25 @@ def make_server(client: Any, sock: socket.socket, **options: Any):
         raise ConfigurationError(
             f"run() 不认识这个参数：{exc}。可用：max_concurrent, max_waiting, wait_timeout。/ "
             f"run() got an unknown option: {exc}. Available: max_concurrent, max_waiting, wait_timeout.") from None
+    app = create_app(client, settings=settings)
     config = uvicorn.Config(
-        create_app(client, settings=settings),
+        app,
         log_level="warning",
         access_log=False,
-        # Ctrl-C should end the lesson promptly even while students are mid-answer.
-        timeout_graceful_shutdown=3,
-        # Many students on one school NAT address; the default 2048 backlog is fine, keep-alive short.
+        # Open answers end themselves at shutdown (see below); this only bounds the wait.
+        timeout_graceful_shutdown=5,
         timeout_keep_alive=15,
     )
-    return uvicorn.Server(config)
+    state = app.state.xedullm
+
+    class ClassroomServer(uvicorn.Server):
+        async def shutdown(self, sockets=None):
+            # Ctrl-C: answers still streaming close with a "server stopped" message at once,
+            # so the lesson ends promptly and no student is cut off without a word.
+            state.stopping().set()
+            await super().shutdown(sockets=sockets)
+
+    return ClassroomServer(config)
 
 
 def run_client_server(client: Any, host: str = "0.0.0.0", port: int = 7860, **options: Any) -> None:
