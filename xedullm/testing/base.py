@@ -208,6 +208,13 @@ class WireResponse:
                 self.fake._stream_closed(outcome)
 
 
+def _encode(body: Any) -> bytes:
+    """dict/list -> JSON; str/bytes are sent as given (a fault's raw body)."""
+    if isinstance(body, bytes):
+        return body
+    return body.encode("utf-8") if isinstance(body, str) else dumps(body)
+
+
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
@@ -404,8 +411,7 @@ class FakeServer:
 
     def json_response(self, status: int, body: Any,
                       headers: Optional[Dict[str, str]] = None) -> WireResponse:
-        data = body if isinstance(body, bytes) else (
-            body.encode("utf-8") if isinstance(body, str) else dumps(body))
+        data = _encode(body)
         all_headers = {"content-type": "application/json"}
         all_headers.update(headers or {})
         return WireResponse(self, status, all_headers, _once(data), content_length=len(data))
@@ -425,8 +431,7 @@ class FakeServer:
             body = fault.body
         headers = dict(headers)
         headers.update(fault.headers or {})
-        data = body if isinstance(body, bytes) else (
-            body.encode("utf-8") if isinstance(body, str) else dumps(body))
+        data = _encode(body)
         all_headers = {"content-type": "application/json"}
         all_headers.update(headers)
 
