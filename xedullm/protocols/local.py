@@ -176,10 +176,13 @@ class LoadedModel:
         """Threads one generation should use now: the thread budget shared by busy contexts."""
         return max(1, self.n_threads // max(1, self._busy))
 
+    def tokenize(self, text: str, special: bool = False) -> List[int]:
+        # Tokenizing reads only the vocabulary, never a context's state, so it needs no lock.
+        return self._tokenizer.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+
     def count_prompt(self, messages: List[Dict[str, str]]):
         """(prompt tokens, stop strings, stopping criteria) exactly as generation will use them."""
         formatted = self._format_prompt(messages)
-        # Tokenizing reads only the vocabulary, never a context's state, so it needs no lock.
         tokens = self._tokenizer.tokenize(
             formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
         )
@@ -198,11 +201,15 @@ def _prompt_formatter(llama) -> Callable[[List[Dict[str, str]]], Any]:
     eos_id, bos_id = llama.token_eos(), llama.token_bos()
     formatter = llama_chat_format.Jinja2ChatFormatter(
         template=template,
-        eos_token=llama._model.token_get_text(eos_id) if eos_id != -1 else "",
-        bos_token=llama._model.token_get_text(bos_id) if bos_id != -1 else "",
+        eos_token=_token_text(llama, eos_id),
+        bos_token=_token_text(llama, bos_id),
         stop_token_ids=[eos_id],
     )
     return lambda messages: formatter(messages=messages)
+
+
+def _token_text(llama, token: int) -> str:
+    return llama.detokenize([token], special=True).decode("utf-8", "replace") if token != -1 else ""
 
 
 _MODELS: Dict[Path, LoadedModel] = {}
