@@ -248,6 +248,7 @@ BAD_BODIES = {
     "stream": (json.dumps({"messages": [{"role": "user", "content": "x"}], "stream": "yes"}).encode(), "stream"),
     "n": (json.dumps({"messages": [{"role": "user", "content": "x"}], "n": 3}).encode(), "n"),
     "only system": (json.dumps({"messages": [{"role": "system", "content": "x"}]}).encode(), None),
+    "too large": (json.dumps({"messages": [{"role": "user", "content": "长" * (2 * 1024 * 1024)}]}).encode(), None),
 }
 
 

@@ -32,6 +32,8 @@ from .openai_format import InvalidRequest, error_reply
 from .policy import OpenPolicy
 
 STATIC_DIR = Path(__file__).parent / "static"
+# Far above any real conversation, far below what would let one student exhaust memory.
+MAX_BODY_BYTES = 4 * 1024 * 1024
 
 # The page renders model output; even if rendering ever slipped, the browser must refuse
 # to run injected script or fetch anything from outside the teacher's server.
@@ -151,9 +153,15 @@ def client_secrets(client: Any) -> List[str]:
 
 
 async def _json(request: Request) -> Any:
-    raw = await request.body()
+    raw = bytearray()
+    async for piece in request.stream():
+        raw += piece
+        if len(raw) > MAX_BODY_BYTES:
+            raise InvalidRequest(f"请求太大（超过 {MAX_BODY_BYTES // 1024 // 1024} MB），请缩短对话。",
+                                 f"The request is too large (over {MAX_BODY_BYTES // 1024 // 1024} MB); "
+                                 f"shorten the conversation.")
     try:
-        return json.loads(raw)
+        return json.loads(bytes(raw))
     except (ValueError, UnicodeDecodeError):
         raise InvalidRequest("请求体不是合法的 JSON。", "The request body is not valid JSON.") from None
 
