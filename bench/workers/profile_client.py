@@ -1,0 +1,40 @@
+"""cProfile of xedullm's client per request (sequential, sync), non-stream then stream.
+
+    python profile_client.py '<json spec>'    -> the top functions, as text on stdout
+
+spec: url, key, model, question, reply, requests, top.
+"""
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import pstats
+import sys
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    from xedullm import Client
+
+    client = Client(base_url=spec["url"], api_key=spec["key"], model=spec["model"], verbose=False)
+    for stream in (False, True):
+        ask = (lambda q: "".join(client.inference(q, stream=True))) if stream else client.inference
+        for _ in range(20):
+            assert ask(spec["question"]) == spec["reply"]
+        profile = cProfile.Profile()
+        profile.enable()
+        for _ in range(spec["requests"]):
+            ask(spec["question"])
+        profile.disable()
+        out = io.StringIO()
+        stats = pstats.Stats(profile, stream=out)
+        stats.sort_stats("tottime").print_stats(spec["top"])
+        print(f"### client, {'stream' if stream else 'non-stream'}, {spec['requests']} requests, "
+              f"by own time\n")
+        print(out.getvalue().split("\n", 1)[1].strip())
+        print()
+
+
+if __name__ == "__main__":
+    main()
