@@ -463,6 +463,12 @@ def test_bind_socket_takes_the_next_free_port():
         taken.close()
 
 
+def test_run_rejects_unknown_options_before_serving(teacher_fake):
+    teacher = Client(provider="deepseek", base_url=teacher_fake.base_url, api_key=TEACHER_KEY, verbose=False)
+    with pytest.raises(xedullm.ConfigurationError, match="max_concurrent"):
+        teacher.run(host="127.0.0.1", port=0, max_concurent=5)
+
+
 def test_urls_printed_like_xeduLLM():
     urls = local_urls("0.0.0.0", 7860)
     assert urls[-1] == "http://127.0.0.1:7860"
