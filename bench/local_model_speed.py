@@ -58,6 +58,7 @@ def single(engine: LocalEngine) -> None:
 
 def two_at_once(engine: LocalEngine) -> None:
     results = {}
+    QUESTIONS.append(QUESTIONS.pop(0))  # fresh prompts each round
 
     def run(i: int) -> None:
         results[i] = timed_stream(engine, QUESTIONS[i])
@@ -100,6 +101,7 @@ def main() -> None:
     engine = LocalEngine()
     timed_stream(engine, "Hello!")  # warm-up
     single(engine)
+    two_at_once(engine)  # the first time, the pool also creates its second context
     two_at_once(engine)
     threads_compared()
     print(f"load average now: {os.getloadavg()[0]:.2f}")
