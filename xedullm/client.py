@@ -131,6 +131,10 @@ class Client:
         key = f", api_key={mask_key(self._credentials.api_key)!r}" if self._credentials.api_key else ""
         return f"Client({who}, model={self.model!r}{key})"
 
+    def secrets(self) -> List[str]:
+        """The key(s) this client sends, for layers that must scrub them from their output."""
+        return [k for k in (self._credentials.api_key, self._credentials.secret_key) if k]
+
     # -- class-level catalog ------------------------------------------------------------
     @staticmethod
     def support_provider(lang: str = "en") -> List[str]:
@@ -162,9 +166,12 @@ class Client:
         from .transport import HTTPEngine
 
         protocol = self.provider.protocol if self.provider else "openai"
+        adapter = adapter_for(protocol, self.provider)
+        if self.xedu_url:
+            # The classroom server already wrote a student-facing bilingual message.
+            adapter.relay_server_messages = True
         conn = Connection(self.base_url, self._credentials.api_key, self._credentials.secret_key)
-        return HTTPEngine(adapter_for(protocol, self.provider), conn,
-                          timeout=self.timeout, max_retries=self.max_retries)
+        return HTTPEngine(adapter, conn, timeout=self.timeout, max_retries=self.max_retries)
 
     def close(self) -> None:
         if self._engine is not None and hasattr(self._engine, "close"):

@@ -29,8 +29,6 @@ EventResult = Union[ChatChunk, _StreamEnd, None]
 class Adapter:
     """Base class: the methods a protocol must provide, and helpers they share."""
 
-    #: whether a stream is over when the connection closes without an explicit end marker
-    eof_ends_stream = True
     #: whether requests need a token obtained with :meth:`token_request` first (ERNIE)
     uses_token = False
 
@@ -82,10 +80,13 @@ def load_json(body: Union[bytes, str], adapter: Adapter) -> Any:
     """Parse a JSON body; garbage from upstream is a ServerError, never a crash."""
     from ..errors import ServerError
 
+    if isinstance(body, bytes):
+        # Invalid UTF-8 is replaced, not fatal: the same text a stream of it gives (sse.py).
+        body = body.decode("utf-8-sig", "replace")
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        snippet = body[:200].decode("utf-8", "replace") if isinstance(body, bytes) else body[:200]
+    except ValueError:
+        snippet = body[:200]
         raise ServerError(
             provider=adapter.provider_name,
             detail=f"服务商返回了无法解析的数据 / unparseable reply from the provider: {snippet!r}",

@@ -99,9 +99,9 @@ def _clamp_open(value: Optional[float]) -> Optional[float]:
 
 
 class OpenAICompatAdapter(Adapter):
-    # A stream cut before [DONE] is still an answer for servers that omit it; we tolerate
-    # EOF but the transport flags a stream that produced nothing at all.
-    eof_ends_stream = True
+    #: set for a classroom server (xedu_url): its error messages are already written for
+    #: students, so they become the whole message instead of a detail under generic advice
+    relay_server_messages = False
 
     def _headers(self, conn: Connection) -> Dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -208,9 +208,11 @@ class OpenAICompatAdapter(Adapter):
             cls = overrides[status_hint]
         else:
             cls = class_for(status_hint, [code, etype], default=E.ServerError)
+        detail = str(err.get("message") or "")[:500] or None
         return cls(
+            detail if self.relay_server_messages else None,
             provider=self.provider_name, status_code=status, code=code if code is not None else etype,
-            detail=str(err.get("message") or "")[:500] or None,
+            detail=detail,
             retry_after=retry_after_seconds(headers) if headers else None,
         )
 

@@ -148,8 +148,7 @@ def create_app(client: Any, *, settings: Optional[ServerSettings] = None) -> Sta
 
 def client_secrets(client: Any) -> List[str]:
     """The teacher's key(s), so log lines can be checked against them."""
-    credentials = getattr(client, "_credentials", None)
-    return [s for s in (getattr(credentials, "api_key", None), getattr(credentials, "secret_key", None)) if s]
+    return client.secrets()
 
 
 async def _json(request: Request) -> Any:
