@@ -85,8 +85,10 @@ def provider_with_key() -> Optional[str]:
     return None
 
 
-def make_client(args):
-    """The Client the options ask for; falls back to the local model when no key exists."""
+def make_client(args, verbose: bool = False):
+    """The Client the options ask for; falls back to the local model when no key exists.
+
+    ``chat``, ``ask`` and ``serve`` all choose the provider this way."""
     from ..client import Client
 
     provider = args.provider
@@ -98,7 +100,7 @@ def make_client(args):
                    "没有找到任何服务商的密钥，使用离线本地模型；要用在线大模型，请运行 xedullm key set deepseek（或其他服务商）。",
                    "No API key configured: using the offline local model. To use an online model, "
                    "run: xedullm key set deepseek (or another provider)."))
-    client = Client(provider=provider, base_url=args.base_url, model=args.model, verbose=False)
+    client = Client(provider=provider, base_url=args.base_url, model=args.model, verbose=verbose)
     if args.system:
         client.set_system(args.system)
     return client

@@ -1,7 +1,6 @@
 """`xedullm serve`: share one model with the class (web chat + OpenAI-compatible API)."""
 from __future__ import annotations
 
-from .output import t
 
 
 def register(commands) -> None:
@@ -38,12 +37,8 @@ def _positive(text: str) -> int:
 
 
 def run(args) -> int:
-    from ..client import Client
+    from .chat import make_client
 
-    client = Client(provider=args.provider, base_url=args.base_url, model=args.model, verbose=True)
-    if args.system:
-        client.set_system(args.system)
-    if client.provider is not None and client.provider.protocol == "local":
-        print(t(args.lang, "正在使用本地模型（无需密钥）。", "Using the local model (no key needed)."), flush=True)
+    client = make_client(args, verbose=True)
     client.run(host=args.host, port=args.port, max_concurrent=args.max_concurrent)
     return 0
