@@ -25,7 +25,7 @@ WORKER = str(BENCH / "workers" / "client_overhead.py")
 
 def modes(quick: bool) -> List[Tuple[str, bool, int, int]]:
     """(title, stream, concurrency, requests per round)."""
-    seq, conc = (30, 64) if quick else (200, 320)
+    seq, conc = (30, 64) if quick else (100, 192)
     return [("sequential, non-stream", False, 1, seq), ("sequential, stream", True, 1, seq),
             (f"{CONCURRENCY} concurrent (async), non-stream", False, CONCURRENCY, conc),
             (f"{CONCURRENCY} concurrent (async), stream", True, CONCURRENCY, conc)]

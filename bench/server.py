@@ -79,7 +79,7 @@ class Numbers:
     idle_mib: Optional[float] = None
     latency: Dict[str, List[float]] = field(default_factory=dict)   # p50/p99 per round, ms
     first: Dict[str, List[float]] = field(default_factory=dict)
-    load: Dict[int, dict] = field(default_factory=dict)
+    load: Dict[int, List[dict]] = field(default_factory=dict)   # per level, one per round
     cpu_s: Optional[float] = None
     peak_mib: Optional[float] = None
     fake_cpu_s: Optional[float] = None
@@ -111,7 +111,7 @@ def _latency_phase(target: str, rounds: int, count: int, log) -> Numbers:
     return numbers
 
 
-def _load_phase(target: str, numbers: Numbers, duration: float, log) -> None:
+def _load_phase(target: str, numbers: Numbers, rounds: int, duration: float, log) -> None:
     with start_fake(TOKEN_DELAY, f"fake-load-{target}") as fake:
         server = None
         try:
@@ -120,10 +120,12 @@ def _load_phase(target: str, numbers: Numbers, duration: float, log) -> None:
             port = server.port if server else fake.port
             cpu0 = server.cpu_seconds() if server else 0.0
             fake_cpu0 = fake.cpu_seconds()
-            for level in LEVELS:
-                log(f"  server load: {LABELS[target]} at {level} concurrent streams")
-                out = _loadgen(_spec(target, port, True, level, duration=duration))
-                numbers.load[level] = out
+            for i in range(rounds):
+                for level in LEVELS:
+                    log(f"  server load: {LABELS[target]} at {level} concurrent streams, "
+                        f"round {i + 1}/{rounds}")
+                    out = _loadgen(_spec(target, port, True, level, duration=duration))
+                    numbers.load.setdefault(level, []).append(out)
             if server:
                 numbers.cpu_s = server.cpu_seconds() - cpu0
                 numbers.peak_mib = server.memory_mib("VmHWM")
@@ -133,12 +135,12 @@ def _load_phase(target: str, numbers: Numbers, duration: float, log) -> None:
                 server.stop()
 
 
-def run(rounds: int, count: int, duration: float, log=print) -> str:
+def run(rounds: int, count: int, load_rounds: int, duration: float, log=print) -> str:
     results: Dict[str, Numbers] = {}
     for target in TARGETS:
         results[target] = _latency_phase(target, rounds, count, log)
-        _load_phase(target, results[target], duration, log)
-    return _tables(results, rounds, count, duration)
+        _load_phase(target, results[target], load_rounds, duration, log)
+    return _tables(results, rounds, count, load_rounds, duration)
 
 
 def _added(results: Dict[str, Numbers], target: str, attr: str, key: str) -> List[float]:
@@ -147,7 +149,8 @@ def _added(results: Dict[str, Numbers], target: str, attr: str, key: str) -> Lis
     return [m - b for m, b in zip(mine, base)]
 
 
-def _tables(results: Dict[str, Numbers], rounds: int, count: int, duration: float) -> str:
+def _tables(results: Dict[str, Numbers], rounds: int, count: int, load_rounds: int,
+            duration: float) -> str:
     servers = [t for t in TARGETS if t != "direct"]
     lat_rows, meta = [], {}
     for t in TARGETS:
@@ -181,25 +184,30 @@ def _tables(results: Dict[str, Numbers], rounds: int, count: int, duration: floa
     ]
     load_rows = []
     for level in LEVELS:
-        best = results["litellm"].load[level]
-        best_tp = best["ok"] / best["wall"]
+        rates = {t: [o["ok"] / o["wall"] for o in results[t].load[level]] for t in TARGETS}
+        lite = report.median(rates["litellm"])
         for t in TARGETS:
-            out = results[t].load[level]
-            tp = out["ok"] / out["wall"]
-            errors = sum(out["errors"].values())
-            kinds = ", ".join(f"{k}: {v}" for k, v in out["errors"].items())
-            firsts = out["first"] or [float("nan")]
+            outs = results[t].load[level]
+            errors: Dict[str, int] = {}
+            for o in outs:
+                for kind, n in o["errors"].items():
+                    errors[kind] = errors.get(kind, 0) + n
+            kinds = ", ".join(f"{k}: {v}" for k, v in errors.items())
+            firsts = [f for o in outs for f in o["first"]] or [float("nan")]
             load_rows.append([
-                level, LABELS[t], f"{tp:.1f}", report.ratio(tp, best_tp) if t != "direct" else "",
-                f"{tp * CHUNKS:.0f}", f"{errors}" + (f" ({kinds})" if kinds else ""),
+                level, LABELS[t], report.spread(rates[t], 1),
+                report.ratio(report.median(rates[t]), lite) if t != "direct" else "",
+                f"{report.median(rates[t]) * CHUNKS:.0f}",
+                f"{sum(errors.values())}" + (f" ({kinds})" if kinds else ""),
                 f"{report.percentile(firsts, 50) * 1000:.0f} / {report.percentile(firsts, 99) * 1000:.0f}",
-                f"{out['cpu']:.1f}"])
+                f"{report.median([o['cpu'] / o['wall'] for o in outs]) * 100:.0f} %"])
     blocks.append(
         f"**Concurrent streaming students** — fake streams {len(REPLY)} characters in {CHUNKS} chunks, "
         f"{TOKEN_DELAY * 1000:.0f} ms apart (≈{CHUNKS * TOKEN_DELAY:.1f} s per answer); each level "
-        f"runs {duration:.0f} s; every answer is checked; ratio ÷ LiteLLM proxy, higher is better\n\n"
+        f"runs {duration:.0f} s, {load_rounds} rounds, median (min–max); every answer is checked; "
+        f"ratio ÷ LiteLLM proxy, higher is better; load generator CPU as a share of one core\n\n"
         + report.table(["students", "target", "answers/s", "÷ LiteLLM", "chunks/s", "errors",
-                        "first chunk p50 / p99 ms", "load generator CPU s"], load_rows))
+                        "first chunk p50 / p99 ms", "load generator CPU"], load_rows))
     res_rows = []
     for t in servers:
         n = results[t]
