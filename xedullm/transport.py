@@ -72,6 +72,31 @@ class _StreamReader:
         return out
 
 
+class _AnswerBody:
+    """Collects the body of a 2xx non-stream answer. Leading whitespace (DeepSeek sends
+    blank lines while it works) is not progress: if nothing else arrives within ``timeout``
+    it is an APITimeoutError, as for a stream that only sends keep-alives."""
+
+    def __init__(self, provider: str, timeout: float) -> None:
+        self.provider, self.timeout = provider, timeout
+        self.started, self.answering = time.monotonic(), False
+        self.parts: List[bytes] = []
+
+    def feed(self, raw: bytes) -> None:
+        self.parts.append(raw)
+        if not self.answering:
+            self.answering = bool(raw.strip())
+            if not self.answering and time.monotonic() - self.started > self.timeout:
+                raise E.APITimeoutError(
+                    provider=self.provider,
+                    detail=f"{self.timeout:g} 秒内没有收到回答（只有空行）/ no answer for {self.timeout:g}s (blank lines only)",
+                )
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.parts)
+
+
 class HTTPEngine:
     """One provider endpoint and credentials; the engine behind a remote ``Client``."""
 
@@ -209,12 +234,15 @@ class HTTPEngine:
     def _chat_once(self, req: ChatRequest, token: Optional[str]) -> ChatResult:
         request = self.adapter.chat_request(req, self.conn, token)
         try:
-            response = self.client.request(request.method, request.url, **self._kwargs(request))
+            with self.client.stream(request.method, request.url, **self._kwargs(request)) as response:
+                if not response.is_success:
+                    raise self._status_error(response, response.read())
+                answer = _AnswerBody(self.adapter.provider_name, self.timeout)
+                for raw in response.iter_bytes():
+                    answer.feed(raw)
         except httpx.HTTPError as exc:
             raise self._network_error(exc) from None
-        if not response.is_success:
-            raise self._status_error(response, response.content)
-        return self.adapter.parse_chat(response.content)
+        return self.adapter.parse_chat(answer.body)
 
     def _with_retries(self, call):
         attempt, replayed = 0, False
@@ -307,12 +335,15 @@ class HTTPEngine:
     async def _achat_once(self, req: ChatRequest, token: Optional[str]) -> ChatResult:
         request = self.adapter.chat_request(req, self.conn, token)
         try:
-            response = await self.aclient.request(request.method, request.url, **self._kwargs(request))
+            async with self.aclient.stream(request.method, request.url, **self._kwargs(request)) as response:
+                if not response.is_success:
+                    raise self._status_error(response, await response.aread())
+                answer = _AnswerBody(self.adapter.provider_name, self.timeout)
+                async for raw in response.aiter_bytes():
+                    answer.feed(raw)
         except httpx.HTTPError as exc:
             raise self._network_error(exc) from None
-        if not response.is_success:
-            raise self._status_error(response, response.content)
-        return self.adapter.parse_chat(response.content)
+        return self.adapter.parse_chat(answer.body)
 
     async def astream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         req.stream = True
@@ -320,9 +351,15 @@ class HTTPEngine:
         while True:
             yielded = False
             try:
-                async for chunk in self._astream_once(req, await self._atoken()):
-                    yielded = yielded or bool(chunk.text or chunk.reasoning)
-                    yield chunk
+                # Closed explicitly: an abandoned async generator is only finalized later by
+                # the event loop, and until then it holds the upstream connection.
+                once = self._astream_once(req, await self._atoken())
+                try:
+                    async for chunk in once:
+                        yielded = yielded or bool(chunk.text or chunk.reasoning)
+                        yield chunk
+                finally:
+                    await once.aclose()
                 return
             except E.LLMError as err:
                 if yielded:

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from .. import errors as E
 from ..sse import SSEEvent
 from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest, Usage
-from .base import Adapter, EventResult, load_json
+from .base import Adapter, EventResult, load_json, retry_after_seconds
 
 _CHAT_PATH = "rpc/2.0/ai_custom/v1/wenxinworkshop/chat/"
 
@@ -138,14 +138,17 @@ class ErnieAdapter(Adapter):
         except (ValueError, UnicodeDecodeError):
             data = {}
         if isinstance(data, dict) and "error_code" in data:
-            return self._error(data, status)
+            err = self._error(data, status)
+            err.retry_after = retry_after_seconds(headers)
+            return err
         # Gateway errors put their details in headers (protocols.md 3.6).
         detail = headers.get("x-bce-error-message") or body[:300].decode("utf-8", "replace").strip()
         cls = {401: E.AuthenticationError, 403: E.AuthenticationError, 404: E.ModelNotFoundError,
                429: E.RateLimitError}.get(status)
         cls = cls or (E.ServerError if status >= 500 else E.BadRequestError)
         return cls(provider=self.provider_name, status_code=status,
-                   code=headers.get("x-bce-error-code"), detail=detail or None)
+                   code=headers.get("x-bce-error-code"), detail=detail or None,
+                   retry_after=retry_after_seconds(headers))
 
     def is_token_expired(self, error: E.LLMError) -> bool:
         return error.code in _TOKEN_EXPIRED
