@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pstats
+import re
 import subprocess
 
-from .envs import ENVS
+from .envs import ENVS, REPO
 from .fixture import KEY, MODEL, QUESTION, REPLY, TOKEN_DELAY, start_fake
 from .procs import BENCH, WORK, Server, clean_env, free_port
 from .server import GATE, _loadgen, _spec
@@ -35,11 +37,16 @@ def _server(duration: float) -> str:
                "--port", str(port), "--max-concurrent", str(GATE)]
         with Server("xedullm-profile", cmd, port, "/v1/models", clean_env(OPENAI_API_KEY=KEY)):
             result = _loadgen(_spec("xedullm", port, True, 50, duration=duration))
-    text = io.StringIO()
-    pstats.Stats(str(out), stream=text).sort_stats("tottime").print_stats(TOP)
-    return (f"### server, 50 concurrent streams for {duration:.0f} s ({result['ok']} answers, "
-            f"{sum(result['errors'].values())} errors), by own time\n\n"
-            + text.getvalue().split("\n", 1)[1].strip() + "\n")
+    head = (f"### server, 50 concurrent streams for {duration:.0f} s ({result['ok']} answers, "
+            f"{sum(result['errors'].values())} errors)")
+    parts = []
+    for order, restrict, what in (("tottime", (), "by own time"),
+                                  ("cumulative", (re.escape(f"{REPO / 'xedullm'}{os.sep}"),),
+                                   "xedullm's functions by cumulative time")):
+        text = io.StringIO()
+        pstats.Stats(str(out), stream=text).sort_stats(order).print_stats(*restrict, TOP)
+        parts.append(f"{head}, {what}\n\n" + text.getvalue().split("\n", 1)[1].strip() + "\n")
+    return "\n".join(parts)
 
 
 def run(quick: bool, log=print) -> str:

@@ -9,13 +9,18 @@ from __future__ import annotations
 import cProfile
 import io
 import json
+import os
 import pstats
+import re
 import sys
 
 
 def main():
     spec = json.loads(sys.argv[1])
+    import xedullm
     from xedullm import Client
+
+    ours = re.escape(os.path.dirname(xedullm.__file__) + os.sep)
 
     client = Client(base_url=spec["url"], api_key=spec["key"], model=spec["model"], verbose=False)
     for stream in (False, True):
@@ -27,13 +32,14 @@ def main():
         for _ in range(spec["requests"]):
             ask(spec["question"])
         profile.disable()
-        out = io.StringIO()
-        stats = pstats.Stats(profile, stream=out)
-        stats.sort_stats("tottime").print_stats(spec["top"])
-        print(f"### client, {'stream' if stream else 'non-stream'}, {spec['requests']} requests, "
-              f"by own time\n")
-        print(out.getvalue().split("\n", 1)[1].strip())
-        print()
+        kind = "stream" if stream else "non-stream"
+        for order, restrict, what in (("tottime", (), "by own time"),
+                                      ("cumulative", (ours,), "xedullm's functions by cumulative time")):
+            out = io.StringIO()
+            pstats.Stats(profile, stream=out).sort_stats(order).print_stats(*restrict, spec["top"])
+            print(f"### client, {kind}, {spec['requests']} requests, {what}\n")
+            print(out.getvalue().split("\n", 1)[1].strip())
+            print()
 
 
 if __name__ == "__main__":
