@@ -24,13 +24,31 @@ def register(commands) -> None:
     parser.add_argument("--max-concurrent", type=_positive, default=32, metavar="N",
                         help="同时发往服务商的请求数上限，其余排队 / upstream calls at once; others wait in line "
                              "(default 32)")
+    parser.add_argument("--access-code", default=None, metavar="CODE",
+                        help="课堂访问码：学生在网页输入，程序作 api_key / class access code: students enter it on "
+                             "the page, programs pass it as api_key")
+    parser.add_argument("--admin-password", default=None, metavar="PASSWORD",
+                        help="老师管理页 /admin 的密码（不填则每次启动生成并显示）/ password for the teacher's "
+                             "/admin page (default: generated and shown at start)")
+    parser.add_argument("--data-dir", default=None, metavar="DIR",
+                        help="用量记录、令牌和设置保存的目录 / where the usage ledger, tokens and settings live")
+    parser.add_argument("--daily-budget", type=_positive, default=None, metavar="TOKENS",
+                        help="全班每天最多用多少 token / tokens per day for the whole class")
+    parser.add_argument("--per-student-daily", type=_positive, default=None, metavar="TOKENS",
+                        help="每位学生每天默认最多用多少 token / default tokens per day per student")
+    parser.add_argument("--review", action="store_true", default=None,
+                        help="课堂回顾：保存对话内容，只在管理页可见 / classroom review: keep conversation text, "
+                             "visible only on the admin page")
     parser.set_defaults(func=run)
 
 
 def _positive(text: str) -> int:
     import argparse
 
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError("N >= 1")
     return value
@@ -40,5 +58,7 @@ def run(args) -> int:
     from .chat import make_client
 
     client = make_client(args, verbose=True)
-    client.run(host=args.host, port=args.port, max_concurrent=args.max_concurrent)
+    client.run(host=args.host, port=args.port, max_concurrent=args.max_concurrent, access_code=args.access_code,
+               admin_password=args.admin_password, data_dir=args.data_dir, daily_budget=args.daily_budget,
+               per_student_daily=args.per_student_daily, review=args.review)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import mimetypes
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import LLMError
+from .admin import admin_routes
 from .chat import ChatCall
 from .chat_body import parse_chat_body
+from .classroom import Classroom, StoreLedger, own_usage
+from .classroom_policy import ClassroomPolicy
 from .gate import Gate
 from .ledger import LedgerEntry, NullLedger
 from .openai_format import InvalidRequest, error_reply
@@ -49,9 +53,17 @@ class ServerSettings:
     max_concurrent: int = 32      # upstream calls at once, for the whole class
     max_waiting: int = 256        # requests allowed to wait in line for a slot
     wait_timeout: float = 30.0    # seconds a request may wait before "busy"
-    policy: Any = None            # default: OpenPolicy(client)
-    ledger: Any = None            # default: NullLedger()
+    policy: Any = None            # default: OpenPolicy(client), or classroom controls (below)
+    ledger: Any = None            # default: NullLedger(), or the store's ledger (below)
     secrets: List[str] = field(default_factory=list, repr=False)  # what log lines must never show
+    # Classroom controls (tokens, budgets, ledger, /admin) are on when a store or data_dir is given.
+    store: Any = None             # a store.Store; default: SQLiteStore(data_dir)
+    data_dir: Any = None
+    access_code: Optional[str] = field(default=None, repr=False)
+    admin_password: Optional[str] = field(default=None, repr=False)
+    daily_budget: Optional[int] = None        # tokens per day for the whole class
+    per_student_daily: Optional[int] = None   # tokens per day per student (tokens may override)
+    review: Optional[bool] = None             # keep conversation text for the admin page
 
 
 @dataclass
@@ -61,6 +73,7 @@ class ServerState:
     policy: Any
     ledger: Any
     secrets: List[str] = field(repr=False)
+    classroom: Any = None
     _stopping: Optional[asyncio.Event] = field(default=None, repr=False)
 
     def stopping(self) -> asyncio.Event:
@@ -73,13 +86,17 @@ class ServerState:
 
 def create_app(client: Any, *, settings: Optional[ServerSettings] = None) -> Starlette:
     settings = settings or ServerSettings()
+    _register_mime_types()
+    classroom = _classroom(client, settings)
     state = ServerState(
         client=client,
         gate=Gate(settings.max_concurrent, settings.max_waiting, settings.wait_timeout),
-        policy=settings.policy or OpenPolicy(client),
-        ledger=settings.ledger or NullLedger(),
+        policy=settings.policy or (ClassroomPolicy(classroom) if classroom else OpenPolicy(client)),
+        ledger=settings.ledger or (StoreLedger(classroom) if classroom else NullLedger()),
         secrets=list(settings.secrets),
+        classroom=classroom,
     )
+    identify = getattr(state.policy, "identify", None)
 
     async def page(request: Request) -> Response:
         index = STATIC_DIR / "index.html"
@@ -106,28 +123,53 @@ def create_app(client: Any, *, settings: Optional[ServerSettings] = None) -> Sta
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def refuse(err: LLMError, started: float, stream: bool) -> Response:
+        reply = error_reply(err, own_message=True)
+        await state.ledger.record(LedgerEntry(
+            started=started, latency=time.time() - started, who=getattr(err, "who", None), model=None,
+            stream=stream, status=reply.status, outcome=reply.body["error"]["code"] or reply.body["error"]["type"],
+            usage=None))
+        return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
     async def chat_completions(request: Request) -> Any:
         started = time.time()
+        caller = None
+        if identify is not None:
+            try:
+                caller = await identify(request)
+            except LLMError as err:
+                return await refuse(err, started, False)
         try:
             body = parse_chat_body(await _json(request))
         except InvalidRequest as err:
             return _error_response(err)
-        try:
-            admission = await state.policy.admit(request, body.model)
-        except LLMError as err:
-            reply = error_reply(err, own_message=True)
-            await state.ledger.record(LedgerEntry(
-                started=started, latency=time.time() - started, who=None, model=None, stream=body.stream,
-                status=reply.status, outcome=reply.body["error"]["code"] or reply.body["error"]["type"], usage=None))
-            return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
         try:
             # build_request puts the teacher's system prompt first, ahead of any the student sent.
             chat = client.build_request(body.messages, temperature=body.temperature, top_p=body.top_p,
                                         stream=body.stream, max_tokens=body.max_tokens, stop=body.stop)
         except LLMError as err:
             return _error_response(InvalidRequest.wrap(err))
+        try:
+            if identify is not None:
+                admission = await state.policy.admit(request, body.model, caller=caller, chat=chat)
+            else:
+                admission = await state.policy.admit(request, body.model)
+        except LLMError as err:
+            return await refuse(err, started, body.stream)
         chat = dataclasses.replace(chat, model=admission.model)
         return ChatCall(state, body, admission, chat, started)
+
+    async def usage(request: Request) -> Response:
+        # Only the caller's own usage: who is decided by their key, never by a parameter.
+        if classroom is None or identify is None:
+            return JSONResponse({"error": {"message": "这个服务器没有开启用量记录。/ This server keeps no usage ledger.",
+                                           "type": "invalid_request_error", "param": None, "code": None}},
+                                status_code=404)
+        try:
+            caller = await identify(request)
+        except LLMError as err:
+            return _error_response(err)
+        return JSONResponse(await classroom.call(own_usage, classroom, caller))
 
     app = Starlette(
         routes=[
@@ -136,14 +178,47 @@ def create_app(client: Any, *, settings: Optional[ServerSettings] = None) -> Sta
             Route("/healthz", health, methods=["GET"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/usage", usage, methods=["GET"]),
             Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
+            *(admin_routes(classroom, _PAGE_HEADERS) if classroom else []),
         ],
-        middleware=[Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["GET", "POST"],
+        middleware=[Middleware(_PublicCORS, allow_origins=["*"], allow_methods=["GET", "POST"],
                                allow_headers=["*"], allow_credentials=False, max_age=600)],
         exception_handlers={HTTPException: _http_error},
     )
     app.state.xedullm = state
     return app
+
+
+class _PublicCORS(CORSMiddleware):
+    """CORS for everything students' web apps call, and none for the teacher's admin pages:
+    a browser then refuses any cross-site script's request to /admin before it is sent."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and (scope["path"] == "/admin" or scope["path"].startswith("/admin/")):
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _register_mime_types() -> None:
+    # Starlette takes types from Python's mimetypes, which reads the Windows registry; some
+    # machines there map .js to text/plain, and browsers refuse ES modules served that way.
+    mimetypes.add_type("text/javascript", ".js")
+    mimetypes.add_type("text/css", ".css")
+
+
+def _classroom(client: Any, settings: ServerSettings) -> Optional[Classroom]:
+    if settings.store is None and settings.data_dir is None:
+        return None
+    store = settings.store
+    if store is None:
+        from .sqlite_store import SQLiteStore
+
+        store = SQLiteStore(settings.data_dir)
+    return Classroom(client, store, access_code=settings.access_code, admin_password=settings.admin_password,
+                     daily_budget=settings.daily_budget, per_student_daily=settings.per_student_daily,
+                     review=settings.review)
 
 
 def client_secrets(client: Any) -> List[str]:

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import traceback
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import anyio
 
@@ -46,6 +46,7 @@ class ChatCall:
         self._status = 499
         self._outcome = "disconnected"
         self._usage: Optional[Usage] = None
+        self._answer: List[str] = []   # text the student has been sent
         self._phase = "waiting"        # -> 'streaming' once headers are out -> 'done'
         self._server_stopped = False
 
@@ -64,7 +65,8 @@ class ChatCall:
                     started=self._started, latency=time.time() - self._started,
                     who=self._admission.who, model=self._admission.model, stream=self._body.stream,
                     status=499 if self._outcome == "disconnected" else self._status,
-                    outcome=self._outcome, usage=self._usage))
+                    outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
+                    messages=self._chat.messages, answer="".join(self._answer)))
 
     @staticmethod
     async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:
@@ -119,6 +121,7 @@ class ChatCall:
         self._usage = result.usage
         body = completion(result, completion_id=new_completion_id(), model=self._admission.model)
         await _send_json(send, 200, body, {})
+        self._answer.append(result.text)
         self._status, self._outcome, self._phase = 200, "ok", "done"
 
     async def _stream(self, send: Any) -> None:
@@ -137,9 +140,9 @@ class ChatCall:
                                  include_usage=self._body.include_usage)
             try:
                 if first is not None:
-                    await _send_body(send, writer.chunk(first))
+                    await self._relay(send, writer, first)
                     async for chunk in chunks:
-                        await _send_body(send, writer.chunk(chunk))
+                        await self._relay(send, writer, chunk)
             except OSError:
                 raise
             except Exception as err:  # noqa: BLE001
@@ -154,6 +157,11 @@ class ChatCall:
         finally:
             with anyio.CancelScope(shield=True):
                 await chunks.aclose()
+
+    async def _relay(self, send: Any, writer: ChunkWriter, chunk: Any) -> None:
+        await _send_body(send, writer.chunk(chunk))
+        if chunk.text:
+            self._answer.append(chunk.text)
 
     def _note(self, err: BaseException) -> BaseException:
         """Tell the teacher what went wrong, key-free (the student gets the class's message)."""

@@ -7,7 +7,7 @@ answered, failed, refused or abandoned by a disconnecting student — so a real 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 from ..types import Usage
 
@@ -23,6 +23,9 @@ class LedgerEntry:
                               # error status); 499 when the student went away first
     outcome: str              # 'ok', 'disconnected', or the OpenAI error code/type sent
     usage: Optional[Usage]    # as reported upstream, when it was
+    ticket: Any = None        # Admission.ticket
+    messages: Optional[List[Dict[str, str]]] = None   # what went upstream (for classroom review)
+    answer: str = ""          # the answer text sent to the student, as far as it got
 
 
 class NullLedger:

@@ -4,6 +4,11 @@ The default lets every student in and always uses the teacher's model. Classroom
 (access codes, student tokens, quotas, rate limits) replace it with a policy that raises
 the matching ``LLMError`` (``AuthenticationError``, ``RateLimitError``, ``QuotaExceededError``)
 from :meth:`admit`; the server turns that into the OpenAI-format error for the student.
+
+A policy may also define ``identify(request) -> caller``: the server then calls it before it
+reads the body (a stranger hears "access code needed", not which field was wrong) and calls
+``admit(request, requested_model, caller=caller, chat=chat_request)`` with the built request,
+so the policy can hold an estimate of its cost (see classroom_policy.py).
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from typing import Any, List, Optional
 class Admission:
     who: str       # whom the ledger charges: a token name, or 'anonymous'
     model: str     # the model this request will use
+    ticket: Any = None   # what the policy holds for this request; the ledger settles it
 
 
 class OpenPolicy:

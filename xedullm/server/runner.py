@@ -11,6 +11,8 @@ from typing import Any, Iterable, List, Optional
 from ..errors import ConfigurationError
 
 _PORT_TRIES = 100
+_OPTIONS = ("max_concurrent, max_waiting, wait_timeout, access_code, admin_password, data_dir, "
+            "daily_budget, per_student_daily, review")
 _ANY_HOSTS = ("0.0.0.0", "", "::")
 
 
@@ -95,18 +97,38 @@ def banner(urls: List[str]) -> str:
     return "\n".join(lines)
 
 
+def admin_banner(url: str, classroom: Any) -> str:
+    """Where the teacher's admin page is, its password if we made one, and where data lives."""
+    lines = [f"老师管理页 / Teacher's admin page: {url}/admin"]
+    if classroom.password_generated:
+        lines.append(f"本次管理密码 / Admin password for this run: {classroom.admin_password}")
+    if classroom.access_code:
+        lines.append("已开启访问码：学生需要输入它（或自己的学生令牌）。/ "
+                     "Access code on: students enter it (or their student token).")
+    lines.append(f"用量记录保存在 / Usage ledger kept in: {classroom.store_location}")
+    return "\n".join(lines)
+
+
 def make_server(client: Any, sock: socket.socket, **options: Any):
     """A uvicorn server for ``client`` on ``sock``; options go to ServerSettings."""
     import uvicorn
 
     from .app import ServerSettings, client_secrets, create_app
+    from .store import default_data_dir
 
     try:
         settings = ServerSettings(secrets=client_secrets(client), **options)
     except TypeError as exc:
         raise ConfigurationError(
-            f"run() 不认识这个参数：{exc}。可用：max_concurrent, max_waiting, wait_timeout。/ "
-            f"run() got an unknown option: {exc}. Available: max_concurrent, max_waiting, wait_timeout.") from None
+            f"run() 不认识这个参数：{exc}。可用：{_OPTIONS}。/ "
+            f"run() got an unknown option: {exc}. Available: {_OPTIONS}.") from None
+    if settings.store is None and settings.data_dir is None:
+        # A real classroom always keeps its ledger, so limits hold across restarts.
+        settings.data_dir = default_data_dir()
+    if settings.access_code:
+        settings.secrets.append(settings.access_code)
+    if settings.admin_password:
+        settings.secrets.append(settings.admin_password)
     app = create_app(client, settings=settings)
     config = uvicorn.Config(
         app,
@@ -125,16 +147,21 @@ def make_server(client: Any, sock: socket.socket, **options: Any):
             state.stopping().set()
             await super().shutdown(sockets=sockets)
 
-    return ClassroomServer(config)
+    server = ClassroomServer(config)
+    server.classroom = state.classroom
+    return server
 
 
 def run_client_server(client: Any, host: str = "0.0.0.0", port: int = 7860, **options: Any) -> None:
     """Serve ``client`` to the class until Ctrl-C (what ``Client.run`` and ``xedullm serve`` call)."""
     _show_server_log()
     sock = bind_socket(host, port)
+    server = None
     try:
         server = make_server(client, sock, **options)
-        print(banner(local_urls(host, sock.getsockname()[1])), flush=True)
+        urls = local_urls(host, sock.getsockname()[1])
+        print(banner(urls), flush=True)
+        print(admin_banner(urls[0], server.classroom), flush=True)
         if _loop_running():
             # Jupyter already runs an event loop in this thread: serve from another thread
             # and stop it when the cell is interrupted.
@@ -146,6 +173,8 @@ def run_client_server(client: Any, host: str = "0.0.0.0", port: int = 7860, **op
                 pass  # uvicorn has already shut down cleanly and re-raised the signal
     finally:
         sock.close()
+        if server is not None:
+            server.classroom.close()
     print("服务已停止。/ Server stopped.", flush=True)
 
 

@@ -1,0 +1,108 @@
+"""The classroom's controls while the server runs: the store, the budgets, the access code.
+
+The store is synchronous; the server reaches it through one dedicated thread, so a slow disk
+or a lock held by another server process never stalls the event loop, and SQLite sees one
+caller at a time.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Optional
+
+from .ledger import LedgerEntry
+from .store import LedgerRow, Store
+
+# Settings the teacher changes on the admin page; run() arguments override and are remembered.
+REMEMBERED = ("daily_budget", "per_student_daily", "review")
+
+
+def today(now: Optional[float] = None) -> str:
+    """The local date budgets count: a class day starts at the teacher's midnight."""
+    return time.strftime("%Y-%m-%d", time.localtime(now))
+
+
+class Classroom:
+    def __init__(self, client: Any, store: Store, *, access_code: Optional[str] = None,
+                 admin_password: Optional[str] = None, daily_budget: Optional[int] = None,
+                 per_student_daily: Optional[int] = None, review: Optional[bool] = None) -> None:
+        self.client = client
+        self.store = store
+        self.access_code = access_code or None
+        self.password_generated = not admin_password
+        # Generated passwords are easy to read aloud and type: 12 characters, no 0/O or 1/l.
+        self.admin_password = admin_password or "".join(
+            secrets.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(12))
+        given = {"daily_budget": daily_budget, "per_student_daily": per_student_daily, "review": review}
+        for key, value in given.items():
+            if value is not None:
+                store.set_setting(key, json.dumps(value))
+        self.daily_budget: Optional[int] = self._remembered("daily_budget")
+        self.per_student_daily: Optional[int] = self._remembered("per_student_daily")
+        self.review: bool = bool(self._remembered("review"))
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xedullm-store")
+
+    @property
+    def store_location(self) -> str:
+        return str(getattr(self.store, "path", type(self.store).__name__))
+
+    def _remembered(self, key: str) -> Any:
+        raw = self.store.get_setting(key)
+        return None if raw is None else json.loads(raw)
+
+    def change(self, key: str, value: Any) -> None:
+        """Set a remembered setting (runs on the store thread via :meth:`call`)."""
+        assert key in REMEMBERED
+        self.store.set_setting(key, None if value is None else json.dumps(value))
+        setattr(self, key, bool(value) if key == "review" else value)
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True)
+        self.store.close()
+
+
+class StoreLedger:
+    """Writes each request's ledger row and releases what its admission held."""
+
+    def __init__(self, classroom: Classroom) -> None:
+        self._classroom = classroom
+
+    async def record(self, entry: LedgerEntry) -> None:
+        ticket = entry.ticket
+        usage = entry.usage
+        if usage is not None:
+            charged = usage.total_tokens
+        elif ticket is not None and entry.answer:
+            # Upstream reported nothing (the student left mid-answer): charge what we can see,
+            # prompt characters plus the characters already sent, an upper bound in practice.
+            charged = ticket.prompt_chars + len(entry.answer)
+        else:
+            charged = 0
+        conversation = None
+        if self._classroom.review and entry.messages is not None:
+            conversation = json.dumps({"messages": entry.messages, "answer": entry.answer}, ensure_ascii=False)
+        row = LedgerRow(
+            started=entry.started, day=today(entry.started), latency=entry.latency, who=entry.who,
+            model=entry.model, stream=entry.stream, status=entry.status, outcome=entry.outcome,
+            admitted=ticket is not None,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            total_tokens=usage.total_tokens if usage else None,
+            charged=charged, conversation=conversation)
+        await self._classroom.call(self._classroom.store.record, row, ticket.claim_id if ticket else None)
+
+
+def own_usage(classroom: Classroom, caller: Any) -> dict:
+    """``GET /v1/usage``: the caller's own tokens today and their limits, nobody else's."""
+    limits = caller.token.limits if caller.token else None
+    daily = limits.daily_tokens if limits and limits.daily_tokens is not None else classroom.per_student_daily
+    day = today()
+    return {"who": caller.who, "day": day, "used_tokens": classroom.store.used(day, caller.who),
+            "daily_limit": daily, "requests_per_minute": limits.rpm if limits else None,
+            "concurrent": limits.concurrent if limits else None}

@@ -1,0 +1,167 @@
+"""Who may ask, how much, and with which model, when classroom controls are on.
+
+Two steps. :meth:`ClassroomPolicy.identify` runs before the request body is read: a stranger
+hears "access code needed", not which fields were wrong. :meth:`ClassroomPolicy.admit` then
+checks every limit and holds the request's estimated tokens in the store, in one transaction
+(see store.py for what "exact" means), before anything is sent upstream.
+"""
+from __future__ import annotations
+
+import hmac
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+from ..errors import AuthenticationError, LLMError, QuotaExceededError, RateLimitError
+from ..types import ChatRequest
+from . import student_tokens
+from .classroom import Classroom, today
+from .policy import Admission
+from .store import Claim, ClaimResult, StudentToken
+
+# What an answer may cost when the student does not say (max_tokens). Holds are clipped to
+# what is left of a budget, so a high guess never refuses a request while budget remains.
+ANSWER_ESTIMATE = 1024
+_SESSION_MAX = 64
+
+
+@dataclass(frozen=True)
+class Caller:
+    who: str                              # token name, 'browser:<tab id>' or 'anonymous'
+    token: Optional[StudentToken] = None
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What an admission holds; the ledger settles it when the request ends."""
+
+    claim_id: str
+    held: int
+    prompt_chars: int
+
+
+class Refused(LLMError):
+    """Mixin: a policy refusal, charged to ``who`` in the ledger."""
+
+    who: Optional[str] = None
+
+
+class AccessDenied(AuthenticationError):
+    student_facing = True
+
+
+class BudgetUsedUp(QuotaExceededError, Refused):
+    student_facing = True
+
+
+class SlowDown(RateLimitError, Refused):
+    student_facing = True
+
+
+def bearer(request: Any) -> Optional[str]:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
+def prompt_chars(chat: ChatRequest) -> int:
+    # Characters bound tokens from above for Chinese and (by ~4x) for English text.
+    return sum(len(m.get("content") or "") for m in chat.messages)
+
+
+class ClassroomPolicy:
+    def __init__(self, classroom: Classroom) -> None:
+        self._room = classroom
+
+    @property
+    def access_code_required(self) -> bool:
+        return self._room.access_code is not None
+
+    def models(self) -> List[str]:
+        return [self._room.client.model]
+
+    async def identify(self, request: Any) -> Caller:
+        key = bearer(request)
+        code = self._room.access_code
+        if code is not None and key is not None and hmac.compare_digest(key.encode(), code.encode()):
+            return self._anonymous(request)
+        if key is not None and key.startswith(student_tokens.PREFIX):
+            token = await self._room.call(self._room.store.token_by_digest, student_tokens.digest(key))
+            _check_token(token)
+            return Caller(who=token.name, token=token)
+        if code is not None:
+            raise AccessDenied(
+                "这个课堂需要访问码：请向老师要访问码（或你的学生令牌），在网页里输入，或在程序里把它作为 api_key。/ "
+                "This classroom needs an access code: ask your teacher for it (or for your student token), "
+                "enter it on the page, or pass it as api_key in your program.")
+        return self._anonymous(request)
+
+    @staticmethod
+    def _anonymous(request: Any) -> Caller:
+        session = "".join(c for c in request.headers.get("x-xedullm-session", "") if c.isprintable())
+        return Caller(who=f"browser:{session[:_SESSION_MAX]}" if session else "anonymous")
+
+    async def admit(self, request: Any, requested_model: Optional[str], *, caller: Caller,
+                    chat: ChatRequest) -> Admission:
+        room = self._room
+        token = caller.token
+        limits = token.limits if token else None
+        model = room.client.model
+        if limits and requested_model in limits.models:
+            model = requested_model
+        now = time.time()
+        chars = prompt_chars(chat)
+        who_budget = limits.daily_tokens if limits and limits.daily_tokens is not None else room.per_student_daily
+        claim = Claim(id=uuid.uuid4().hex, who=caller.who, now=now, day=today(now),
+                      estimate=chars + (chat.max_tokens or ANSWER_ESTIMATE),
+                      class_budget=room.daily_budget, who_budget=who_budget,
+                      rpm=limits.rpm if limits else None, concurrent=limits.concurrent if limits else None)
+        result = await room.call(room.store.claim, claim)
+        if not result.granted:
+            raise _refusal(result, claim)
+        return Admission(who=caller.who, model=model, ticket=Ticket(claim.id, result.held, chars))
+
+
+def _check_token(token: Optional[StudentToken]) -> None:
+    if token is None:
+        raise AccessDenied("这个学生令牌不对：请检查是否抄错，或向老师要一个新的。/ "
+                           "This student token is not valid: check it was copied exactly, or ask your teacher "
+                           "for a new one.")
+    if token.revoked is not None:
+        raise AccessDenied("老师已停用这个学生令牌，请向老师要一个新的。/ "
+                           "Your teacher has revoked this student token; ask them for a new one.")
+    if token.limits.expires is not None and time.time() >= token.limits.expires:
+        raise AccessDenied(f"这个学生令牌已于 {student_tokens.expires_text(token.limits.expires)} 过期，请向老师要一个新的。/ "
+                           f"This student token expired after {student_tokens.expires_text(token.limits.expires)}; "
+                           f"ask your teacher for a new one.")
+
+
+def _refusal(result: ClaimResult, claim: Claim) -> LLMError:
+    reason = result.refusal
+    wait = max(1, round(result.retry_after or 1))
+    err: Refused
+    if reason == "class_budget":
+        err = BudgetUsedUp(f"全班今天的额度（{claim.class_budget} token）已用完。明天再来，或请老师在管理页调高预算。/ "
+                           f"The class's budget for today ({claim.class_budget} tokens) is used up. Come back "
+                           f"tomorrow, or ask your teacher to raise it on the admin page.")
+    elif reason == "who_budget":
+        err = BudgetUsedUp(f"你今天的额度（{claim.who_budget} token）已用完。明天再来，或请老师调高你的额度。/ "
+                           f"Your budget for today ({claim.who_budget} tokens) is used up. Come back tomorrow, "
+                           f"or ask your teacher to raise your limit.")
+    elif reason in ("class_held", "who_held"):
+        err = SlowDown(f"今天的额度快用完了，剩下的正被进行中的回答占用。请 {wait} 秒后再试。/ "
+                       f"Today's budget is nearly used up and the rest is held by answers still running. "
+                       f"Try again in {wait} seconds.", retry_after=wait)
+    elif reason == "rpm":
+        err = SlowDown(f"你每分钟最多可以发 {claim.rpm} 个请求，请 {wait} 秒后再试。/ "
+                       f"You may send at most {claim.rpm} requests a minute; try again in {wait} seconds.",
+                       retry_after=wait)
+    else:
+        err = SlowDown(f"你同时最多可以有 {claim.concurrent} 个回答在进行，请等上一个回答结束再发。/ "
+                       f"You may have at most {claim.concurrent} answers running at once; wait for one to "
+                       f"finish, then try again.", retry_after=wait)
+    err.who = claim.who
+    return err

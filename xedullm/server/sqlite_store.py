@@ -1,0 +1,282 @@
+"""The default store: one SQLite file (WAL) in the server's data directory.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction: it takes SQLite's write lock first, so
+a check-then-hold in :meth:`claim` cannot interleave with another's, even from another
+server process on the same file. Readers never wait for writers (WAL). Daily totals are kept
+in their own small table so a budget check reads one row per student, not the whole day.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple, Union
+
+from ..errors import ConfigurationError
+from .store import (Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, Store, StudentToken,
+                    TokenLimits, WhoTotals)
+
+DB_NAME = "classroom.sqlite3"
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY,
+    started REAL NOT NULL, day TEXT NOT NULL, latency REAL NOT NULL,
+    who TEXT, model TEXT, stream INTEGER NOT NULL, status INTEGER NOT NULL, outcome TEXT NOT NULL,
+    admitted INTEGER NOT NULL,
+    prompt_tokens INTEGER, completion_tokens INTEGER, total_tokens INTEGER,
+    charged INTEGER NOT NULL, conversation TEXT);
+CREATE INDEX IF NOT EXISTS ledger_started ON ledger(started);
+CREATE INDEX IF NOT EXISTS ledger_admitted ON ledger(who, started) WHERE admitted = 1;
+CREATE TABLE IF NOT EXISTS daily (
+    day TEXT NOT NULL, who TEXT NOT NULL, requests INTEGER NOT NULL, tokens INTEGER NOT NULL,
+    errors INTEGER NOT NULL, PRIMARY KEY (day, who)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS holds (
+    id TEXT PRIMARY KEY, who TEXT NOT NULL, started REAL NOT NULL, tokens INTEGER NOT NULL,
+    expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+    name TEXT PRIMARY KEY, digest TEXT NOT NULL UNIQUE, created REAL NOT NULL, revoked REAL,
+    daily_tokens INTEGER, rpm INTEGER, concurrent INTEGER, models TEXT NOT NULL, expires REAL);
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS admin_logins (
+    client TEXT PRIMARY KEY, failures INTEGER NOT NULL, last REAL NOT NULL);
+"""
+_ROW_COLUMNS = ("started", "day", "latency", "who", "model", "stream", "status", "outcome", "admitted",
+                "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation")
+
+
+class SQLiteStore(Store):
+    def __init__(self, data_dir: Union[str, Path]) -> None:
+        self.data_dir = Path(data_dir).expanduser()
+        self.path = self.data_dir / DB_NAME
+        # One connection, shared by whichever thread calls (the server's store thread, the CLI).
+        self._lock = threading.Lock()
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: we write BEGIN IMMEDIATE ourselves, so the lock is taken
+            # before the first read of a check-then-write.
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
+                                       timeout=10.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL under WAL: a power cut may lose the last commits, never corrupt the file.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            with self._write() as db:
+                if db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(
+                f"无法打开课堂数据文件 {self.path}（{exc}）。请检查目录权限，或用 --data-dir 换一个目录。/ "
+                f"Cannot open the classroom data file {self.path} ({exc}). Check the folder's "
+                f"permissions, or choose another with --data-dir.") from None
+
+    def _write(self) -> "_Transaction":
+        return _Transaction(self._db, self._lock)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- requests -------------------------------------------------------------------------
+    def claim(self, claim: Claim) -> ClaimResult:
+        with self._write() as db:
+            live = (claim.who, claim.now)
+            if claim.concurrent is not None:
+                running = db.execute("SELECT COUNT(*) FROM holds WHERE who = ? AND expires > ?", live).fetchone()[0]
+                if running >= claim.concurrent:
+                    return ClaimResult(False, "concurrent", retry_after=1)
+            if claim.rpm is not None:
+                since = claim.now - 60
+                starts = [r[0] for r in db.execute(
+                    "SELECT started FROM ledger WHERE who = ? AND admitted = 1 AND started > ? "
+                    "UNION ALL SELECT started FROM holds WHERE who = ? AND started > ? AND expires > ?",
+                    (claim.who, since, claim.who, since, claim.now))]
+                if len(starts) >= claim.rpm:
+                    oldest = sorted(starts)[len(starts) - claim.rpm]
+                    return ClaimResult(False, "rpm", retry_after=max(1.0, oldest + 60 - claim.now))
+            left: List[int] = []
+            for scope, budget, who in (("class", claim.class_budget, None), ("who", claim.who_budget, claim.who)):
+                if budget is None:
+                    continue
+                used = self._used(db, claim.day, who)
+                if used >= budget:
+                    return ClaimResult(False, f"{scope}_budget")
+                if who is None:
+                    held = db.execute("SELECT COALESCE(SUM(tokens), 0) FROM holds WHERE expires > ?",
+                                      (claim.now,)).fetchone()[0]
+                else:
+                    held = db.execute("SELECT COALESCE(SUM(tokens), 0) FROM holds WHERE who = ? AND expires > ?",
+                                      live).fetchone()[0]
+                if used + held >= budget:
+                    # The rest of today's budget is held by answers still running; some of it
+                    # may come back when they finish.
+                    return ClaimResult(False, f"{scope}_held", retry_after=5)
+                left.append(budget - used - held)
+            held = max(1, min([claim.estimate, *left]))
+            db.execute("INSERT INTO holds (id, who, started, tokens, expires) VALUES (?, ?, ?, ?, ?)",
+                       (claim.id, claim.who, claim.now, held, claim.now + claim.hold_for))
+            return ClaimResult(True, held=held)
+
+    @staticmethod
+    def _used(db: sqlite3.Connection, day: str, who: Optional[str]) -> int:
+        if who is None:
+            return db.execute("SELECT COALESCE(SUM(tokens), 0) FROM daily WHERE day = ?", (day,)).fetchone()[0]
+        found = db.execute("SELECT tokens FROM daily WHERE day = ? AND who = ?", (day, who)).fetchone()
+        return found[0] if found else 0
+
+    def record(self, row: LedgerRow, claim_id: Optional[str] = None) -> None:
+        values = tuple(getattr(row, c) for c in _ROW_COLUMNS)
+        with self._write() as db:
+            if claim_id is not None:
+                db.execute("DELETE FROM holds WHERE id = ?", (claim_id,))
+            db.execute(f"INSERT INTO ledger ({', '.join(_ROW_COLUMNS)}) "
+                       f"VALUES ({', '.join('?' * len(_ROW_COLUMNS))})", values)
+            db.execute("INSERT INTO daily (day, who, requests, tokens, errors) VALUES (?, ?, 1, ?, ?) "
+                       "ON CONFLICT (day, who) DO UPDATE SET requests = requests + 1, "
+                       "tokens = tokens + excluded.tokens, errors = errors + excluded.errors",
+                       (row.day, row.who or "", row.charged, int(row.outcome != "ok")))
+
+    def used(self, day: str, who: Optional[str] = None) -> int:
+        with self._lock:
+            return self._used(self._db, day, who)
+
+    # -- reports --------------------------------------------------------------------------
+    def day_totals(self, day: str) -> DayTotals:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT who, requests, tokens, errors FROM daily WHERE day = ? ORDER BY tokens DESC, who",
+                (day,)).fetchall()
+        students = [WhoTotals(who or "", requests, tokens, errors) for who, requests, tokens, errors in rows]
+        return DayTotals(requests=sum(s.requests for s in students), tokens=sum(s.tokens for s in students),
+                         errors=sum(s.errors for s in students), students=students)
+
+    def series(self, since: float, bucket: float) -> List[Tuple[float, int, int]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT CAST((started - ?) / ? AS INTEGER) AS slot, SUM(charged), COUNT(*) FROM ledger "
+                "WHERE started >= ? GROUP BY slot ORDER BY slot", (since, bucket, since)).fetchall()
+        return [(since + slot * bucket, tokens, count) for slot, tokens, count in rows]
+
+    def recent(self, limit: int, errors_only: bool = False) -> List[Dict]:
+        where = "WHERE outcome != 'ok'" if errors_only else ""
+        with self._lock:
+            cursor = self._db.execute(
+                f"SELECT id, {', '.join(_ROW_COLUMNS)} FROM ledger {where} ORDER BY id DESC LIMIT ?", (limit,))
+            return [_row_dict(cursor, r) for r in cursor.fetchall()]
+
+    def rows(self) -> Iterator[Dict]:
+        # Its own cursor on a snapshot, so a long export does not hold up the server.
+        reader = sqlite3.connect(str(self.path), check_same_thread=False)
+        try:
+            cursor = reader.execute(f"SELECT id, {', '.join(_ROW_COLUMNS)} FROM ledger ORDER BY id")
+            for r in cursor:
+                yield _row_dict(cursor, r)
+        finally:
+            reader.close()
+
+    # -- student tokens -------------------------------------------------------------------
+    def add_token(self, name: str, digest: str, limits: TokenLimits, now: float) -> None:
+        with self._write() as db:
+            found = db.execute("SELECT revoked FROM tokens WHERE name = ?", (name,)).fetchone()
+            if found is not None and found[0] is None:
+                raise ValueError(name)
+            db.execute("DELETE FROM tokens WHERE name = ?", (name,))
+            db.execute("INSERT INTO tokens (name, digest, created, revoked, daily_tokens, rpm, concurrent, models, "
+                       "expires) VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?)",
+                       (name, digest, now, *_limit_values(limits)))
+
+    def token_by_digest(self, digest: str) -> Optional[StudentToken]:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE digest = ?", (digest,)).fetchone()
+        return _token(row) if row else None
+
+    def tokens(self) -> List[StudentToken]:
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created, name").fetchall()
+        return [_token(r) for r in rows]
+
+    def update_token(self, name: str, limits: TokenLimits) -> bool:
+        with self._write() as db:
+            return db.execute("UPDATE tokens SET daily_tokens = ?, rpm = ?, concurrent = ?, models = ?, expires = ? "
+                              "WHERE name = ? AND revoked IS NULL", (*_limit_values(limits), name)).rowcount == 1
+
+    def revoke_token(self, name: str, now: float) -> bool:
+        with self._write() as db:
+            return db.execute("UPDATE tokens SET revoked = ? WHERE name = ? AND revoked IS NULL",
+                              (now, name)).rowcount == 1
+
+    # -- settings and admin logins --------------------------------------------------------
+    def get_setting(self, key: str) -> Optional[str]:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: Optional[str]) -> None:
+        with self._write() as db:
+            if value is None:
+                db.execute("DELETE FROM settings WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
+                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+
+    def login_failures(self, client: str) -> LoginFailures:
+        with self._lock:
+            row = self._db.execute("SELECT failures, last FROM admin_logins WHERE client = ?", (client,)).fetchone()
+        return LoginFailures(*row) if row else LoginFailures()
+
+    def note_login_failure(self, client: str, now: float) -> LoginFailures:
+        with self._write() as db:
+            db.execute("INSERT INTO admin_logins (client, failures, last) VALUES (?, 1, ?) "
+                       "ON CONFLICT (client) DO UPDATE SET failures = failures + 1, last = excluded.last",
+                       (client, now))
+            return LoginFailures(*db.execute("SELECT failures, last FROM admin_logins WHERE client = ?",
+                                             (client,)).fetchone())
+
+    def clear_login_failures(self, client: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM admin_logins WHERE client = ?", (client,))
+
+
+class _Transaction:
+    """``with`` block = one BEGIN IMMEDIATE … COMMIT (ROLLBACK on error)."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+        self._db = db
+        self._lock = lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+        return self._db
+
+    def __exit__(self, kind, exc, tb) -> None:
+        try:
+            self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+        finally:
+            self._lock.release()
+
+
+_TOKEN_COLUMNS = "name, created, revoked, daily_tokens, rpm, concurrent, models, expires"
+
+
+def _token(row: tuple) -> StudentToken:
+    name, created, revoked, daily, rpm, concurrent, models, expires = row
+    return StudentToken(name=name, created=created, revoked=revoked, limits=TokenLimits(
+        daily_tokens=daily, rpm=rpm, concurrent=concurrent, models=tuple(json.loads(models)), expires=expires))
+
+
+def _limit_values(limits: TokenLimits) -> tuple:
+    return (limits.daily_tokens, limits.rpm, limits.concurrent, json.dumps(list(limits.models)), limits.expires)
+
+
+def _row_dict(cursor: sqlite3.Cursor, row: tuple) -> Dict:
+    out = dict(zip((d[0] for d in cursor.description), row))
+    out["stream"] = bool(out["stream"])
+    out["admitted"] = bool(out["admitted"])
+    return out

@@ -1,0 +1,188 @@
+"""Everything the classroom server remembers, behind one small interface.
+
+The ledger of requests, the holds of requests still running, student tokens, the teacher's
+settings and failed admin logins all live in a :class:`Store`. SQLite (WAL, in the server's
+data directory) is the default; a shared store (Redis, PostgreSQL) can replace it so that
+several server processes serve one school. Nothing else in the server keeps state.
+
+Methods are synchronous and each is one transaction: the server calls them from one worker
+thread, the CLI calls them directly.
+
+**Budgets are exact at the boundary** in this sense: :meth:`Store.claim` checks and holds in
+one transaction, and a request is admitted only while *today's recorded tokens plus the
+tokens held by requests still running* are below the budget. Each running request holds its
+estimate, clipped to what is left, so once the budget is reached nothing more is admitted,
+and the total can pass the budget only by how much the last admitted answers used beyond
+their holds.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class TokenLimits:
+    daily_tokens: Optional[int] = None    # tokens per day (None: the class's per-student default)
+    rpm: Optional[int] = None             # requests per minute
+    concurrent: Optional[int] = None      # requests running at once
+    models: Tuple[str, ...] = ()          # models the student may choose; () = the teacher's only
+    expires: Optional[float] = None       # epoch seconds after which the token stops working
+
+
+@dataclass(frozen=True)
+class StudentToken:
+    name: str
+    limits: TokenLimits
+    created: float
+    revoked: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a request asks to hold before it goes upstream."""
+
+    id: str
+    who: str
+    now: float
+    day: str                      # the local date the budgets count ('2026-03-05')
+    estimate: int                 # tokens this request may use, by our estimate
+    class_budget: Optional[int]   # tokens per day for the whole class
+    who_budget: Optional[int]     # tokens per day for this student
+    rpm: Optional[int]
+    concurrent: Optional[int]
+    hold_for: float = 900.0       # seconds a hold counts if its request never reports back
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    granted: bool
+    refusal: Optional[str] = None     # 'class_budget' | 'who_budget' | 'class_held' | 'who_held'
+                                      # | 'rpm' | 'concurrent'
+    retry_after: Optional[float] = None
+    held: int = 0
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    started: float
+    day: str
+    latency: float
+    who: Optional[str]
+    model: Optional[str]
+    stream: bool
+    status: int
+    outcome: str
+    admitted: bool
+    prompt_tokens: Optional[int]      # as reported upstream; None when it reported nothing
+    completion_tokens: Optional[int]
+    total_tokens: Optional[int]
+    charged: int                      # what counts against budgets
+    conversation: Optional[str] = None   # JSON, only with classroom review on
+
+
+@dataclass(frozen=True)
+class WhoTotals:
+    who: str
+    requests: int
+    tokens: int
+    errors: int
+
+
+@dataclass(frozen=True)
+class LoginFailures:
+    count: int = 0
+    last: float = 0.0
+
+
+@dataclass
+class DayTotals:
+    requests: int = 0
+    tokens: int = 0
+    errors: int = 0
+    students: List[WhoTotals] = field(default_factory=list)
+
+
+class Store(ABC):
+    # -- requests -------------------------------------------------------------------------
+    @abstractmethod
+    def claim(self, claim: Claim) -> ClaimResult:
+        """Check every limit and, if all pass, hold ``claim.estimate`` (clipped) — atomically."""
+
+    @abstractmethod
+    def record(self, row: LedgerRow, claim_id: Optional[str] = None) -> None:
+        """Write one ledger row and release the request's hold, in one transaction."""
+
+    @abstractmethod
+    def used(self, day: str, who: Optional[str] = None) -> int:
+        """Tokens charged on ``day``, for the class or one student."""
+
+    # -- reports for the teacher ----------------------------------------------------------
+    @abstractmethod
+    def day_totals(self, day: str) -> DayTotals: ...
+
+    @abstractmethod
+    def series(self, since: float, bucket: float) -> List[Tuple[float, int, int]]:
+        """(bucket start, tokens, requests) per ``bucket`` seconds since ``since``, oldest first."""
+
+    @abstractmethod
+    def recent(self, limit: int, errors_only: bool = False) -> List[Dict]:
+        """The latest ledger rows as dicts, newest first."""
+
+    @abstractmethod
+    def rows(self) -> Iterator[Dict]:
+        """Every ledger row as a dict, oldest first (for export)."""
+
+    # -- student tokens -------------------------------------------------------------------
+    @abstractmethod
+    def add_token(self, name: str, digest: str, limits: TokenLimits, now: float) -> None:
+        """Raise ValueError if an unrevoked token already has this name."""
+
+    @abstractmethod
+    def token_by_digest(self, digest: str) -> Optional[StudentToken]: ...
+
+    @abstractmethod
+    def tokens(self) -> List[StudentToken]: ...
+
+    @abstractmethod
+    def update_token(self, name: str, limits: TokenLimits) -> bool: ...
+
+    @abstractmethod
+    def revoke_token(self, name: str, now: float) -> bool: ...
+
+    # -- settings and admin logins --------------------------------------------------------
+    @abstractmethod
+    def get_setting(self, key: str) -> Optional[str]: ...
+
+    @abstractmethod
+    def set_setting(self, key: str, value: Optional[str]) -> None: ...
+
+    @abstractmethod
+    def login_failures(self, client: str) -> LoginFailures: ...
+
+    @abstractmethod
+    def note_login_failure(self, client: str, now: float) -> LoginFailures: ...
+
+    @abstractmethod
+    def clear_login_failures(self, client: str) -> None: ...
+
+    def close(self) -> None:
+        return None
+
+
+def default_data_dir() -> Path:
+    """``$XEDULLM_HOME/server``, else the user's data directory + ``xedullm/server``."""
+    home = os.environ.get("XEDULLM_HOME")
+    if home:
+        return Path(home).expanduser() / "server"
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "xedullm" / "server"
