@@ -49,6 +49,7 @@ class ChatCall:
         self._answer: List[str] = []   # text the student has been sent
         self._phase = "waiting"        # -> 'streaming' once headers are out -> 'done'
         self._server_stopped = False
+        self._recorded = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -60,13 +61,21 @@ class ChatCall:
             if self._server_stopped and self._phase != "done":
                 await self._say_server_stopped(send)
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._state.ledger.record(LedgerEntry(
-                    started=self._started, latency=time.time() - self._started,
-                    who=self._admission.who, model=self._admission.model, stream=self._body.stream,
-                    status=499 if self._outcome == "disconnected" else self._status,
-                    outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
-                    messages=self._chat.messages, answer="".join(self._answer)))
+            await self._record()
+
+    async def _record(self) -> None:
+        """Write the ledger entry, once: just before a complete answer's last bytes (so a
+        student's next request already sees this one's usage), else when the call ends."""
+        if self._recorded:
+            return
+        self._recorded = True
+        with anyio.CancelScope(shield=True):
+            await self._state.ledger.record(LedgerEntry(
+                started=self._started, latency=time.time() - self._started,
+                who=self._admission.who, model=self._admission.model, stream=self._body.stream,
+                status=499 if self._outcome == "disconnected" else self._status,
+                outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
+                messages=self._chat.messages, answer="".join(self._answer)))
 
     @staticmethod
     async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:
@@ -120,9 +129,11 @@ class ChatCall:
             return
         self._usage = result.usage
         body = completion(result, completion_id=new_completion_id(), model=self._admission.model)
-        await _send_json(send, 200, body, {})
         self._answer.append(result.text)
-        self._status, self._outcome, self._phase = 200, "ok", "done"
+        self._status, self._outcome = 200, "ok"
+        await self._record()
+        await _send_json(send, 200, body, {})
+        self._phase = "done"
 
     async def _stream(self, send: Any) -> None:
         chunks = self._state.client.engine.astream(self._chat)
@@ -152,8 +163,10 @@ class ChatCall:
                 self._phase = "done"
                 return
             self._usage = writer.usage
+            self._status, self._outcome = 200, "ok"
+            await self._record()
             await send({"type": "http.response.body", "body": writer.end(), "more_body": False})
-            self._status, self._outcome, self._phase = 200, "ok", "done"
+            self._phase = "done"
         finally:
             with anyio.CancelScope(shield=True):
                 await chunks.aclose()
