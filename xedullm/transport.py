@@ -31,7 +31,10 @@ _token_lock = threading.Lock()
 
 
 def _is_stream(response: httpx.Response) -> bool:
-    return response.headers.get("content-type", "").lower().startswith("text/event-stream")
+    # Only a JSON body is not a stream (ERNIE answers a failed stream request that way);
+    # anything else — text/event-stream with any parameters, or a server that labels it
+    # loosely — is read as SSE.
+    return "json" not in response.headers.get("content-type", "").lower()
 
 
 class _StreamReader:
