@@ -51,9 +51,15 @@ function fillTable(id, rows, toCells) {
   }
 }
 
-function conversationView(conv) {
+const openConversations = new Set(); // rows the teacher opened stay open across refreshes
+
+function conversationView(conv, id) {
   if (!conv) return "";
   const box = document.createElement("details");
+  box.open = openConversations.has(id);
+  box.addEventListener("toggle", () => {
+    if (box.open) openConversations.add(id); else openConversations.delete(id);
+  });
   const summary = box.appendChild(document.createElement("summary"));
   summary.textContent = "查看 / View";
   for (const m of conv.messages || []) {
@@ -109,7 +115,7 @@ function render(data) {
   fillTable("errors", data.errors, (r) => [time(r.started), whoText(r.who), String(r.status), r.outcome]);
   fillTable("recent", data.recent, (r) => [time(r.started), whoText(r.who), r.model || "—",
     num(r.total_tokens === null ? null : r.total_tokens), `${r.latency_ms} ms`, r.outcome,
-    conversationView(r.conversation)]);
+    conversationView(r.conversation, r.id)]);
   if (!loaded) {
     // Fill the settings form once; later refreshes must not overwrite what the teacher types.
     loaded = true;
