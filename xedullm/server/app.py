@@ -32,12 +32,11 @@ from .classroom import Classroom, StoreLedger, own_usage
 from .classroom_policy import ClassroomPolicy
 from .gate import Gate
 from .ledger import LedgerEntry, NullLedger
+from .limits import Limits
 from .openai_format import InvalidRequest, error_reply
 from .policy import OpenPolicy
 
 STATIC_DIR = Path(__file__).parent / "static"
-# Far above any real conversation, far below what would let one student exhaust memory.
-MAX_BODY_BYTES = 4 * 1024 * 1024
 
 # The page renders model output; even if rendering ever slipped, the browser must refuse
 # to run injected script or fetch anything from outside the teacher's server.
@@ -56,6 +55,7 @@ class ServerSettings:
     policy: Any = None            # default: OpenPolicy(client), or classroom controls (below)
     ledger: Any = None            # default: NullLedger(), or the store's ledger (below)
     secrets: List[str] = field(default_factory=list, repr=False)  # what log lines must never show
+    limits: Limits = field(default_factory=Limits)  # body size, message count, content length
     # Classroom controls (tokens, budgets, ledger, /admin) are on when a store or data_dir is given.
     store: Any = None             # a store.Store; default: SQLiteStore(data_dir)
     data_dir: Any = None
@@ -140,7 +140,7 @@ def create_app(client: Any, *, settings: Optional[ServerSettings] = None) -> Sta
             except LLMError as err:
                 return await refuse(err, started, False)
         try:
-            body = parse_chat_body(await _json(request))
+            body = parse_chat_body(await _json(request, settings.limits.max_body_bytes), settings.limits)
         except InvalidRequest as err:
             return _error_response(err)
         try:
@@ -226,18 +226,25 @@ def client_secrets(client: Any) -> List[str]:
     return client.secrets()
 
 
-async def _json(request: Request) -> Any:
+async def _json(request: Request, max_bytes: int) -> Any:
+    too_large = InvalidRequest(f"请求太大（超过 {_size(max_bytes)}），请缩短对话。",
+                               f"The request is too large (over {_size(max_bytes)}); shorten the conversation.")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large  # refused before reading a byte of it
     raw = bytearray()
     async for piece in request.stream():
         raw += piece
-        if len(raw) > MAX_BODY_BYTES:
-            raise InvalidRequest(f"请求太大（超过 {MAX_BODY_BYTES // 1024 // 1024} MB），请缩短对话。",
-                                 f"The request is too large (over {MAX_BODY_BYTES // 1024 // 1024} MB); "
-                                 f"shorten the conversation.")
+        if len(raw) > max_bytes:
+            raise too_large
     try:
         return json.loads(bytes(raw))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
         raise InvalidRequest("请求体不是合法的 JSON。", "The request body is not valid JSON.") from None
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:g} MB" if n >= 1024 * 1024 else f"{n} bytes"
 
 
 def _error_response(err: BaseException) -> Response:

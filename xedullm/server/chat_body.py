@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
+from .limits import DEFAULT, Limits
 from .openai_format import InvalidRequest
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -26,10 +27,10 @@ class ChatBody:
     model: Optional[str] = None   # what the student asked for; the policy decides what is used
 
 
-def parse_chat_body(data: Any) -> ChatBody:
+def parse_chat_body(data: Any, limits: Limits = DEFAULT) -> ChatBody:
     if not isinstance(data, dict):
         raise InvalidRequest("请求体必须是 JSON 对象。", "The request body must be a JSON object.")
-    body = ChatBody(messages=_messages(data.get("messages")))
+    body = ChatBody(messages=_messages(data.get("messages"), limits))
     body.stream = _flag(data, "stream")
     options = data.get("stream_options")
     if options is not None:
@@ -50,10 +51,14 @@ def parse_chat_body(data: Any) -> ChatBody:
     return body
 
 
-def _messages(value: Any) -> List[Dict[str, str]]:
+def _messages(value: Any, limits: Limits) -> List[Dict[str, str]]:
     if not isinstance(value, list) or not value:
         raise InvalidRequest("messages 必须是非空列表，例如 [{\"role\": \"user\", \"content\": \"你好\"}]。",
                              "messages must be a non-empty list, e.g. [{\"role\": \"user\", \"content\": \"hi\"}].",
+                             "messages")
+    if len(value) > limits.max_messages:
+        raise InvalidRequest(f"消息太多（最多 {limits.max_messages} 条），请清空对话后重新开始。",
+                             f"Too many messages (at most {limits.max_messages}); clear the chat and start again.",
                              "messages")
     out = []
     for i, item in enumerate(value):
@@ -64,7 +69,12 @@ def _messages(value: Any) -> List[Dict[str, str]]:
         if role is None:
             raise InvalidRequest(f"{param}.role 必须是 system、user 或 assistant。",
                                  f"{param}.role must be system, user or assistant.", f"{param}.role")
-        out.append({"role": role, "content": _content(item.get("content"), f"{param}.content")})
+        content = _content(item.get("content"), f"{param}.content")
+        if len(content) > limits.max_content_chars:
+            raise InvalidRequest(f"{param}.content 太长（最多 {limits.max_content_chars} 个字符），请缩短。",
+                                 f"{param}.content is too long (at most {limits.max_content_chars} characters); shorten it.",
+                                 f"{param}.content")
+        out.append({"role": role, "content": content})
     return out
 
 
