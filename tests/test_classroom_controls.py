@@ -460,3 +460,23 @@ def test_xedullm_serve_with_classroom_options(teacher_fake, tmp_path):
     finally:
         store.close()
     assert TEACHER_KEY not in "".join(lines) + out + err
+
+
+def test_a_locked_or_failing_store_gives_a_clear_error_and_recovers(teacher_fake, tmp_path, caplog):
+    import sqlite3
+
+    store = SQLiteStore(tmp_path, busy_timeout=0.2)
+    with serving(teacher_fake, None, store=store, daily_budget=1000) as r:
+        assert ask(r, content="一").status_code == 200
+        blocker = sqlite3.connect(str(store.path), isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")   # another program holds the file
+        try:
+            refused = ask(r, content="二")
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert refused.status_code == 502
+        assert "用量记录暂时不可用" in refused.json()["error"]["message"]
+        assert "Classroom store error" in caplog.text
+        assert ask(r, content="三").status_code == 200
+        assert len(teacher_fake.chat_requests) == 2

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
+from ..errors import LLMError, ServerError
 from .ledger import LedgerEntry
 from .store import LedgerRow, Store
+
+log = logging.getLogger("xedullm.server")
 
 # Settings the teacher changes on the admin page; run() arguments override and are remembered.
 REMEMBERED = ("daily_budget", "per_student_daily", "review")
@@ -60,11 +64,26 @@ class Classroom:
         setattr(self, key, bool(value) if key == "review" else value)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+        except (LLMError, ValueError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - a full disk or a locked file must not look like a bug
+            log.error("课堂数据出错 / Classroom store error: %s: %s", type(exc).__name__, exc)
+            raise StoreUnavailable() from None
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)
         self.store.close()
+
+
+class StoreUnavailable(ServerError):
+    student_facing = True
+
+    def __init__(self) -> None:
+        super().__init__("服务器的用量记录暂时不可用，请稍后再试；一直这样请告诉老师。/ "
+                         "The server's usage ledger is unavailable right now; try again later, and tell your "
+                         "teacher if it persists.")
 
 
 class StoreLedger:
@@ -95,7 +114,10 @@ class StoreLedger:
             completion_tokens=usage.completion_tokens if usage else None,
             total_tokens=usage.total_tokens if usage else None,
             charged=charged, conversation=conversation)
-        await self._classroom.call(self._classroom.store.record, row, ticket.claim_id if ticket else None)
+        try:
+            await self._classroom.call(self._classroom.store.record, row, ticket.claim_id if ticket else None)
+        except StoreUnavailable:
+            pass  # already in the teacher's log; the student's answer is not the place for it
 
 
 def own_usage(classroom: Classroom, caller: Any) -> dict:

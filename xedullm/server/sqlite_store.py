@@ -47,7 +47,7 @@ _ROW_COLUMNS = ("started", "day", "latency", "who", "model", "stream", "status",
 
 
 class SQLiteStore(Store):
-    def __init__(self, data_dir: Union[str, Path]) -> None:
+    def __init__(self, data_dir: Union[str, Path], *, busy_timeout: float = 10.0) -> None:
         self.data_dir = Path(data_dir).expanduser()
         self.path = self.data_dir / DB_NAME
         # One connection, shared by whichever thread calls (the server's store thread, the CLI).
@@ -57,7 +57,7 @@ class SQLiteStore(Store):
             # isolation_level=None: we write BEGIN IMMEDIATE ourselves, so the lock is taken
             # before the first read of a check-then-write.
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
-                                       timeout=10.0)
+                                       timeout=busy_timeout)
             self._db.execute("PRAGMA journal_mode=WAL")
             # NORMAL under WAL: a power cut may lose the last commits, never corrupt the file.
             self._db.execute("PRAGMA synchronous=NORMAL")
