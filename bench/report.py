@@ -1,6 +1,7 @@
 """Medians, spreads, ratios to the best peer, and Markdown tables."""
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Iterable, List, Optional, Sequence
 
@@ -14,7 +15,7 @@ def median(values: Sequence[float]) -> float:
 def percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of the values."""
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(q / 100 * len(ordered))))
     return ordered[rank - 1]
 
 
