@@ -245,7 +245,8 @@ def _overview(room: Classroom) -> Dict[str, Any]:
     day = today(now)
     totals = store.day_totals(day)
     tokens = store.tokens()
-    limit_of = {t.name: t.limits.daily_tokens for t in tokens if t.revoked is None}
+    limit_of = {t.name: t.limits.daily_tokens if t.limits.daily_tokens is not None else room.per_student_daily
+                for t in tokens if t.revoked is None}
     since = (now // SERIES_BUCKET + 1) * SERIES_BUCKET - SERIES_HOURS * 3600
     series = {start: (tokens_used, count) for start, tokens_used, count in store.series(since, SERIES_BUCKET)}
     provider = room.client.provider
