@@ -1,7 +1,7 @@
 """``python -m bench``: set up the contestants' environments, run the sections, print the
 tables and write them, with this machine's description, to bench/RESULTS.md.
 
-    python -m bench                          # everything (~15 min on 2 cores)
+    python -m bench                          # everything (about 11 min on 2 cores)
     python -m bench --quick                  # a short smoke run (written to bench/.work/)
     python -m bench --only startup,server    # some sections; the others keep their last tables
     python -m bench --only profile           # where xedullm spends its time (not in the default run)
