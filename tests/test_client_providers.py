@@ -137,6 +137,26 @@ def test_closing_a_stream_closes_the_connection(fresh):
     assert fresh.wait_for(lambda: fresh.active_streams == 0 and fresh.active_connections == 0)
 
 
+def test_streams_reuse_one_connection(fresh):
+    # Reading the body to its end after [DONE] keeps the connection in the pool: against a
+    # real provider, a new connection per answer is a new TLS handshake.
+    bot = client_for(fresh)
+    for question in ("one", "two", "three"):
+        assert "".join(bot.inference(question, stream=True)).endswith(question)
+    assert len({r["client"] for r in fresh.chat_requests}) == 1
+
+
+def test_async_streams_reuse_one_connection(fresh):
+    bot = client_for(fresh)
+
+    async def main():
+        for question in ("one", "two"):
+            assert "".join([p async for p in await bot.ainference(question, stream=True)]).endswith(question)
+
+    asyncio.run(main())
+    assert len({r["client"] for r in fresh.chat_requests}) == 1
+
+
 def test_async_inference(fresh):
     bot = client_for(fresh)
 

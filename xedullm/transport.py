@@ -7,7 +7,9 @@ the library stays quick to import; the cost is paid at the first request.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import re
 import threading
 import time
 from typing import AsyncIterator, Dict, Iterator, List, Optional, Tuple
@@ -28,6 +30,23 @@ _TOKEN_REFRESH_MARGIN = 300.0
 # ERNIE access tokens, shared by every client in the process: (base, AK, SK) -> (token, expiry)
 _token_cache: Dict[Tuple[str, str, str], Tuple[str, float]] = {}
 _token_lock = threading.Lock()
+
+
+# ERNIE puts its API Key and Secret Key (token step) and its access token (every chat) in the
+# URL query, and httpx logs every request URL at INFO: a notebook's logging.basicConfig(INFO)
+# would print them. The filter masks those query values in httpx's records.
+_URL_SECRETS = re.compile(r"((?:access_token|client_id|client_secret)=)[^&\s\"']+")
+
+
+class _MaskURLSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any("=" in str(a) for a in record.args):
+            record.args = tuple(_URL_SECRETS.sub(r"\1***", str(a)) if isinstance(a, (str, httpx.URL)) else a
+                                for a in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(_MaskURLSecrets())
 
 
 def _is_stream(response: httpx.Response) -> bool:
@@ -232,7 +251,15 @@ class HTTPEngine:
     # -- sync -------------------------------------------------------------------------
     def chat(self, req: ChatRequest) -> ChatResult:
         req.stream = False
-        return self._with_retries(lambda token: self._chat_once(req, token))
+        plan = _RetryPlan(self)
+        while True:
+            try:
+                return self._chat_once(req, self._token())
+            except E.LLMError as err:
+                delay = plan.delay_after(err)
+                if delay is None:
+                    raise self._scrub(err) from None
+                time.sleep(delay)
 
     def _chat_once(self, req: ChatRequest, token: Optional[str]) -> ChatResult:
         request = self.adapter.chat_request(req, self.conn, token)
@@ -247,25 +274,9 @@ class HTTPEngine:
             raise self._network_error(exc) from None
         return self.adapter.parse_chat(answer.body)
 
-    def _with_retries(self, call):
-        attempt, replayed = 0, False
-        while True:
-            try:
-                return call(self._token())
-            except E.LLMError as err:
-                if self.adapter.is_token_expired(err) and not replayed:
-                    self._forget_token()
-                    replayed = True
-                    continue
-                delay = self._retry_delay(err, attempt)
-                if delay is None:
-                    raise self._scrub(err) from None
-                time.sleep(delay)
-                attempt += 1
-
     def stream(self, req: ChatRequest) -> Iterator[ChatChunk]:
         req.stream = True
-        attempt, replayed = 0, False
+        plan = _RetryPlan(self)
         while True:
             yielded = False
             try:
@@ -274,20 +285,14 @@ class HTTPEngine:
                     yield chunk
                 return
             except E.LLMError as err:
-                if yielded:  # never retry once text reached the caller
-                    raise self._scrub(err) from None
-                if self.adapter.is_token_expired(err) and not replayed:
-                    self._forget_token()
-                    replayed = True
-                    continue
-                delay = self._retry_delay(err, attempt)
+                delay = plan.delay_after(err, yielded)
                 if delay is None:
                     raise self._scrub(err) from None
                 time.sleep(delay)
-                attempt += 1
 
     def _stream_once(self, req: ChatRequest, token: Optional[str]) -> Iterator[ChatChunk]:
         request = self.adapter.chat_request(req, self.conn, token)
+        reader = _StreamReader(self.adapter, self.timeout)
         try:
             with self.client.stream(request.method, request.url, **self._kwargs(request)) as response:
                 if not response.is_success:
@@ -296,14 +301,16 @@ class HTTPEngine:
                     # Errors on a stream request may come back as a plain JSON body (ERNIE).
                     yield _as_chunk(self.adapter.parse_chat(response.read()))
                     return
-                reader = _StreamReader(self.adapter, self.timeout)
                 for raw in response.iter_bytes():
-                    yield from reader.feed(raw)
-                    if reader.finished:
-                        return
-                yield from reader.close()
+                    # After [DONE] the rest of the body is still read: leaving it unread makes
+                    # httpx drop the connection, and every answer would pay a new TLS handshake.
+                    if not reader.finished:
+                        yield from reader.feed(raw)
+                if not reader.finished:
+                    yield from reader.close()
         except httpx.HTTPError as exc:
-            raise self._network_error(exc) from None
+            if not reader.finished:  # a hiccup after [DONE] loses nothing
+                raise self._network_error(exc) from None
 
     def models(self) -> List[str]:
         request = self.adapter.models_request(self.conn, self._token())
@@ -320,20 +327,15 @@ class HTTPEngine:
     # -- async ------------------------------------------------------------------------
     async def achat(self, req: ChatRequest) -> ChatResult:
         req.stream = False
-        attempt, replayed = 0, False
+        plan = _RetryPlan(self)
         while True:
             try:
                 return await self._achat_once(req, await self._atoken())
             except E.LLMError as err:
-                if self.adapter.is_token_expired(err) and not replayed:
-                    self._forget_token()
-                    replayed = True
-                    continue
-                delay = self._retry_delay(err, attempt)
+                delay = plan.delay_after(err)
                 if delay is None:
                     raise self._scrub(err) from None
                 await asyncio.sleep(delay)
-                attempt += 1
 
     async def _achat_once(self, req: ChatRequest, token: Optional[str]) -> ChatResult:
         request = self.adapter.chat_request(req, self.conn, token)
@@ -350,7 +352,7 @@ class HTTPEngine:
 
     async def astream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         req.stream = True
-        attempt, replayed = 0, False
+        plan = _RetryPlan(self)
         while True:
             yielded = False
             try:
@@ -365,20 +367,14 @@ class HTTPEngine:
                     await once.aclose()
                 return
             except E.LLMError as err:
-                if yielded:
-                    raise self._scrub(err) from None
-                if self.adapter.is_token_expired(err) and not replayed:
-                    self._forget_token()
-                    replayed = True
-                    continue
-                delay = self._retry_delay(err, attempt)
+                delay = plan.delay_after(err, yielded)
                 if delay is None:
                     raise self._scrub(err) from None
                 await asyncio.sleep(delay)
-                attempt += 1
 
     async def _astream_once(self, req: ChatRequest, token: Optional[str]) -> AsyncIterator[ChatChunk]:
         request = self.adapter.chat_request(req, self.conn, token)
+        reader = _StreamReader(self.adapter, self.timeout)
         try:
             async with self.aclient.stream(request.method, request.url, **self._kwargs(request)) as response:
                 if not response.is_success:
@@ -386,16 +382,16 @@ class HTTPEngine:
                 if not _is_stream(response):
                     yield _as_chunk(self.adapter.parse_chat(await response.aread()))
                     return
-                reader = _StreamReader(self.adapter, self.timeout)
                 async for raw in response.aiter_bytes():
-                    for chunk in reader.feed(raw):
+                    if not reader.finished:  # after [DONE]: drain, as in _stream_once
+                        for chunk in reader.feed(raw):
+                            yield chunk
+                if not reader.finished:
+                    for chunk in reader.close():
                         yield chunk
-                    if reader.finished:
-                        return
-                for chunk in reader.close():
-                    yield chunk
         except httpx.HTTPError as exc:
-            raise self._network_error(exc) from None
+            if not reader.finished:
+                raise self._network_error(exc) from None
 
     async def amodels(self) -> List[str]:
         request = self.adapter.models_request(self.conn, await self._atoken())
@@ -408,6 +404,28 @@ class HTTPEngine:
         if not response.is_success:
             raise self._scrub(self._status_error(response, response.content))
         return self.adapter.parse_models(response.content)
+
+
+class _RetryPlan:
+    """After each failed attempt: whether, and after how long, to try again."""
+
+    def __init__(self, engine: HTTPEngine) -> None:
+        self.engine = engine
+        self.attempt = 0
+        self.replayed = False
+
+    def delay_after(self, err: E.LLMError, yielded: bool = False) -> Optional[float]:
+        if yielded:
+            return None  # never retry once text reached the caller
+        if self.engine.adapter.is_token_expired(err) and not self.replayed:
+            # ERNIE 110/111: exactly one fresh token and one replay, at once.
+            self.engine._forget_token()
+            self.replayed = True
+            return 0.0
+        delay = self.engine._retry_delay(err, self.attempt)
+        if delay is not None:
+            self.attempt += 1
+        return delay
 
 
 def _as_chunk(result: ChatResult) -> ChatChunk:

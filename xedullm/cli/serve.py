@@ -21,9 +21,9 @@ def register(commands) -> None:
                         help="监听地址（默认所有网卡）/ address to listen on (default: all interfaces)")
     parser.add_argument("--port", type=int, default=7860,
                         help="端口，被占用时用下一个空闲端口 / port; the next free one if busy (default 7860)")
-    parser.add_argument("--max-concurrent", type=_positive, default=32, metavar="N",
+    parser.add_argument("--max-concurrent", type=_positive, default=64, metavar="N",
                         help="同时发往服务商的请求数上限，其余排队 / upstream calls at once; others wait in line "
-                             "(default 32)")
+                             "(default 64)")
     parser.add_argument("--access-code", default=None, metavar="CODE",
                         help="课堂访问码：学生在网页输入，程序作 api_key / class access code: students enter it on "
                              "the page, programs pass it as api_key")

@@ -49,7 +49,7 @@ _PAGE_HEADERS = {"Content-Security-Policy": _PAGE_CSP, "X-Content-Type-Options":
 
 @dataclass
 class ServerSettings:
-    max_concurrent: int = 32      # upstream calls at once, for the whole class
+    max_concurrent: int = 64      # upstream calls at once, for the whole class
     max_waiting: int = 256        # requests allowed to wait in line for a slot
     wait_timeout: float = 30.0    # seconds a request may wait before "busy"
     policy: Any = None            # default: OpenPolicy(client), or classroom controls (below)

@@ -36,7 +36,7 @@ of all message contents, completion_tokens = number of pieces (reasoning pieces 
 ``token_delay`` seconds pass between stream events (non-stream: per piece, before answering).
 
 Records and counters (all fakes): ``requests`` (dicts: method, path, query, headers with
-lower-case keys, json, body), ``chat_requests``, ``usage_log`` (unified
+lower-case keys, json, body, client = (host, port) of the caller), ``chat_requests``, ``usage_log`` (unified
 prompt/completion/total dicts, the last usage each request reported on the wire),
 ``active_connections`` (open TCP connections), ``active_streams``, ``max_active_streams``,
 ``streams_completed``, ``streams_cancelled`` (client left early), ``wait_for(pred,

@@ -354,7 +354,9 @@ class FakeServer:
             data = None
         record = {"method": request.method, "path": request.url.path,
                   "query": dict(request.query_params), "headers": dict(request.headers),
-                  "json": data, "body": raw}
+                  "json": data, "body": raw,
+                  # (host, port) of the caller: equal ports mean a reused connection
+                  "client": tuple(request.client) if request.client else None}
         self.requests.append(record)
         self._notify()
         return record, data
