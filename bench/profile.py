@@ -2,6 +2,8 @@
 under streaming load. Not a contest, so not in the default run: ``python -m bench --only profile``."""
 from __future__ import annotations
 
+import tempfile
+
 import io
 import json
 import os
@@ -34,7 +36,8 @@ def _server(duration: float) -> str:
         port = free_port()
         cmd = [ENVS["xedullm"].python, str(BENCH / "workers" / "profile_server.py"), str(out), "serve",
                "--base-url", f"{fake.url}/v1", "-m", MODEL, "--host", "127.0.0.1",
-               "--port", str(port), "--max-concurrent", str(GATE)]
+               "--port", str(port), "--max-concurrent", str(GATE),
+               "--data-dir", tempfile.mkdtemp(prefix="profile-", dir=WORK)]
         with Server("xedullm-profile", cmd, port, "/v1/models", clean_env(OPENAI_API_KEY=KEY)):
             result = _loadgen(_spec("xedullm", port, True, 50, duration=duration))
     head = (f"### server, 50 concurrent streams for {duration:.0f} s ({result['ok']} answers, "

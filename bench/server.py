@@ -8,6 +8,8 @@ Each server is started fresh for each of the two phases.
 """
 from __future__ import annotations
 
+import tempfile
+
 import json
 import time
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ TARGETS = ("direct", "xedullm", "litellm")
 LABELS = {"direct": "direct to the fake (no server)", "xedullm": "xedullm serve",
           "litellm": "LiteLLM proxy"}
 # The server's upstream gate is set above the highest load level, so the load test measures
-# the server rather than its queue (the default, 32, would hold 168 of 200 students waiting).
+# the server rather than its queue (the default, 64, would hold 136 of 200 students waiting).
 GATE = 256
 
 
@@ -33,7 +35,9 @@ def _xedullm_serve(upstream: Server, name: str) -> Server:
     port = free_port()
     cmd = [str(ENVS["xedullm"].bin / "xedullm"), "serve", "--base-url", f"{upstream.url}/v1",
            "-m", MODEL, "--host", "127.0.0.1", "--port", str(port),
-           "--max-concurrent", str(GATE)]
+           "--max-concurrent", str(GATE),
+           # A fresh usage ledger per server: measured as teachers run it, with SQLite on.
+           "--data-dir", tempfile.mkdtemp(prefix=f"{name}-", dir=WORK)]
     return Server(name, cmd, port, "/v1/models", clean_env(OPENAI_API_KEY=KEY))
 
 
