@@ -72,3 +72,16 @@ def hold_secret(value: Optional[str]) -> Optional[str]:
 
 def held_secrets() -> list:
     return list(_held)
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts and budgets: a whole number of at least 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("N >= 1")
+    return value

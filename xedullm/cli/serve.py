@@ -1,6 +1,7 @@
 """`xedullm serve`: share one model with the class (web chat + OpenAI-compatible API)."""
 from __future__ import annotations
 
+from .output import positive_int
 
 
 def register(commands) -> None:
@@ -21,7 +22,7 @@ def register(commands) -> None:
                         help="监听地址（默认所有网卡）/ address to listen on (default: all interfaces)")
     parser.add_argument("--port", type=int, default=7860,
                         help="端口，被占用时用下一个空闲端口 / port; the next free one if busy (default 7860)")
-    parser.add_argument("--max-concurrent", type=_positive, default=64, metavar="N",
+    parser.add_argument("--max-concurrent", type=positive_int, default=64, metavar="N",
                         help="同时发往服务商的请求数上限，其余排队 / upstream calls at once; others wait in line "
                              "(default 64)")
     parser.add_argument("--access-code", default=None, metavar="CODE",
@@ -32,26 +33,14 @@ def register(commands) -> None:
                              "/admin page (default: generated and shown at start)")
     parser.add_argument("--data-dir", default=None, metavar="DIR",
                         help="用量记录、令牌和设置保存的目录 / where the usage ledger, tokens and settings live")
-    parser.add_argument("--daily-budget", type=_positive, default=None, metavar="TOKENS",
+    parser.add_argument("--daily-budget", type=positive_int, default=None, metavar="TOKENS",
                         help="全班每天最多用多少 token / tokens per day for the whole class")
-    parser.add_argument("--per-student-daily", type=_positive, default=None, metavar="TOKENS",
+    parser.add_argument("--per-student-daily", type=positive_int, default=None, metavar="TOKENS",
                         help="每位学生每天默认最多用多少 token / default tokens per day per student")
     parser.add_argument("--review", action="store_true", default=None,
                         help="课堂回顾：保存对话内容，只在管理页可见 / classroom review: keep conversation text, "
                              "visible only on the admin page")
     parser.set_defaults(func=run)
-
-
-def _positive(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError("N >= 1")
-    return value
 
 
 def run(args) -> int:

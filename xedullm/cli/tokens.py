@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from .output import echo, t, table
+from .output import echo, positive_int, t, table
 
 
 def register(commands) -> None:
@@ -22,11 +22,11 @@ def register(commands) -> None:
 
     create = actions.add_parser("create", help="创建令牌 / create a token")
     create.add_argument("name", help="学生或小组的名字 / the student's or group's name")
-    create.add_argument("--daily-tokens", type=_positive, default=None, metavar="N",
+    create.add_argument("--daily-tokens", type=positive_int, default=None, metavar="N",
                         help="每天最多用多少 token / tokens per day")
-    create.add_argument("--rpm", type=_positive, default=None, metavar="N",
+    create.add_argument("--rpm", type=positive_int, default=None, metavar="N",
                         help="每分钟最多几个请求 / requests per minute")
-    create.add_argument("--concurrent", type=_positive, default=None, metavar="N",
+    create.add_argument("--concurrent", type=positive_int, default=None, metavar="N",
                         help="同时最多几个回答 / answers running at once")
     create.add_argument("--models", default=None, metavar="A,B",
                         help="学生可以选的模型，逗号分隔 / models the student may choose, comma-separated")
@@ -45,18 +45,6 @@ def register(commands) -> None:
         sub.add_argument("--data-dir", default=None, metavar="DIR",
                          help="服务器的数据目录（默认与 xedullm serve 相同）/ the server's data directory "
                               "(default: the same as xedullm serve)")
-
-
-def _positive(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError("N >= 1")
-    return value
 
 
 def _store(args):
