@@ -147,7 +147,9 @@ class HTTPEngine:
         loop = asyncio.get_running_loop()
         if self._aclient is None or self._aclient_loop is not loop:
             # An AsyncClient belongs to the loop it was first used in (asyncio.run makes new ones).
-            limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+            # Few idle connections: httpcore checks every idle one on each request, and with
+            # 200 kept alive a classroom server spent 3x the CPU per answer (bench/RESULTS.md).
+            limits = httpx.Limits(max_connections=1000, max_keepalive_connections=32)
             self._aclient = httpx.AsyncClient(timeout=self._httpx_timeout(), limits=limits,
                                               follow_redirects=True)
             self._aclient_loop = loop
