@@ -157,6 +157,15 @@ def test_async_streams_reuse_one_connection(fresh):
     assert len({r["client"] for r in fresh.chat_requests}) == 1
 
 
+def test_async_context_manager_closes_connections(fresh):
+    async def main():
+        async with client_for(fresh) as bot:
+            assert (await bot.ainference("hi")).endswith("hi")
+
+    asyncio.run(main())
+    assert fresh.wait_for(lambda: fresh.active_connections == 0)
+
+
 def test_async_inference(fresh):
     bot = client_for(fresh)
 

@@ -177,11 +177,23 @@ class Client:
         if self._engine is not None and hasattr(self._engine, "close"):
             self._engine.close()
 
+    async def aclose(self) -> None:
+        """Close the async connections too (``close()`` only closes the sync ones)."""
+        if self._engine is not None and hasattr(self._engine, "aclose"):
+            await self._engine.aclose()
+        self.close()
+
     def __enter__(self) -> "Client":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
 
     # -- asking -----------------------------------------------------------------------
     def set_system(self, prompt: Optional[str]) -> None:
