@@ -15,7 +15,7 @@ from xedullm.catalog import PROVIDERS
 from xedullm.cli.chat import provider_with_key
 from xedullm.testing import FakeOpenAIServer, Fault
 
-KEY = "sk-c0ffee1234567890deadbeef13572468"
+KEY = "sk-test-c0ffee1234567890deadbeef13572468"
 ALL_KEY_ENV = {n for p in PROVIDERS for n in (*p.key_env, *p.secret_env)} | {"OPENAI_API_KEY"}
 FALLBACK_NOTE = "No API key configured: using the offline local model"
 QUESTION = "What is the capital of France?"
@@ -116,7 +116,7 @@ def test_ask_errors_go_to_stderr_with_exit_1(env, fake):
 
 
 def test_ask_with_a_wrong_key_never_prints_it(env, fake):
-    wrong = "sk-0123456789abcdef0123456789abcdef"
+    wrong = "sk-test-0123456789abcdef0123456789abcdef"
     proc = run(env, "ask", *online(fake), "hi", extra_env={"DEEPSEEK_API_KEY": wrong})
     assert proc.returncode == 1 and proc.stdout == ""
     assert wrong not in proc.stderr and wrong[5:-4] not in proc.stderr

@@ -20,10 +20,10 @@ from xedullm.cli import COMMAND_MODULES, build_parser, main
 from xedullm.keys import mask_key
 from xedullm.testing import FakeErnieServer, FakeOpenAIServer, Fault
 
-GOOD = "sk-9a8b7c6d5e4f30211203f4e5d6c7b8a9"
-BAD = "sk-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
-NEW = "sk-1357924680acebdf1357924680acebdf"
-ENV_KEY = "sk-e1e2e3e4e5e6e7e8e9eaebecedeeef00"
+GOOD = "sk-test-9a8b7c6d5e4f30211203f4e5d6c7b8a9"
+BAD = "sk-test-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+NEW = "sk-test-1357924680acebdf1357924680acebdf"
+ENV_KEY = "sk-test-e1e2e3e4e5e6e7e8e9eaebecedeeef00"
 GLM_GOOD = "4f3e2d1c0b0a9988.Zy9Xw8Vu7Ts6Rq5P"
 ERNIE_AK = "Ak7Qz2Lm9Np4Rs6Tv8Wx0Yb3"
 ERNIE_SK = "Sk1Hj5Kl7Mn9Pq2Rt4Uv6Wy8Zb0Cd3Ef"

@@ -20,7 +20,7 @@ from xedullm.keys import (Credentials, clean_key, key_format_warning, known_secr
 from xedullm.keystore import (FileKeyStore, KeyringKeyStore, StoredKey, home_dir, keyring_backend,
                               open_store)
 
-DEEPSEEK_KEY = "sk-5f1e0c2a9b8d47e6a3c1f0e9d8b7a6c5"
+DEEPSEEK_KEY = "sk-test-5f1e0c2a9b8d47e6a3c1f0e9d8b7a6c5"
 ERNIE_AK = "Ak7Qz2Lm9Np4Rs6Tv8Wx0Yb3"
 ERNIE_SK = "Sk1Hj5Kl7Mn9Pq2Rt4Uv6Wy8Zb0Cd3Ef"
 
@@ -61,7 +61,7 @@ def test_clean_key_empty_is_none(empty):
 
 
 def test_mask_key_shape():
-    assert mask_key(DEEPSEEK_KEY) == "sk-5f…a6c5"
+    assert mask_key(DEEPSEEK_KEY) == "sk-te…a6c5"
     assert mask_key("short-key") == "………"
     assert mask_key(None) == ""
 
@@ -315,7 +315,7 @@ def test_client_without_any_key_raises_the_key_guide():
 @pytest.mark.parametrize("pid, key", [
     ("deepseek", DEEPSEEK_KEY), ("openrouter", "sk-or-v1-0123456789abcdef"),
     ("glm", "0123abcd4567ef89.AbCdEf0123456789"), ("ernie", ERNIE_AK), ("ernie", "anything-at-all-1"),
-    ("qwen", "sk-0123456789abcdef0123"), ("moonshot", "'sk-0123456789abcdef0123'\n"),
+    ("qwen", "sk-test-0123456789abcdef0123"), ("moonshot", "'sk-test-0123456789abcdef0123'\n"),
 ])
 def test_plausible_keys_get_no_warning(pid, key):
     assert key_format_warning(find_provider(pid), key) is None
@@ -345,7 +345,7 @@ def test_errors_from_a_rejected_key_never_contain_it():
     from xedullm import AuthenticationError
     from xedullm.testing import FakeOpenAIServer
 
-    wrong = "sk-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+    wrong = "sk-test-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
     with FakeOpenAIServer(flavor="openai", api_key="sk-the-right-one-000000") as fake:
         client = Client(provider="deepseek", base_url=fake.base_url, api_key=wrong,
                         max_retries=0, verbose=False)
