@@ -178,7 +178,14 @@ PROVIDERS: Tuple[Provider, ...] = (
     ),
 )
 
-COMPAT_PROVIDER_IDS = ("openrouter", "moonshot", "deepseek", "glm", "ernie", "qwen")
+# Not listed among the providers: what a bare ``base_url`` (any OpenAI-compatible server) is.
+GENERIC_OPENAI = Provider(
+    id="openai-compatible", label_zh="OpenAI 兼容服务", label_en="OpenAI-compatible", protocol="openai",
+    base_url="", default_model="", models=(), key_url="",
+    key_steps_zh="向该服务的管理员索取密钥。", key_steps_en="Ask the service's administrator for a key.",
+    free_quota_zh="", free_quota_en="", key_env=("OPENAI_API_KEY",), needs_key=False,
+)
+
 LANGS = ("en", "zh")
 
 _BY_ID = {p.id: p for p in PROVIDERS}

@@ -88,7 +88,7 @@ class Client:
             self.provider = None
             self.base_url = f"{self.xedu_url}/v1"
             self.model = model
-            self._credentials = resolve_credentials_for_server(api_key)
+            self._credentials = _classroom_credentials(api_key)
         elif provider is None and base_url:
             self.provider = None
             self.base_url = base_url.rstrip("/")
@@ -96,7 +96,7 @@ class Client:
                 raise ConfigurationError(
                     "使用 base_url 时请同时指定 model。/ Pass model= together with base_url.")
             self.model = model
-            self._credentials = resolve_credentials(_GENERIC_OPENAI, api_key, secret_key)
+            self._credentials = resolve_credentials(catalog.GENERIC_OPENAI, api_key, secret_key)
         else:
             if provider is None:
                 if api_key:
@@ -279,15 +279,7 @@ class Client:
         run_client_server(self, host=host, port=port, **options)
 
 
-_GENERIC_OPENAI = catalog.Provider(
-    id="openai-compatible", label_zh="OpenAI 兼容服务", label_en="OpenAI-compatible", protocol="openai",
-    base_url="", default_model="", models=(), key_url="",
-    key_steps_zh="向该服务的管理员索取密钥。", key_steps_en="Ask the service's administrator for a key.",
-    free_quota_zh="", free_quota_en="", key_env=("OPENAI_API_KEY",), needs_key=False,
-)
-
-
-def resolve_credentials_for_server(access_code: Optional[str]):
+def _classroom_credentials(access_code: Optional[str]):
     # A classroom server takes the class access code (or a student token) as its key;
     # never a provider key from the environment.
     from .keys import Credentials, clean_key
