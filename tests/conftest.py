@@ -2,10 +2,45 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+
+# -- isolation ---------------------------------------------------------------------------------
+# Every test, and every `xedullm` subprocess it starts, gets an empty home of its own: no key
+# store, usage ledger or admin state of the machine's user is read or written. Tests that need
+# a particular home still set XEDULLM_HOME themselves.
+os.environ["XEDULLM_HOME"] = tempfile.mkdtemp(prefix="xedullm-tests-")
+os.environ["XEDULLM_KEYRING"] = "0"
+
+
+# -- hypothesis ----------------------------------------------------------------------------------
+# CI replays the same examples every run, so a landing never hinges on a lucky draw; a developer's
+# run explores new ones (and keeps what it finds in .hypothesis/).
+if os.environ.get("CI"):
+    from hypothesis import settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+    _hypothesis_settings.load_profile("ci")
+
+
+# -- headless Chromium (tests/test_web_page.py, tests/test_admin_page.py) ---------------------
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 # -- classroom server (tests/test_server*.py) ---------------------------------------------

@@ -12,14 +12,12 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from conftest import TEACHER_KEY
 from test_classroom_controls import ANSWER, CODE, ask, ledger, make_token, sdk, serving, wait_until
 
 PASSWORD = "teacher-pass-2468"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 XSS = '<img src=x onerror="window.__xss=1">'
 
 expect.set_options(timeout=20_000)
@@ -185,13 +183,6 @@ def test_tokens_settings_and_export_through_the_admin_api(room):
 
 
 # -- the page in a browser ---------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
 
 def test_admin_page_in_a_browser(room, browser, tmp_path):
     r = room(review=True)

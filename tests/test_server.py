@@ -236,6 +236,8 @@ BAD_BODIES = {
     "no messages": (b"{}", "messages"),
     "empty messages": (json.dumps({"messages": []}).encode(), "messages"),
     "bad role": (json.dumps({"messages": [{"role": "tool", "content": "x"}]}).encode(), "messages[0].role"),
+    "role not a string": (json.dumps({"messages": [{"role": ["user"], "content": "x"}]}).encode(),
+                          "messages[0].role"),   # was a 500 (unhashable), found by hypothesis
     "content not text": (json.dumps({"messages": [{"role": "user", "content": 5}]}).encode(),
                          "messages[0].content"),
     "image part": (json.dumps({"messages": [{"role": "user", "content": [

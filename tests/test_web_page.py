@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from xedullm import Client
 from xedullm.errors import AuthenticationError
@@ -20,8 +20,6 @@ from xedullm.testing import Fault, FakeOpenAIServer
 from xedullm.testing.runner import ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 expect.set_options(timeout=20_000)  # two shared cores: be patient, never race
 
@@ -43,13 +41,6 @@ def assert_no_key(page, room):
 
 
 # ---- browser -----------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 class Watch:

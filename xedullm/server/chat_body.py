@@ -65,7 +65,8 @@ def _messages(value: Any, limits: Limits) -> List[Dict[str, str]]:
         param = f"messages[{i}]"
         if not isinstance(item, dict):
             raise InvalidRequest(f"{param} 必须是对象。", f"{param} must be an object.", param)
-        role = _ROLES.get(item.get("role"))
+        role = item.get("role")
+        role = _ROLES.get(role) if isinstance(role, str) else None  # a list or dict is unhashable
         if role is None:
             raise InvalidRequest(f"{param}.role 必须是 system、user 或 assistant。",
                                  f"{param}.role must be system, user or assistant.", f"{param}.role")
