@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import pytest
 
@@ -16,6 +19,32 @@ import pytest
 # a particular home still set XEDULLM_HOME themselves.
 os.environ["XEDULLM_HOME"] = tempfile.mkdtemp(prefix="xedullm-tests-")
 os.environ["XEDULLM_KEYRING"] = "0"
+
+
+# -- `xedullm serve` as its own process (test_server, test_classroom_controls, test_security) ---
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def serve_process(args: Sequence[str], env: Dict[str, str],
+                  until: str) -> Iterator[Tuple[subprocess.Popen, List[str]]]:
+    """``xedullm serve ARGS`` in a subprocess: yields it with the lines it printed up to the one
+    starting with ``until``; kills it on the way out unless the test stopped it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xedullm", "serve", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **env))
+    try:
+        lines: List[str] = []
+        while not any(line.startswith(until) for line in lines):
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            lines.append(line)
+        yield proc, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 # -- hypothesis ----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from xedullm.server.classroom import today
 from xedullm.server.sqlite_store import SQLiteStore
 from xedullm.testing import Fault, ServerThread
 
-from conftest import TEACHER_KEY
+from conftest import TEACHER_KEY, serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = "math-class-42"
@@ -427,18 +427,10 @@ def test_tokens_cli_create_list_revoke_against_a_running_server(room, tmp_path):
 
 
 def test_xedullm_serve_with_classroom_options(teacher_fake, tmp_path):
-    env = dict(os.environ, DEEPSEEK_API_KEY=TEACHER_KEY, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xedullm", "serve", "-p", "deepseek", "--base-url", teacher_fake.base_url,
-         "--host", "127.0.0.1", "--port", "0", "--access-code", CODE, "--data-dir", str(tmp_path),
-         "--daily-budget", "1000", "--per-student-daily", "100", "--review"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    try:
-        lines = []
-        while not any(line.startswith("用量记录保存在") for line in lines):
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
-            lines.append(line)
+    args = ["-p", "deepseek", "--base-url", teacher_fake.base_url, "--host", "127.0.0.1", "--port", "0",
+            "--access-code", CODE, "--data-dir", str(tmp_path), "--daily-budget", "1000",
+            "--per-student-daily", "100", "--review"]
+    with serve_process(args, {"DEEPSEEK_API_KEY": TEACHER_KEY}, until="用量记录保存在") as (proc, lines):
         url = next(line for line in lines if line.startswith("Running on local URL:")).split()[-1]
         password = next(line for line in lines if line.startswith("本次管理密码")).split()[-1]
         assert len(password) == 12 and f"{url}/admin" in "".join(lines)
@@ -448,10 +440,6 @@ def test_xedullm_serve_with_classroom_options(teacher_fake, tmp_path):
         assert login.status_code == 303
         proc.send_signal(2)
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     store = SQLiteStore(tmp_path)
     try:

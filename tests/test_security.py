@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import ast
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import List
 
@@ -28,6 +25,8 @@ import pytest
 
 from xedullm import Client, LLMError
 from xedullm.testing import FakeDashScopeServer, FakeErnieServer, FakeOpenAIServer, Fault
+
+from conftest import serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-sec-teacher-9d8c7b6a5f4e3d2c1b0aSECRET"
@@ -156,26 +155,18 @@ class Recorder:
         return reply
 
 
-def _start_serve(upstream: str, data_dir: Path, home: Path) -> subprocess.Popen:
-    env = dict(os.environ, DEEPSEEK_API_KEY=KEY, HOME=str(home), XDG_CONFIG_HOME=str(home),
-               XDG_DATA_HOME=str(home), PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "xedullm", "serve", "-p", "deepseek", "--base-url", upstream,
-         "--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir), "--access-code", CODE,
-         "--admin-password", PASSWORD, "--review"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+def _serve(upstream: str, data_dir: Path, home: Path):
+    home_env = {"DEEPSEEK_API_KEY": KEY, "HOME": str(home), "XDG_CONFIG_HOME": str(home),
+                "XDG_DATA_HOME": str(home)}
+    return serve_process(["-p", "deepseek", "--base-url", upstream, "--host", "127.0.0.1", "--port", "0",
+                          "--data-dir", str(data_dir), "--access-code", CODE,
+                          "--admin-password", PASSWORD, "--review"], home_env, until="用量记录保存在")
 
 
 def test_a_whole_lesson_through_xedullm_serve_leaves_the_key_nowhere(tmp_path):
     said = f"Incorrect API key provided: {KEY}"
     with FakeOpenAIServer(flavor="deepseek", api_key=KEY) as fake:
-        proc = _start_serve(fake.base_url, tmp_path / "data", tmp_path / "home")
-        banner = []
-        try:
-            while not any(line.startswith("用量记录保存在") for line in banner):
-                line = proc.stdout.readline()
-                assert line, proc.stderr.read()
-                banner.append(line)
+        with _serve(fake.base_url, tmp_path / "data", tmp_path / "home") as (proc, banner):
             url = next(line for line in banner if line.startswith("Running on local URL:")).split()[-1]
             go = Recorder(url)
             student = {"Authorization": f"Bearer {CODE}"}
@@ -218,10 +209,6 @@ def test_a_whole_lesson_through_xedullm_serve_leaves_the_key_nowhere(tmp_path):
             go.http.close()
             proc.send_signal(2)
             out, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
     assert fake.chat_requests, "the lesson never reached the provider"
     assert len(go.texts) == 24
     printed = "".join(banner) + out + err

@@ -27,7 +27,7 @@ from xedullm.server.policy import Admission
 from xedullm.server.runner import banner, bind_socket, local_urls
 from xedullm.testing import Fault
 
-from conftest import TEACHER_KEY
+from conftest import TEACHER_KEY, serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSWER = "你好！你刚才说："   # the fake's deterministic answer starts with this, then the question
@@ -485,17 +485,10 @@ def test_xedullm_serve_end_to_end(teacher_fake):
     taken.bind(("127.0.0.1", 0))
     taken.listen(1)
     port = taken.getsockname()[1]
-    env = dict(os.environ, DEEPSEEK_API_KEY=TEACHER_KEY, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xedullm", "serve", "-p", "deepseek", "--base-url", teacher_fake.base_url,
-         "--host", "127.0.0.1", "--port", str(port), "--system", TEACHER_SYSTEM],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    try:
-        lines = []
-        while not any(line.startswith("Running on local URL:") for line in lines):
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
-            lines.append(line)
+    args = ["-p", "deepseek", "--base-url", teacher_fake.base_url, "--host", "127.0.0.1",
+            "--port", str(port), "--system", TEACHER_SYSTEM]
+    with taken, serve_process(args, {"DEEPSEEK_API_KEY": TEACHER_KEY},
+                              until="Running on local URL:") as (proc, lines):
         url = lines[-1].split()[-1]
         assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url) and int(url.rsplit(":", 1)[1]) > port
         pupil = Client(xedu_url=url, verbose=False)
@@ -518,11 +511,6 @@ def test_xedullm_serve_end_to_end(teacher_fake):
         listening.close()
         assert b'"code":"server_stopping"' in heard and "服务器已停止".encode() in heard
         assert teacher_fake.wait_for(lambda: teacher_fake.active_streams == 0, 10)
-    finally:
-        taken.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, err
     output = "".join(lines) + out + err
     assert "服务已停止" in output and "Traceback" not in output
