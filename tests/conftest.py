@@ -106,7 +106,7 @@ def classroom_server(teacher_fake):
     """Factory: ``classroom_server(system=None, api_key=TEACHER_KEY, model=None, base_url=None,
     timeout=10, **settings)`` starts our server for real on 127.0.0.1 in front of the fake."""
     from xedullm import Client
-    from xedullm.server.app import ServerSettings, client_secrets, create_app
+    from xedullm.server.app import ServerSettings, create_app
     from xedullm.testing.runner import ServerThread
 
     with contextlib.ExitStack() as stack:
@@ -117,7 +117,7 @@ def classroom_server(teacher_fake):
             stack.callback(client.close)
             if system:
                 client.set_system(system)
-            app = create_app(client, settings=ServerSettings(secrets=client_secrets(client), **settings))
+            app = create_app(client, settings=ServerSettings(**settings))
             server = stack.enter_context(ServerThread(app))
             return Classroom(url=server.url, client=client, fake=teacher_fake, app=app)
 

@@ -25,7 +25,7 @@ import pytest
 import xedullm
 from xedullm import Client
 from xedullm.server import student_tokens
-from xedullm.server.app import ServerSettings, client_secrets, create_app
+from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.classroom import today
 from xedullm.server.sqlite_store import SQLiteStore
 from xedullm.testing import Fault, ServerThread
@@ -60,7 +60,7 @@ def serving(fake, data_dir, system=None, **settings):
                     max_retries=0, verbose=False)
     if system:
         client.set_system(system)
-    app = create_app(client, settings=ServerSettings(secrets=client_secrets(client), data_dir=data_dir, **settings))
+    app = create_app(client, settings=ServerSettings(data_dir=data_dir, **settings))
     try:
         with ServerThread(app) as server:
             yield Room(server.url, client, app, fake)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from xedullm import Client
-from xedullm.server.app import ServerSettings, client_secrets, create_app
+from xedullm.server.app import ServerSettings, create_app
 from xedullm.server import limits as L
 from xedullm.testing import FakeOpenAIServer
 from xedullm.testing.runner import ServerThread
@@ -84,7 +84,7 @@ def server():
     with FakeOpenAIServer(flavor="deepseek", api_key=KEY) as fake:
         client = Client(provider="deepseek", base_url=fake.base_url, api_key=KEY, timeout=10,
                         max_retries=0, verbose=False)
-        app = create_app(client, settings=ServerSettings(secrets=client_secrets(client)))
+        app = create_app(client, settings=ServerSettings())
         with ServerThread(app) as running:
             with httpx.Client(base_url=running.url, timeout=30) as http:
                 with Bystander(running.url) as bystander:

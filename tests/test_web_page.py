@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from xedullm import Client
 from xedullm.errors import AuthenticationError
-from xedullm.server.app import client_secrets, create_app
+from xedullm.server.app import create_app
 from xedullm.server.policy import Admission
 from xedullm.testing import Fault, FakeOpenAIServer
 from xedullm.testing.runner import ServerThread
@@ -36,7 +36,7 @@ def classroom(classroom_server, teacher_fake):
 
 def assert_no_key(page, room):
     html = page.content()
-    for secret in client_secrets(room.client):
+    for secret in room.client.secrets():
         assert secret not in html
 
 

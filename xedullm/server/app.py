@@ -54,7 +54,9 @@ class ServerSettings:
     wait_timeout: float = 30.0    # seconds a request may wait before "busy"
     policy: Any = None            # default: OpenPolicy(client), or classroom controls (below)
     ledger: Any = None            # default: NullLedger(), or the store's ledger (below)
-    secrets: List[str] = field(default_factory=list, repr=False)  # what log lines must never show
+    # Log lines never show the client's keys, the access code or the admin password; list any
+    # other secret here.
+    secrets: List[str] = field(default_factory=list, repr=False)
     limits: Limits = field(default_factory=Limits)  # body size, message count, content length
     # Classroom controls (tokens, budgets, ledger, /admin) are on when a store or data_dir is given.
     store: Any = None             # a store.Store; default: SQLiteStore(data_dir)
@@ -93,7 +95,8 @@ def create_app(client: Any, *, settings: Optional[ServerSettings] = None) -> Sta
         gate=Gate(settings.max_concurrent, settings.max_waiting, settings.wait_timeout),
         policy=settings.policy or (ClassroomPolicy(classroom) if classroom else OpenPolicy(client)),
         ledger=settings.ledger or (StoreLedger(classroom) if classroom else NullLedger()),
-        secrets=list(settings.secrets),
+        secrets=[s for s in (*client.secrets(), settings.access_code, settings.admin_password,
+                             *settings.secrets) if s],
         classroom=classroom,
     )
     identify = getattr(state.policy, "identify", None)
@@ -219,11 +222,6 @@ def _classroom(client: Any, settings: ServerSettings) -> Optional[Classroom]:
     return Classroom(client, store, access_code=settings.access_code, admin_password=settings.admin_password,
                      daily_budget=settings.daily_budget, per_student_daily=settings.per_student_daily,
                      review=settings.review)
-
-
-def client_secrets(client: Any) -> List[str]:
-    """The teacher's key(s), so log lines can be checked against them."""
-    return client.secrets()
 
 
 async def _json(request: Request, max_bytes: int) -> Any:

@@ -115,11 +115,11 @@ def make_server(client: Any, sock: socket.socket, **options: Any):
     """A uvicorn server for ``client`` on ``sock``; options go to ServerSettings."""
     import uvicorn
 
-    from .app import ServerSettings, client_secrets, create_app
+    from .app import ServerSettings, create_app
     from .store import default_data_dir
 
     try:
-        settings = ServerSettings(secrets=client_secrets(client), **options)
+        settings = ServerSettings(**options)
     except TypeError as exc:
         raise ConfigurationError(
             f"run() 不认识这个参数：{exc}。可用：{_OPTIONS}。/ "
@@ -127,10 +127,6 @@ def make_server(client: Any, sock: socket.socket, **options: Any):
     if settings.store is None and settings.data_dir is None:
         # A real classroom always keeps its ledger, so limits hold across restarts.
         settings.data_dir = default_data_dir()
-    if settings.access_code:
-        settings.secrets.append(settings.access_code)
-    if settings.admin_password:
-        settings.secrets.append(settings.admin_password)
     app = create_app(client, settings=settings)
     config = uvicorn.Config(
         app,
