@@ -4,36 +4,11 @@
     chatbot = Client(provider='deepseek', api_key='...')
     print(chatbot.inference('你好'))
 """
+from . import errors
 from .client import Client
-from .errors import (
-    APIConnectionError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    ConfigurationError,
-    ContentFilterError,
-    LLMError,
-    ModelNotFoundError,
-    QuotaExceededError,
-    RateLimitError,
-    ServerError,
-)
+from .errors import *  # noqa: F401,F403 - the whole error hierarchy is public
 from .types import Usage
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Client",
-    "Usage",
-    "LLMError",
-    "ConfigurationError",
-    "AuthenticationError",
-    "QuotaExceededError",
-    "RateLimitError",
-    "BadRequestError",
-    "ModelNotFoundError",
-    "ContentFilterError",
-    "ServerError",
-    "APIConnectionError",
-    "APITimeoutError",
-]
+__all__ = ["Client", "Usage", *errors.__all__]
