@@ -12,7 +12,7 @@ import pytest
 
 from xedullm import Client
 from xedullm.catalog import PROVIDERS
-from xedullm.cli.chat import provider_with_key
+from xedullm.keys import provider_with_key
 from xedullm.testing import FakeOpenAIServer, Fault
 
 KEY = "sk-test-c0ffee1234567890deadbeef13572468"

@@ -38,6 +38,10 @@ class Provider:
     model_aliases: Dict[str, str] = field(default_factory=dict)
     # GLM's SDK keeps temperature/top_p inside the open interval (0, 1); so do we.
     sampling_open_interval: bool = False
+    # Sent with every request (attribution only, never required).
+    extra_headers: Dict[str, str] = field(default_factory=dict)
+    # HTTP statuses this provider gives its own meaning, as an error kind the adapter knows.
+    status_meanings: Dict[int, str] = field(default_factory=dict)
 
     def label(self, lang: str = "en") -> str:
         return self.label_zh if lang == "zh" else self.id
@@ -92,6 +96,8 @@ PROVIDERS: Tuple[Provider, ...] = (
         free_quota_en="Models whose id ends in :free cost nothing (with a daily request limit). " + _CHECK_CONSOLE_EN,
         aliases=("open router",), key_env=("OPENROUTER_API_KEY",), has_models_endpoint=True,
         key_prefix="sk-or-",
+        extra_headers={"X-Title": "xedullm"},
+        status_meanings={403: "content_filter"},   # a moderation / guardrail block
     ),
     Provider(
         id="moonshot", label_zh="月之暗面-Kimi", label_en="Moonshot AI (Kimi)", protocol="openai",

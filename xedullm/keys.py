@@ -198,3 +198,16 @@ def check_key(provider: Provider, api_key: str, secret_key: Optional[str] = None
         # Rate limits, server trouble, a retired model: the key may be fine, but we cannot say.
         return KeyCheck("unknown", exc)
     return KeyCheck("valid")
+
+
+def provider_with_key() -> Optional[str]:
+    """The first provider (catalog order) whose key is in the environment or the key store."""
+    from .catalog import PROVIDERS
+
+    for provider in PROVIDERS:
+        if not provider.needs_key:
+            continue
+        found = resolve_credentials(provider)
+        if found.api_key and (found.secret_key or not provider.needs_secret):
+            return provider.id
+    return None

@@ -71,20 +71,6 @@ def _add_model_options(parser) -> None:
 
 
 # -- choosing the model ------------------------------------------------------------------
-def provider_with_key() -> Optional[str]:
-    """The first provider (catalog order) whose key is in the environment or the key store."""
-    from ..catalog import PROVIDERS
-    from ..keys import resolve_credentials
-
-    for provider in PROVIDERS:
-        if not provider.needs_key:
-            continue
-        found = resolve_credentials(provider)
-        if found.api_key and (found.secret_key or not provider.needs_secret):
-            return provider.id
-    return None
-
-
 def make_client(args, verbose: bool = False):
     """The Client the options ask for; falls back to the local model when no key exists.
 
@@ -93,6 +79,8 @@ def make_client(args, verbose: bool = False):
 
     provider = args.provider
     if provider is None and args.base_url is None:
+        from ..keys import provider_with_key
+
         provider = provider_with_key()
         if provider is None:
             provider = "local"

@@ -59,10 +59,9 @@ _GENERIC = {
     "permission_denied_error": E.AuthenticationError,
 }
 
-# Where a provider gives a status its own meaning (protocols.md 1.6).
-_STATUS_BY_PROVIDER = {
-    "openrouter": {403: E.ContentFilterError},   # moderation / guardrail block
-}
+# The error kinds a catalog row's ``status_meanings`` may name (protocols.md 1.6).
+_MEANINGS = {"content_filter": E.ContentFilterError, "quota": E.QuotaExceededError,
+             "rate_limit": E.RateLimitError, "auth": E.AuthenticationError}
 
 
 def class_for(status: Optional[int], codes, default=E.ServerError):
@@ -107,9 +106,8 @@ class OpenAICompatAdapter(Adapter):
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if conn.api_key:
             headers["Authorization"] = f"Bearer {conn.api_key}"
-        if self.provider and self.provider.id == "openrouter":
-            # Attribution only, never required (protocols.md 1.1).
-            headers["X-Title"] = "xedullm"
+        if self.provider:
+            headers.update(self.provider.extra_headers)
         return headers
 
     def chat_request(self, req: ChatRequest, conn: Connection, token: Optional[str] = None) -> HTTPRequest:
@@ -203,9 +201,9 @@ class OpenAICompatAdapter(Adapter):
             status_hint = code  # OpenRouter puts the HTTP status in error.code
         else:
             status_hint = status
-        overrides = _STATUS_BY_PROVIDER.get(self.provider.id, {}) if self.provider else {}
-        if status_hint in overrides and str(code) not in _SPECIFIC and str(etype) not in _SPECIFIC:
-            cls = overrides[status_hint]
+        meanings = self.provider.status_meanings if self.provider else {}
+        if status_hint in meanings and str(code) not in _SPECIFIC and str(etype) not in _SPECIFIC:
+            cls = _MEANINGS[meanings[status_hint]]
         else:
             cls = class_for(status_hint, [code, etype], default=E.ServerError)
         detail = str(err.get("message") or "")[:500] or None
