@@ -201,7 +201,6 @@ class ChunkWriter:
         self._role_sent = False
         self._finish_sent = False
         self.usage: Optional[Usage] = None
-        self.text_chars = 0
 
     def _frame(self, choices: list, usage: Optional[Dict[str, int]] = None) -> bytes:
         body: Dict[str, Any] = {
@@ -226,7 +225,6 @@ class ChunkWriter:
             self._role_sent = True
         if chunk.text:
             delta["content"] = chunk.text
-            self.text_chars += len(chunk.text)
         if chunk.reasoning:
             delta["reasoning_content"] = chunk.reasoning
         if chunk.finish_reason and not self._finish_sent:
