@@ -33,9 +33,9 @@ COST = 6
 
 
 def store_alone(n: int = 5000) -> str:
-    from xedullm.server.classroom import today
-    from xedullm.server.sqlite_store import SQLiteStore
-    from xedullm.server.store import Claim, LedgerRow
+    from xedullm.server.classroom.room import today
+    from xedullm.server.store.sqlite import SQLiteStore
+    from xedullm.server.store.base import Claim, LedgerRow
 
     with tempfile.TemporaryDirectory() as folder:
         store = SQLiteStore(folder)
@@ -108,8 +108,8 @@ def through_server(requests: int, concurrency: int) -> str:
 
 
 def two_processes(budget: int = 600, concurrency: int = 24) -> str:
-    from xedullm.server.classroom import today
-    from xedullm.server.sqlite_store import SQLiteStore
+    from xedullm.server.classroom.room import today
+    from xedullm.server.store.sqlite import SQLiteStore
     from xedullm.testing import FakeOpenAIServer
 
     with FakeOpenAIServer(flavor="deepseek", api_key=KEY, token_delay=0.002) as fake, \

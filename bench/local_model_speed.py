@@ -14,7 +14,7 @@ import statistics
 import threading
 import time
 
-from xedullm.protocols.local import DEFAULT_MODEL, LocalEngine, load_model, resolve_model_path
+from xedullm.engines.local import DEFAULT_MODEL, LocalEngine, load_model, resolve_model_path
 from xedullm.types import ChatRequest
 
 QUESTIONS = [

@@ -285,7 +285,7 @@ def pct(sorted_values: List[float], p: float) -> float:
 
 def run(streams: int = 200, burst: int = 1000, soak_minutes: float = 0.0, token_delay: float = 0.02,
         max_concurrent: int = 1300) -> Report:
-    from xedullm.server.sqlite_store import SQLiteStore
+    from xedullm.server.store.sqlite import SQLiteStore
     from xedullm.testing import FakeOpenAIServer
 
     with tempfile.TemporaryDirectory(prefix="xedullm-soak-") as data_dir, \

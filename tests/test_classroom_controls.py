@@ -24,10 +24,10 @@ import pytest
 
 import xedullm
 from xedullm import Client
-from xedullm.server import student_tokens
+from xedullm.server.classroom import tokens as student_tokens
 from xedullm.server.app import ServerSettings, create_app
-from xedullm.server.classroom import today
-from xedullm.server.sqlite_store import SQLiteStore
+from xedullm.server.classroom.room import today
+from xedullm.server.store.sqlite import SQLiteStore
 from xedullm.testing import Fault, ServerThread
 
 from conftest import TEACHER_KEY, serve_process

@@ -229,7 +229,7 @@ def ernie():
 
 
 def test_ernie_token_is_lazy_cached_and_refreshed(ernie):
-    from xedullm import transport
+    from xedullm.engines import http as transport
 
     transport._token_cache.clear()
     ernie.reset()
@@ -259,7 +259,7 @@ def test_ernie_old_model_names(ernie, model, endpoint):
 
 
 def test_ernie_wrong_secret_is_auth_error_without_keys(ernie):
-    from xedullm import transport
+    from xedullm.engines import http as transport
 
     transport._token_cache.clear()
     bot = Client(provider="ernie", base_url=ernie.base_url, api_key=AK, secret_key="sk-wrong-000000000",

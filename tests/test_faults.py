@@ -114,7 +114,7 @@ def ask(t: Target, mode: str, stream: bool, *, timeout: float = 5.0, max_retries
                 out.pieces.append(client.inference(prompt))
         except Exception as exc:  # noqa: BLE001 - the outcome is what we assert on
             out.error = exc
-        out.busy_connections = _busy(client.engine.client._transport._pool)
+        out.busy_connections = _busy(client._get_engine().client._transport._pool)
         client.close()
 
     async def async_call() -> None:
@@ -126,8 +126,8 @@ def ask(t: Target, mode: str, stream: bool, *, timeout: float = 5.0, max_retries
                 out.pieces.append(await client.ainference(prompt))
         except Exception as exc:  # noqa: BLE001
             out.error = exc
-        out.busy_connections = _busy(client.engine.aclient._transport._pool)
-        await client.engine.aclose()
+        out.busy_connections = _busy(client._get_engine().aclient._transport._pool)
+        await client._get_engine().aclose()
 
     worker = threading.Thread(
         target=sync_call if mode == "sync" else lambda: asyncio.run(async_call()), daemon=True)
@@ -377,15 +377,15 @@ def test_closing_a_stream_early_releases_the_connection(t, mode):
             pieces = client.inference(PROMPT, stream=True)
             next(pieces)
             pieces.close()
-            assert _busy(client.engine.client._transport._pool) == 0
+            assert _busy(client._get_engine().client._transport._pool) == 0
             client.close()
 
         async def async_call():
             pieces = await client.ainference(PROMPT, stream=True)
             await pieces.__anext__()
             await pieces.aclose()
-            assert _busy(client.engine.aclient._transport._pool) == 0
-            await client.engine.aclose()
+            assert _busy(client._get_engine().aclient._transport._pool) == 0
+            await client._get_engine().aclose()
 
         errors: List[BaseException] = []
 

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from xedullm import Client
 from xedullm.server.app import ServerSettings, create_app
-from xedullm.server import limits as L
+from xedullm.server.api import limits as L
 from xedullm.testing import FakeOpenAIServer
 from xedullm.testing.runner import ServerThread
 

@@ -17,7 +17,7 @@ from xedullm import Client, ConfigurationError
 from xedullm.catalog import PROVIDERS, find_provider
 from xedullm.keys import (Credentials, clean_key, key_format_warning, known_secrets, mask_key,
                           missing_key_error, redact, resolve_credentials)
-from xedullm.keystore import (FileKeyStore, KeyringKeyStore, StoredKey, home_dir, keyring_backend,
+from xedullm.keys.store import (FileKeyStore, KeyringKeyStore, StoredKey, home_dir, keyring_backend,
                               open_store)
 
 DEEPSEEK_KEY = "sk-test-5f1e0c2a9b8d47e6a3c1f0e9d8b7a6c5"

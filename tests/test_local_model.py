@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from xedullm import BadRequestError, Client, ConfigurationError
-from xedullm.protocols.local import (DEFAULT_MODEL, LocalEngine, loaded_model, make_engine,
+from xedullm.engines.local import (DEFAULT_MODEL, LocalEngine, loaded_model, make_engine,
                                      resolve_model_path)
 from xedullm.types import ChatRequest
 

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import xedullm
 from xedullm import Client
-from xedullm.server.policy import Admission
+from xedullm.server.classroom.open_policy import Admission
 from xedullm.server.runner import banner, bind_socket, local_urls
 from xedullm.testing import Fault
 
@@ -144,10 +144,10 @@ def test_page_and_static_assets_are_served_safely(classroom_server):
     page = httpx.get(room.url + "/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    for name in os.listdir(ROOT / "xedullm" / "server" / "static"):
+    for name in os.listdir(ROOT / "xedullm" / "server" / "web" / "static"):
         asset = httpx.get(f"{room.url}/static/{name}")
         assert asset.status_code == 200
-        assert asset.content == (ROOT / "xedullm" / "server" / "static" / name).read_bytes()
+        assert asset.content == (ROOT / "xedullm" / "server" / "web" / "static" / name).read_bytes()
     for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/nope.js"):
         response = httpx.get(room.url + path)
         assert response.status_code == 404, path
@@ -429,7 +429,7 @@ def test_teacher_key_appears_in_no_response_header_or_log(classroom_server, capl
               bad: [None]}
     for room in (good, bad):
         for path in ["/", "/api/info", "/v1/models", "/healthz", "/nope"] + [
-                f"/static/{n}" for n in os.listdir(ROOT / "xedullm" / "server" / "static")]:
+                f"/static/{n}" for n in os.listdir(ROOT / "xedullm" / "server" / "web" / "static")]:
             response = httpx.get(room.url + path)
             seen += [str(response.headers), response.text]
         for stream in (False, True):

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from xedullm import Client
 from xedullm.errors import AuthenticationError
 from xedullm.server.app import create_app
-from xedullm.server.policy import Admission
+from xedullm.server.classroom.open_policy import Admission
 from xedullm.testing import Fault, FakeOpenAIServer
 from xedullm.testing.runner import ServerThread
 

@@ -5,12 +5,16 @@ in-process local model) is created on first use.
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Union
+import dataclasses
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Optional, Union
 
 from . import catalog
 from .errors import BadRequestError, ConfigurationError
 from .keys import mask_key, resolve_credentials
-from .types import ChatRequest, Connection, Usage
+from .types import ChatChunk, ChatRequest, ChatResult, Connection, Usage
+
+if TYPE_CHECKING:
+    from .engines.base import Engine
 
 Messages = Union[str, List[Dict[str, str]]]
 _ROLES = ("system", "user", "assistant")
@@ -80,7 +84,9 @@ class Client:
         self.max_retries = int(max_retries)
         self.system_prompt: Optional[str] = None
         self.last_usage: Optional[Usage] = None
-        self._engine = None
+        #: a reasoning model's thinking for the last answer ('' when there was none)
+        self.last_reasoning = ""
+        self._engine: Optional[Engine] = None
         self.xedu_url = xedu_url.rstrip("/") if xedu_url else None
 
         if xedu_url:
@@ -150,36 +156,24 @@ class Client:
         info["key_guide"] = provider.key_guide(lang)
         return info
 
-    # -- engine -----------------------------------------------------------------------
-    @property
-    def engine(self):
+    # -- engine (private: every other layer uses the methods below) -----------------------
+    def _get_engine(self) -> Engine:
         if self._engine is None:
-            self._engine = self._make_engine()
+            from .engines import open_engine
+
+            conn = Connection(self.base_url, self._credentials.api_key, self._credentials.secret_key)
+            self._engine = open_engine(self.provider, conn, self.model, timeout=self.timeout,
+                                       max_retries=self.max_retries,
+                                       relay_server_messages=bool(self.xedu_url))
         return self._engine
 
-    def _make_engine(self):
-        if self.provider is not None and self.provider.protocol == "local":
-            from .protocols.local import make_engine
-
-            return make_engine(self.model)
-        from .protocols import adapter_for
-        from .transport import HTTPEngine
-
-        protocol = self.provider.protocol if self.provider else "openai"
-        adapter = adapter_for(protocol, self.provider)
-        if self.xedu_url:
-            # The classroom server already wrote a student-facing bilingual message.
-            adapter.relay_server_messages = True
-        conn = Connection(self.base_url, self._credentials.api_key, self._credentials.secret_key)
-        return HTTPEngine(adapter, conn, timeout=self.timeout, max_retries=self.max_retries)
-
     def close(self) -> None:
-        if self._engine is not None and hasattr(self._engine, "close"):
+        if self._engine is not None:
             self._engine.close()
 
     async def aclose(self) -> None:
         """Close the async connections too (``close()`` only closes the sync ones)."""
-        if self._engine is not None and hasattr(self._engine, "aclose"):
+        if self._engine is not None:
             await self._engine.aclose()
         self.close()
 
@@ -195,21 +189,39 @@ class Client:
     async def __aexit__(self, *exc) -> None:
         await self.aclose()
 
-    # -- asking -----------------------------------------------------------------------
+    # -- settings ---------------------------------------------------------------------
     def set_system(self, prompt: Optional[str]) -> None:
         if prompt is not None and not isinstance(prompt, str):
             raise ConfigurationError("系统提示词应是字符串。/ The system prompt must be a string.")
         self.system_prompt = prompt or None
 
-    def build_request(self, input: Messages, temperature: Optional[float] = None,
+    def set_model(self, model: str) -> None:
+        """Use another model of the same provider for later calls (checked where it can be)."""
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigurationError("model 必须是非空字符串。/ model must be a non-empty string.")
+        model = model.strip()
+        if self.provider is not None and self.provider.protocol == "local":
+            from .engines.local import resolve_model_path
+
+            resolve_model_path(model)  # a ConfigurationError with advice if there is no such file
+        self.model = model
+
+    # -- asking -----------------------------------------------------------------------
+    def build_request(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
                       top_p: Optional[float] = None, stream: bool = False, **kwargs: Any) -> ChatRequest:
+        """The checked request ``input`` becomes: the system prompt first, this client's model.
+
+        The one place ``stream`` is decided; engines and adapters only read it.
+        """
+        if isinstance(input, ChatRequest):
+            return input if input.stream == bool(stream) else dataclasses.replace(input, stream=bool(stream))
         messages = _messages(input)
         if self.system_prompt:
             messages.insert(0, {"role": "system", "content": self.system_prompt})
         known = {name: kwargs.pop(name) for name in _REQUEST_FIELDS if name in kwargs}
         stop = known.get("stop")
         return ChatRequest(
-            model=self.model or "default",
+            model=kwargs.pop("model", None) or self.model or "default",
             messages=messages,
             stream=bool(stream),
             temperature=_check_range("temperature", temperature, 2.0),
@@ -219,58 +231,88 @@ class Client:
             extra=kwargs,
         )
 
-    def inference(self, input: Messages, temperature: Optional[float] = None,
-                  top_p: Optional[float] = None, stream: bool = False, **kwargs: Any):
-        """The answer as a str, or with ``stream=True`` an iterator of str pieces."""
-        req = self.build_request(input, temperature, top_p, stream, **kwargs)
-        if stream:
-            return self._stream_text(req)
-        result = self.engine.chat(req)
-        self.last_usage = result.usage
-        return result.text
+    def chat(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
+             top_p: Optional[float] = None, **kwargs: Any) -> ChatResult:
+        """The whole answer as a result: ``text``, ``reasoning``, ``usage``, ``finish_reason``."""
+        result = self._get_engine().chat(self.build_request(input, temperature, top_p, False, **kwargs))
+        self._remember(result.usage, result.reasoning)
+        return result
 
-    def _stream_text(self, req: ChatRequest) -> Iterator[str]:
-        self.last_usage = None
-        chunks = self.engine.stream(req)
+    def chat_stream(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
+                    top_p: Optional[float] = None, **kwargs: Any) -> Iterator[ChatChunk]:
+        """The answer as it arrives: chunks with ``text``, ``reasoning``, and at the end usage."""
+        req = self.build_request(input, temperature, top_p, True, **kwargs)
+        self._remember(None, "")
+        chunks = self._get_engine().stream(req)
         try:
             for chunk in chunks:
-                if chunk.usage is not None:
-                    self.last_usage = chunk.usage
-                if chunk.text:
-                    yield chunk.text
+                self._note_chunk(chunk)
+                yield chunk
         finally:
             chunks.close()  # closing or abandoning the iterator closes the connection
+
+    async def achat(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
+                    top_p: Optional[float] = None, **kwargs: Any) -> ChatResult:
+        result = await self._get_engine().achat(self.build_request(input, temperature, top_p, False, **kwargs))
+        self._remember(result.usage, result.reasoning)
+        return result
+
+    async def achat_stream(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
+                           top_p: Optional[float] = None, **kwargs: Any) -> AsyncIterator[ChatChunk]:
+        req = self.build_request(input, temperature, top_p, True, **kwargs)
+        self._remember(None, "")
+        chunks = self._get_engine().astream(req)
+        try:
+            async for chunk in chunks:
+                self._note_chunk(chunk)
+                yield chunk
+        finally:
+            await chunks.aclose()
+
+    def _remember(self, usage: Optional[Usage], reasoning: str) -> None:
+        self.last_usage = usage
+        self.last_reasoning = reasoning
+
+    def _note_chunk(self, chunk: ChatChunk) -> None:
+        if chunk.usage is not None:
+            self.last_usage = chunk.usage
+        if chunk.reasoning:
+            self.last_reasoning += chunk.reasoning
+
+    def inference(self, input: Messages, temperature: Optional[float] = None,
+                  top_p: Optional[float] = None, stream: bool = False, **kwargs: Any):
+        """The answer as a str, or with ``stream=True`` an iterator of str pieces.
+
+        Only the answer: a reasoning model's thinking is in ``last_reasoning``, never mixed in.
+        """
+        req = self.build_request(input, temperature, top_p, stream, **kwargs)  # bad input fails now
+        if stream:
+            return _texts(self.chat_stream(req))
+        return self.chat(req).text
 
     async def ainference(self, input: Messages, temperature: Optional[float] = None,
                          top_p: Optional[float] = None, stream: bool = False, **kwargs: Any):
         """Like inference(): ``await`` gives a str, or with ``stream=True`` an async iterator."""
         req = self.build_request(input, temperature, top_p, stream, **kwargs)
         if stream:
-            return self._astream_text(req)
-        result = await self.engine.achat(req)
-        self.last_usage = result.usage
-        return result.text
-
-    async def _astream_text(self, req: ChatRequest) -> AsyncIterator[str]:
-        self.last_usage = None
-        chunks = self.engine.astream(req)
-        try:
-            async for chunk in chunks:
-                if chunk.usage is not None:
-                    self.last_usage = chunk.usage
-                if chunk.text:
-                    yield chunk.text
-        finally:
-            await chunks.aclose()
+            return _atexts(self.achat_stream(req))
+        return (await self.achat(req)).text
 
     def support_model(self) -> List[str]:
         """Model ids: live from the provider where it lists them, else the catalog's."""
-        live = self.provider is None or self.provider.has_models_endpoint or \
-            self.provider.protocol == "local"
-        models = self.engine.models() if live else []
+        models = self._get_engine().models() if self._lists_models_live() else []
         if not models and self.provider is not None:
             models = list(self.provider.models)
         return models
+
+    async def asupport_model(self) -> List[str]:
+        models = await self._get_engine().amodels() if self._lists_models_live() else []
+        if not models and self.provider is not None:
+            models = list(self.provider.models)
+        return models
+
+    def _lists_models_live(self) -> bool:
+        return self.provider is None or self.provider.has_models_endpoint or self.provider.protocol == "local"
 
     def run(self, host: str = "0.0.0.0", port: int = 7860, **options: Any) -> None:
         """Serve the classroom web chat and OpenAI-compatible API until Ctrl-C."""
@@ -286,3 +328,22 @@ def _classroom_credentials(access_code: Optional[str]):
 
     code = clean_key(access_code)
     return Credentials(code, None, "argument" if code else "none")
+
+
+def _texts(chunks: Iterator[ChatChunk]) -> Iterator[str]:
+    """Plain str pieces (text-to-speech and print() take them as they are); no thinking."""
+    try:
+        for chunk in chunks:
+            if chunk.text:
+                yield chunk.text
+    finally:
+        chunks.close()
+
+
+async def _atexts(chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[str]:
+    try:
+        async for chunk in chunks:
+            if chunk.text:
+                yield chunk.text
+    finally:
+        await chunks.aclose()

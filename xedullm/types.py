@@ -23,9 +23,10 @@ class Usage:
         }
 
 
-@dataclass
+@dataclass(frozen=True)
 class ChatRequest:
-    """What the caller wants, independent of any provider.
+    """What the caller wants, independent of any provider. Immutable: a layer that needs
+    another model or another stream flag makes a copy (``dataclasses.replace``).
 
     ``messages`` is already validated: a list of ``{'role', 'content'}`` dicts whose roles are
     system/user/assistant (the system prompt, if any, first).
@@ -54,6 +55,8 @@ class ChatChunk:
 
 @dataclass
 class ChatResult:
+    """A whole answer: ``text`` is the answer only; a reasoning model's thinking is apart."""
+
     text: str
     finish_reason: Optional[str] = None
     usage: Optional[Usage] = None

@@ -18,7 +18,7 @@ import time
 def main():
     spec = json.loads(sys.argv[1])
     from xedullm import Client
-    from xedullm.protocols.local import N_CTX, REPEAT_PENALTY, resolve_model_path
+    from xedullm.engines.local import N_CTX, REPEAT_PENALTY, resolve_model_path
     import llama_cpp
 
     params = dict(temperature=0, seed=spec["seed"], max_tokens=spec["max_tokens"],

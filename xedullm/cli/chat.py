@@ -224,21 +224,15 @@ def _command(text: str, client, history: List[Dict[str, str]], args):
 
 
 def _switch_model(client, model: str, args):
-    from ..client import Client
     from ..errors import LLMError
 
     try:
-        # Same provider and address; the key is found again where it was found the first time.
-        switched = Client(provider=client.provider.id if client.provider else None,
-                          base_url=args.base_url, model=model, verbose=False)
-        switched.set_system(client.system_prompt)
-        switched.engine  # builds the engine now so a bad model name fails here, not mid-chat
+        client.set_model(model)  # a bad local model name fails here, not mid-chat
     except LLMError as exc:
         warn(_redacted(exc))
         return client
-    client.close()
-    _say(t(args.lang, f"已切换到模型 {switched.model}。", f"Switched to model {switched.model}."))
-    return switched
+    _say(t(args.lang, f"已切换到模型 {client.model}。", f"Switched to model {client.model}."))
+    return client
 
 
 def _stream_answer(client, history: List[Dict[str, str]], args):

@@ -8,9 +8,9 @@ from typing import Optional, Tuple
 
 from ..catalog import PROVIDERS, Provider, find_provider
 from ..errors import ConfigurationError
-from ..keys import (KeyCheck, check_key, clean_key, key_format_warning, mask_key,
-                    missing_key_error, redact, resolve_credentials)
-from ..keystore import open_store
+from ..keys import clean_key, key_format_warning, mask_key, missing_key_error, redact, resolve_credentials
+from ..keys.check import KeyCheck, check_key
+from ..keys.store import open_store
 from .output import echo, hold_secret, t, table, warn
 
 

@@ -48,14 +48,14 @@ def register(commands) -> None:
 
 
 def _store(args):
-    from ..server.sqlite_store import SQLiteStore
-    from ..server.store import default_data_dir
+    from ..server.store.sqlite import SQLiteStore
+    from ..server.store.base import default_data_dir
 
     return SQLiteStore(args.data_dir or default_data_dir())
 
 
 def run_create(args) -> int:
-    from ..server import student_tokens
+    from ..server.classroom import tokens as student_tokens
 
     name = student_tokens.check_name(args.name)
     limits = student_tokens.limits_from(daily_tokens=args.daily_tokens, rpm=args.rpm, concurrent=args.concurrent,
@@ -80,8 +80,8 @@ def run_create(args) -> int:
 
 
 def run_list(args) -> int:
-    from ..server.classroom import today
-    from ..server.student_tokens import expires_text
+    from ..server.classroom.room import today
+    from ..server.classroom.tokens import expires_text
 
     store = _store(args)
     try:

@@ -1,19 +1,23 @@
-"""Wire-protocol adapters, one per protocol (not per provider)."""
+"""Wire-protocol adapters, one per protocol (not per provider). Sans-I/O: each turns our
+request types into an :class:`HTTPRequest` and the provider's bytes back into results."""
 from __future__ import annotations
 
-from typing import Optional
+import importlib
+from typing import Dict, Optional, Tuple
 
 from ..catalog import Provider
 from .base import Adapter
 
+# protocol name (a catalog row's ``protocol``) -> (module, adapter class); imported on first use
+ADAPTERS: Dict[str, Tuple[str, str]] = {
+    "openai": ("openai_compat", "OpenAICompatAdapter"),
+    "dashscope": ("dashscope", "DashScopeAdapter"),
+    "ernie": ("ernie", "ErnieAdapter"),
+}
+
 
 def adapter_for(protocol: str, provider: Optional[Provider]) -> Adapter:
-    if protocol == "openai":
-        from .openai_compat import OpenAICompatAdapter as cls
-    elif protocol == "dashscope":
-        from .dashscope import DashScopeAdapter as cls
-    elif protocol == "ernie":
-        from .ernie import ErnieAdapter as cls
-    else:
+    if protocol not in ADAPTERS:
         raise ValueError(f"no HTTP adapter for protocol {protocol!r}")
-    return cls(provider)
+    module, name = ADAPTERS[protocol]
+    return getattr(importlib.import_module(f".{module}", __name__), name)(provider)

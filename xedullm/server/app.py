@@ -25,18 +25,18 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import LLMError
-from .admin import admin_routes
-from .chat import ChatCall
-from .chat_body import parse_chat_body
-from .classroom import Classroom, StoreLedger, own_usage
-from .classroom_policy import ClassroomPolicy
-from .gate import Gate
-from .ledger import LedgerEntry, NullLedger
-from .limits import Limits
-from .openai_format import InvalidRequest, error_reply
-from .policy import OpenPolicy
+from .admin.routes import admin_routes
+from .api.chat_call import ChatCall
+from .api.body import parse_chat_body
+from .classroom.room import Classroom, StoreLedger, own_usage
+from .classroom.policy import ClassroomPolicy
+from .classroom.gate import Gate
+from .classroom.ledger import LedgerEntry, NullLedger
+from .api.limits import Limits
+from .api.openai_format import InvalidRequest, error_reply
+from .classroom.open_policy import OpenPolicy
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parent / "web" / "static"
 
 # The page renders model output; even if rendering ever slipped, the browser must refuse
 # to run injected script or fetch anything from outside the teacher's server.
@@ -216,7 +216,7 @@ def _classroom(client: Any, settings: ServerSettings) -> Optional[Classroom]:
         return None
     store = settings.store
     if store is None:
-        from .sqlite_store import SQLiteStore
+        from .store.sqlite import SQLiteStore
 
         store = SQLiteStore(settings.data_dir)
     return Classroom(client, store, access_code=settings.access_code, admin_password=settings.admin_password,

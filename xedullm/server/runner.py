@@ -116,7 +116,7 @@ def make_server(client: Any, sock: socket.socket, **options: Any):
     import uvicorn
 
     from .app import ServerSettings, create_app
-    from .store import default_data_dir
+    from .store.base import default_data_dir
 
     try:
         settings = ServerSettings(**options)

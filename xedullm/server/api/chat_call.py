@@ -15,15 +15,15 @@ from typing import Any, List, Optional
 
 import anyio
 
-from ..errors import LLMError
-from ..keys import redact
-from ..types import ChatRequest, Usage
-from .chat_body import ChatBody
-from .gate import ServerBusy
-from .ledger import LedgerEntry
+from ...errors import LLMError
+from ...keys import redact
+from ...types import ChatRequest, Usage
+from .body import ChatBody
+from ..classroom.gate import ServerBusy
+from ..classroom.ledger import LedgerEntry
 from .openai_format import (ChunkWriter, ServerStopping, completion, error_frame, error_reply,
                             new_completion_id)
-from .policy import Admission
+from ..classroom.open_policy import Admission
 
 log = logging.getLogger("xedullm.server")
 
@@ -123,7 +123,7 @@ class ChatCall:
 
     async def _complete(self, send: Any) -> None:
         try:
-            result = await self._state.client.engine.achat(self._chat)
+            result = await self._state.client.achat(self._chat)
         except Exception as err:  # noqa: BLE001 - every failure must become an OpenAI error
             await self._send_error(send, self._note(err))
             return
@@ -136,7 +136,7 @@ class ChatCall:
         self._phase = "done"
 
     async def _stream(self, send: Any) -> None:
-        chunks = self._state.client.engine.astream(self._chat)
+        chunks = self._state.client.achat_stream(self._chat)
         try:
             try:
                 first = await chunks.__anext__()

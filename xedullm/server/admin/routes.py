@@ -19,13 +19,13 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..errors import ConfigurationError
-from . import student_tokens
-from .admin_auth import CSRF_HEADER, Sessions, password_matches, retry_after, same_origin, wait_left
-from .classroom import Classroom, today
-from .store import StudentToken
+from ...errors import ConfigurationError
+from ..classroom import tokens as student_tokens
+from .auth import CSRF_HEADER, Sessions, password_matches, retry_after, same_origin, wait_left
+from ..classroom.room import Classroom, today
+from ..store.base import StudentToken
 
-ADMIN_DIR = Path(__file__).parent / "admin_static"
+ADMIN_DIR = Path(__file__).parent / "static"
 ASSETS = ("admin.js", "admin.css", "chart.js")
 SERIES_HOURS = 6
 SERIES_BUCKET = 600.0

@@ -16,11 +16,11 @@ from typing import AsyncIterator, Dict, Iterator, List, Optional, Tuple
 
 import httpx
 
-from . import errors as E
-from .keys import redact
-from .protocols.base import STREAM_END, Adapter
-from .sse import SSEDecoder
-from .types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
+from .. import errors as E
+from ..keys import redact
+from ..protocols.base import STREAM_END, Adapter
+from ..sse import SSEDecoder
+from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
 
 _BACKOFF_START, _BACKOFF_CAP = 0.5, 8.0
 # A Retry-After longer than this is not waited for: the caller gets the RateLimitError now.
@@ -252,7 +252,6 @@ class HTTPEngine:
 
     # -- sync -------------------------------------------------------------------------
     def chat(self, req: ChatRequest) -> ChatResult:
-        req.stream = False
         plan = _RetryPlan(self)
         while True:
             try:
@@ -277,7 +276,6 @@ class HTTPEngine:
         return self.adapter.parse_chat(answer.body)
 
     def stream(self, req: ChatRequest) -> Iterator[ChatChunk]:
-        req.stream = True
         plan = _RetryPlan(self)
         while True:
             yielded = False
@@ -328,7 +326,6 @@ class HTTPEngine:
 
     # -- async ------------------------------------------------------------------------
     async def achat(self, req: ChatRequest) -> ChatResult:
-        req.stream = False
         plan = _RetryPlan(self)
         while True:
             try:
@@ -353,7 +350,6 @@ class HTTPEngine:
         return self.adapter.parse_chat(answer.body)
 
     async def astream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
-        req.stream = True
         plan = _RetryPlan(self)
         while True:
             yielded = False

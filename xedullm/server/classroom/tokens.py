@@ -12,8 +12,8 @@ import secrets
 import time
 from typing import Any, Iterable, Optional
 
-from ..errors import ConfigurationError
-from .store import TokenLimits
+from ...errors import ConfigurationError
+from ..store.base import TokenLimits
 
 PREFIX = "xs-"
 RESERVED_NAMES = ("anonymous",)

@@ -14,9 +14,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
-from ..errors import LLMError, ServerError
+from ...errors import LLMError, ServerError
 from .ledger import LedgerEntry
-from .store import LedgerRow, Store
+from ..store.base import LedgerRow, Store
 
 log = logging.getLogger("xedullm.server")
 

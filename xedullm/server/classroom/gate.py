@@ -12,7 +12,7 @@ from typing import Optional
 
 import anyio
 
-from ..errors import RateLimitError
+from ...errors import RateLimitError
 
 
 class ServerBusy(RateLimitError):

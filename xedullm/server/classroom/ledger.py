@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
-from ..types import Usage
+from ...types import Usage
 
 
 @dataclass(frozen=True)

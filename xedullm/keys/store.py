@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Union
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 SERVICE = "xedullm"
 KEYS_FILE = "keys.json"
@@ -31,7 +31,7 @@ class StoredKey:
     secret_key: Optional[str] = field(default=None, repr=False)
 
     def __repr__(self) -> str:
-        from .keys import mask_key
+        from .mask import mask_key
 
         return f"StoredKey(api_key={mask_key(self.api_key)!r}, secret_key={mask_key(self.secret_key)!r})"
 
@@ -171,7 +171,7 @@ class KeyringKeyStore:
 
     def items(self) -> Dict[str, StoredKey]:
         # A keyring cannot list its entries portably; the catalog says what to look for.
-        from .catalog import PROVIDERS
+        from ..catalog import PROVIDERS
 
         found = {}
         for p in PROVIDERS:

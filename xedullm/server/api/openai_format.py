@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from ..errors import (
+from ...errors import (
     APIConnectionError,
     APITimeoutError,
     AuthenticationError,
@@ -30,7 +30,7 @@ from ..errors import (
     RateLimitError,
     ServerError,
 )
-from ..types import ChatChunk, ChatResult, Usage
+from ...types import ChatChunk, ChatResult, Usage
 
 DONE = b"data: [DONE]\n\n"
 

@@ -1,4 +1,4 @@
-"""Keys: cleaning, masking, redaction and resolution (argument > environment > key store)."""
+"""Which key a provider gets: argument > environment > key store; and the advice when none is found."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional
 
-from .catalog import Provider
+from ..catalog import Provider
+from .mask import clean_key, mask_key
 
 
 @dataclass(frozen=True)
@@ -18,38 +19,6 @@ class Credentials:
     def __repr__(self) -> str:
         return (f"Credentials(api_key={mask_key(self.api_key)!r}, "
                 f"secret_key={mask_key(self.secret_key)!r}, source={self.source!r})")
-
-
-def clean_key(key: Optional[str]) -> Optional[str]:
-    """Strip what copy-paste adds: spaces, quotes, newlines, a leading 'Bearer '."""
-    if key is None:
-        return None
-    key = str(key).strip().strip("\"'“”‘’").strip()
-    if key.lower().startswith("bearer "):
-        key = key[7:].strip()
-    key = re.sub(r"\s+", "", key)
-    return key or None
-
-
-def mask_key(key: Optional[str]) -> str:
-    """'sk-or-v1-abcdef…b1c3' → 'sk-or…b1c3'. Short keys are hidden completely."""
-    if not key:
-        return ""
-    if len(key) < 12:
-        return "…" * 3
-    return f"{key[:5]}…{key[-4:]}"
-
-
-def redact(text: str, secrets: Iterable[Optional[str]]) -> str:
-    """Replace every secret (and its URL-encoded form) in ``text`` with its mask."""
-    from urllib.parse import quote
-
-    for secret in secrets:
-        if not secret or len(secret) < 4:
-            continue
-        for form in {secret, quote(secret, safe="")}:
-            text = text.replace(form, mask_key(secret))
-    return text
 
 
 def _first_env(names: Iterable[str]):
@@ -71,7 +40,7 @@ def resolve_credentials(provider: Provider, api_key: Optional[str] = None,
         _, env_secret = _first_env(provider.secret_env)
         return Credentials(env_key, secret_key or env_secret, f"env:{env_name}")
     if provider.needs_key:
-        from .keystore import open_store
+        from .store import open_store
 
         stored = open_store().get(provider.id)
         if stored:
@@ -81,7 +50,7 @@ def resolve_credentials(provider: Provider, api_key: Optional[str] = None,
 
 def missing_key_error(provider: Provider):
     """The error for 'no key anywhere': the provider's key guide plus the three ways to give it."""
-    from .errors import ConfigurationError
+    from ..errors import ConfigurationError
 
     env_zh = _env_hint(provider, " 和 ")
     env_en = _env_hint(provider, " and ")
@@ -142,8 +111,8 @@ def key_format_warning(provider: Provider, key: Optional[str]) -> Optional[str]:
 
 def known_secrets() -> List[str]:
     """Every key this process could leak: the environment's and the store's. For redaction."""
-    from .catalog import PROVIDERS
-    from .keystore import open_store
+    from ..catalog import PROVIDERS
+    from .store import open_store
 
     found = []
     for p in PROVIDERS:
@@ -159,50 +128,9 @@ def known_secrets() -> List[str]:
     return found
 
 
-@dataclass(frozen=True)
-class KeyCheck:
-    """Outcome of one cheap authenticated call."""
-
-    status: str   # 'valid' | 'invalid' | 'no_balance' | 'network' | 'unknown'
-    error: Optional[Exception] = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "valid"
-
-
-def check_key(provider: Provider, api_key: str, secret_key: Optional[str] = None,
-              base_url: Optional[str] = None, timeout: float = 20.0) -> KeyCheck:
-    """Ask the provider whether the key works, as cheaply as it allows.
-
-    Listing models costs nothing where the provider has that endpoint; elsewhere a
-    one-token answer is the cheapest call that proves the key.
-    """
-    from .client import Client
-    from .errors import APIConnectionError, AuthenticationError, LLMError, QuotaExceededError
-
-    client = Client(provider=provider.id, base_url=base_url, api_key=api_key,
-                    secret_key=secret_key, timeout=timeout, max_retries=0, verbose=False)
-    try:
-        if provider.has_models_endpoint:
-            client.engine.models()
-        else:
-            client.inference("hi", max_tokens=1)
-    except AuthenticationError as exc:
-        return KeyCheck("invalid", exc)
-    except QuotaExceededError as exc:
-        return KeyCheck("no_balance", exc)
-    except APIConnectionError as exc:
-        return KeyCheck("network", exc)
-    except LLMError as exc:
-        # Rate limits, server trouble, a retired model: the key may be fine, but we cannot say.
-        return KeyCheck("unknown", exc)
-    return KeyCheck("valid")
-
-
 def provider_with_key() -> Optional[str]:
     """The first provider (catalog order) whose key is in the environment or the key store."""
-    from .catalog import PROVIDERS
+    from ..catalog import PROVIDERS
 
     for provider in PROVIDERS:
         if not provider.needs_key:

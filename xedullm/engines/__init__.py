@@ -1,0 +1,30 @@
+"""Engines do all the I/O: ``http`` (httpx + a protocol adapter) and ``local`` (llama.cpp).
+
+Both are imported only when the first request needs them, so ``import xedullm`` stays light.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..catalog import Provider
+from ..types import Connection
+from .base import Engine
+
+__all__ = ["Engine", "open_engine"]
+
+
+def open_engine(provider: Optional[Provider], conn: Connection, model: Optional[str], *,
+                timeout: float, max_retries: int, relay_server_messages: bool = False) -> Engine:
+    """The engine for a provider row (None: any OpenAI-compatible server at ``conn.base_url``)."""
+    protocol = provider.protocol if provider else "openai"
+    if protocol == "local":
+        from .local import LocalEngine
+
+        return LocalEngine(model)
+    from ..protocols import adapter_for
+    from .http import HTTPEngine
+
+    adapter = adapter_for(protocol, provider)
+    # A classroom server already wrote a student-facing bilingual message.
+    adapter.relay_server_messages = relay_server_messages
+    return HTTPEngine(adapter, conn, timeout=timeout, max_retries=max_retries)
