@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 Messages = Union[str, List[Dict[str, str]]]
 _ROLES = ("system", "user", "assistant")
+# build_request(system=...) left out: use the client's own system prompt.
+_CLIENT_SYSTEM = object()
 # Parameters with a field of their own in ChatRequest; any other keyword goes to ``extra``.
 _REQUEST_FIELDS = ("max_tokens", "stop")
 
@@ -208,16 +210,20 @@ class Client:
 
     # -- asking -----------------------------------------------------------------------
     def build_request(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
-                      top_p: Optional[float] = None, stream: bool = False, **kwargs: Any) -> ChatRequest:
+                      top_p: Optional[float] = None, stream: bool = False, *,
+                      system: Union[str, None, object] = _CLIENT_SYSTEM, **kwargs: Any) -> ChatRequest:
         """The checked request ``input`` becomes: the system prompt first, this client's model.
 
-        The one place ``stream`` is decided; engines and adapters only read it.
+        ``system`` replaces this client's system prompt for this request (None: none at all);
+        the classroom server passes the teacher's live one. The one place ``stream`` is
+        decided; engines and adapters only read it.
         """
         if isinstance(input, ChatRequest):
             return input if input.stream == bool(stream) else dataclasses.replace(input, stream=bool(stream))
         messages = _messages(input)
-        if self.system_prompt:
-            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        system = self.system_prompt if system is _CLIENT_SYSTEM else system
+        if system:
+            messages.insert(0, {"role": "system", "content": system})
         known = {name: kwargs.pop(name) for name in _REQUEST_FIELDS if name in kwargs}
         stop = known.get("stop")
         return ChatRequest(

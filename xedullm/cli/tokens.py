@@ -45,13 +45,15 @@ def register(commands) -> None:
         sub.add_argument("--data-dir", default=None, metavar="DIR",
                          help="服务器的数据目录（默认与 xedullm serve 相同）/ the server's data directory "
                               "(default: the same as xedullm serve)")
+        sub.add_argument("--store", default=None, metavar="URL",
+                         help="课堂数据存放处的地址（与 xedullm serve --store 相同；也可设 XEDULLM_STORE）/ "
+                              "where classroom state lives (as for xedullm serve --store; or XEDULLM_STORE)")
 
 
 def _store(args):
-    from ..server.store.sqlite import SQLiteStore
-    from ..server.store.base import default_data_dir
+    from ..server.store import open_store
 
-    return SQLiteStore(args.data_dir or default_data_dir())
+    return open_store(args.store, args.data_dir)
 
 
 def run_create(args) -> int:
@@ -60,16 +62,9 @@ def run_create(args) -> int:
     name = student_tokens.check_name(args.name)
     limits = student_tokens.limits_from(daily_tokens=args.daily_tokens, rpm=args.rpm, concurrent=args.concurrent,
                                         models=(args.models or "").split(","), expires=args.expires)
-    token = student_tokens.new_token()
     store = _store(args)
     try:
-        store.add_token(name, student_tokens.digest(token), limits, time.time())
-    except ValueError:
-        from ..errors import ConfigurationError
-
-        raise ConfigurationError(f"已经有叫“{name}”的令牌；换个名字，或先停用它：xedullm tokens revoke {name} / "
-                                 f"A token named '{name}' already exists; pick another name or revoke it first: "
-                                 f"xedullm tokens revoke {name}") from None
+        token = student_tokens.create_token(store, name, limits)
     finally:
         store.close()
     echo(token)

@@ -11,8 +11,6 @@ from typing import Any, Iterable, List, Optional
 from ..errors import ConfigurationError
 
 _PORT_TRIES = 100
-_OPTIONS = ("max_concurrent, max_waiting, wait_timeout, access_code, admin_password, data_dir, "
-            "daily_budget, per_student_daily, review")
 _ANY_HOSTS = ("0.0.0.0", "", "::")
 
 
@@ -115,15 +113,11 @@ def make_server(client: Any, sock: socket.socket, **options: Any):
     """A uvicorn server for ``client`` on ``sock``; options go to ServerSettings."""
     import uvicorn
 
-    from .app import ServerSettings, create_app
+    from .app import create_app
+    from .settings import server_settings
     from .store.base import default_data_dir
 
-    try:
-        settings = ServerSettings(**options)
-    except TypeError as exc:
-        raise ConfigurationError(
-            f"run() 不认识这个参数：{exc}。可用：{_OPTIONS}。/ "
-            f"run() got an unknown option: {exc}. Available: {_OPTIONS}.") from None
+    settings = server_settings(**options)
     if settings.store is None and settings.data_dir is None:
         # A real classroom always keeps its ledger, so limits hold across restarts.
         settings.data_dir = default_data_dir()

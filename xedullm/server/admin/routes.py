@@ -12,7 +12,7 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
@@ -23,7 +23,13 @@ from ...errors import ConfigurationError
 from ..classroom import tokens as student_tokens
 from .auth import CSRF_HEADER, Sessions, password_matches, retry_after, same_origin, wait_left
 from ..classroom.room import Classroom, today
+from ..settings import admin_changes
+from ..state import state_of
 from ..store.base import StudentToken
+from ..web.routes import PAGE_HEADERS
+
+if TYPE_CHECKING:
+    from ...client import Client
 
 ADMIN_DIR = Path(__file__).parent / "static"
 ASSETS = ("admin.js", "admin.css", "chart.js")
@@ -31,7 +37,7 @@ SERIES_HOURS = 6
 SERIES_BUCKET = 600.0
 _MAX_FORM = 4096
 _MAX_JSON = 64 * 1024
-_SYSTEM_MAX = 20000
+_HEADERS = dict(PAGE_HEADERS, **{"Cache-Control": "no-store"})
 
 _LOGIN_MESSAGES = {
     "wrong": ("密码不对，请再试一次。", "Wrong password; try again."),
@@ -40,135 +46,159 @@ _LOGIN_MESSAGES = {
 }
 
 
-def admin_routes(room: Classroom, page_headers: Dict[str, str]) -> List[Route]:
-    sessions = Sessions(room.store, room.admin_password)
-    headers = dict(page_headers, **{"Cache-Control": "no-store"})
+def _room(request: Request) -> Classroom:
+    room = state_of(request).classroom
+    assert room is not None  # admin routes exist only with classroom controls
+    return room
 
-    def login_page(status: int, message: str = "", extra: Dict[str, str] = None) -> Response:
-        text = (ADMIN_DIR / "login.html").read_text("utf-8")
-        text = text.replace("<!--message-->", html.escape(message))
-        return HTMLResponse(text, status_code=status, headers=dict(headers, **(extra or {})))
 
-    def denied(status: int = 401) -> Response:
-        zh, en = (("请先在 /admin 用老师密码登录。", "Log in at /admin with the teacher's password first.")
-                  if status == 401 else ("请求来源不对，已拒绝。", "Refused: the request did not come from the admin page."))
-        return JSONResponse({"error": {"message": f"{zh} / {en}", "type": "authentication_error"}},
-                            status_code=status, headers={"Cache-Control": "no-store"})
+def _sessions(request: Request) -> Sessions:
+    state = state_of(request)
+    if state.admin_sessions is None:
+        state.admin_sessions = Sessions(_room(request).store, _room(request).admin_password)
+    return state.admin_sessions
 
-    def guarded(handler, *, change: bool = False):
-        async def endpoint(request: Request) -> Response:
-            if not sessions.valid(request):
-                return denied(401)
-            if not same_origin(request) or (change and request.headers.get(CSRF_HEADER) != "1"):
-                return denied(403)
-            return await handler(request)
-        return endpoint
 
-    async def page(request: Request) -> Response:
-        if not sessions.valid(request):
-            return login_page(401)
-        return FileResponse(ADMIN_DIR / "index.html", headers=headers)
+def _login_page(status: int, message: str = "", extra: Optional[Dict[str, str]] = None) -> Response:
+    text = (ADMIN_DIR / "login.html").read_text("utf-8")
+    text = text.replace("<!--message-->", html.escape(message))
+    return HTMLResponse(text, status_code=status, headers=dict(_HEADERS, **(extra or {})))
 
-    async def login(request: Request) -> Response:
-        if not same_origin(request):
-            return login_page(403, _message("foreign"))
-        client = request.client.host if request.client else "unknown"
-        now = time.time()
-        failures = await room.call(room.store.login_failures, client)
+
+def _denied(status: int = 401) -> Response:
+    zh, en = (("请先在 /admin 用老师密码登录。", "Log in at /admin with the teacher's password first.")
+              if status == 401 else ("请求来源不对，已拒绝。", "Refused: the request did not come from the admin page."))
+    return JSONResponse({"error": {"message": f"{zh} / {en}", "type": "authentication_error"}},
+                        status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _guarded(handler: Callable[[Request], Awaitable[Response]], *, change: bool = False):
+    """Only the teacher's session; changes also need the admin page's CSRF header."""
+    async def endpoint(request: Request) -> Response:
+        if not _sessions(request).valid(request):
+            return _denied(401)
+        if not same_origin(request) or (change and request.headers.get(CSRF_HEADER) != "1"):
+            return _denied(403)
+        return await handler(request)
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+async def page(request: Request) -> Response:
+    if not _sessions(request).valid(request):
+        return _login_page(401)
+    return FileResponse(ADMIN_DIR / "index.html", headers=_HEADERS)
+
+
+async def login(request: Request) -> Response:
+    room = _room(request)
+    if not same_origin(request):
+        return _login_page(403, _message("foreign"))
+    client = request.client.host if request.client else "unknown"
+    now = time.time()
+    failures = await room.call(room.store.login_failures, client)
+    wait = wait_left(failures, now)
+    if wait > 0:
+        return _login_page(429, _message("wait", s=retry_after(wait)), {"Retry-After": retry_after(wait)})
+    raw = await _read(request, _MAX_FORM)
+    given = (parse_qs(raw.decode("utf-8", "replace")).get("password") or [""])[0]
+    if not password_matches(given, room.admin_password):
+        failures = await room.call(room.store.note_login_failure, client, now)
         wait = wait_left(failures, now)
         if wait > 0:
-            return login_page(429, _message("wait", s=retry_after(wait)), {"Retry-After": retry_after(wait)})
-        raw = await _read(request, _MAX_FORM)
-        given = (parse_qs(raw.decode("utf-8", "replace")).get("password") or [""])[0]
-        if not password_matches(given, room.admin_password):
-            failures = await room.call(room.store.note_login_failure, client, now)
-            wait = wait_left(failures, now)
-            if wait > 0:
-                return login_page(429, _message("wait", s=retry_after(wait)), {"Retry-After": retry_after(wait)})
-            return login_page(401, _message("wrong"))
-        await room.call(room.store.clear_login_failures, client)
-        response = RedirectResponse("/admin", status_code=303, headers={"Cache-Control": "no-store"})
-        response.headers["Set-Cookie"] = sessions.new_cookie()
-        return response
+            return _login_page(429, _message("wait", s=retry_after(wait)), {"Retry-After": retry_after(wait)})
+        return _login_page(401, _message("wrong"))
+    await room.call(room.store.clear_login_failures, client)
+    response = RedirectResponse("/admin", status_code=303, headers={"Cache-Control": "no-store"})
+    response.headers["Set-Cookie"] = _sessions(request).new_cookie()
+    return response
 
-    async def logout(request: Request) -> Response:
-        response = JSONResponse({"ok": True})
-        response.headers["Set-Cookie"] = sessions.ended_cookie()
-        return response
 
-    async def asset(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in ASSETS:
-            return JSONResponse({"error": {"message": "没有这个文件。/ No such file."}}, status_code=404)
-        return FileResponse(ADMIN_DIR / name, headers=headers)
+async def logout(request: Request) -> Response:
+    response = JSONResponse({"ok": True})
+    response.headers["Set-Cookie"] = Sessions.ended_cookie()
+    return response
 
-    async def overview(request: Request) -> Response:
-        return JSONResponse(await room.call(_overview, room))
 
-    async def create_token(request: Request) -> Response:
-        data = await _json_body(request)
-        try:
-            name = student_tokens.check_name(data.get("name"))
-            limits = _limits(data)
-        except ConfigurationError as err:
-            return _bad(err)
-        token = student_tokens.new_token()
-        try:
-            await room.call(room.store.add_token, name, student_tokens.digest(token), limits, time.time())
-        except ValueError:
-            return _bad(ConfigurationError(f"已经有叫“{name}”的令牌；换个名字，或先停用它。/ "
-                                           f"A token named '{name}' already exists; pick another name or revoke it first."))
-        # The only time the token is ever shown: the store keeps just its hash.
-        return JSONResponse({"name": name, "token": token}, headers={"Cache-Control": "no-store"})
+async def asset(request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in ASSETS:
+        return JSONResponse({"error": {"message": "没有这个文件。/ No such file."}}, status_code=404)
+    return FileResponse(ADMIN_DIR / name, headers=_HEADERS)
 
-    async def update_token(request: Request) -> Response:
-        data = await _json_body(request)
-        try:
-            limits = _limits(data)
-        except ConfigurationError as err:
-            return _bad(err)
-        if not await room.call(room.store.update_token, str(data.get("name")), limits):
-            return _bad(ConfigurationError("没有这个（未停用的）令牌。/ No such (unrevoked) token."), 404)
-        return JSONResponse({"ok": True})
 
-    async def revoke_token(request: Request) -> Response:
-        data = await _json_body(request)
-        if not await room.call(room.store.revoke_token, str(data.get("name")), time.time()):
-            return _bad(ConfigurationError("没有这个（未停用的）令牌。/ No such (unrevoked) token."), 404)
-        return JSONResponse({"ok": True})
+async def overview(request: Request) -> Response:
+    state = state_of(request)
+    return JSONResponse(await _room(request).call(_overview, _room(request), state.client))
 
-    async def change_settings(request: Request) -> Response:
-        data = await _json_body(request)
-        try:
-            changes = _settings(room, data)
-        except ConfigurationError as err:
-            return _bad(err)
-        for key, value in changes.items():
-            if key == "system_prompt":
-                room.client.set_system(value)
-            elif key == "model":
-                room.client.model = value
-            else:
-                await room.call(room.change, key, value)
-        return JSONResponse({"ok": True})
 
-    async def export(request: Request) -> Response:
-        data = await room.call(_csv, room)
-        stamp = time.strftime("%Y%m%d-%H%M")
-        return Response(data, media_type="text/csv; charset=utf-8", headers={
-            "Content-Disposition": f'attachment; filename="xedullm-usage-{stamp}.csv"', "Cache-Control": "no-store"})
+async def create_token(request: Request) -> Response:
+    room = _room(request)
+    data = await _json_body(request)
+    try:
+        name = student_tokens.check_name(data.get("name"))
+        limits = _limits(data)
+    except ConfigurationError as err:
+        return _bad(err)
+    try:
+        token = await room.call(student_tokens.create_token, room.store, name, limits)
+    except ConfigurationError as err:
+        return _bad(err)
+    # The only time the token is ever shown: the store keeps just its hash.
+    return JSONResponse({"name": name, "token": token}, headers={"Cache-Control": "no-store"})
 
+
+async def update_token(request: Request) -> Response:
+    room = _room(request)
+    data = await _json_body(request)
+    try:
+        limits = _limits(data)
+    except ConfigurationError as err:
+        return _bad(err)
+    if not await room.call(room.store.update_token, str(data.get("name")), limits):
+        return _bad(ConfigurationError("没有这个（未停用的）令牌。/ No such (unrevoked) token."), 404)
+    return JSONResponse({"ok": True})
+
+
+async def revoke_token(request: Request) -> Response:
+    room = _room(request)
+    data = await _json_body(request)
+    if not await room.call(room.store.revoke_token, str(data.get("name")), time.time()):
+        return _bad(ConfigurationError("没有这个（未停用的）令牌。/ No such (unrevoked) token."), 404)
+    return JSONResponse({"ok": True})
+
+
+async def change_settings(request: Request) -> Response:
+    state = state_of(request)
+    try:
+        changes = admin_changes(await _json_body(request))
+        if changes.get("model") is not None:
+            state.client.set_model(changes["model"])  # refused here if the model cannot be used
+    except ConfigurationError as err:
+        return _bad(err)
+    await _room(request).call(state.live.apply, changes)
+    return JSONResponse({"ok": True})
+
+
+async def export(request: Request) -> Response:
+    data = await _room(request).call(_csv, _room(request))
+    stamp = time.strftime("%Y%m%d-%H%M")
+    return Response(data, media_type="text/csv; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="xedullm-usage-{stamp}.csv"', "Cache-Control": "no-store"})
+
+
+def admin_routes() -> List[Route]:
     return [
         Route("/admin", page, methods=["GET"]),
         Route("/admin/login", login, methods=["POST"]),
-        Route("/admin/logout", guarded(logout, change=True), methods=["POST"]),
-        Route("/admin/static/{name}", guarded(asset), methods=["GET"]),
-        Route("/admin/api/overview", guarded(overview), methods=["GET"]),
-        Route("/admin/api/tokens", guarded(create_token, change=True), methods=["POST"]),
-        Route("/admin/api/tokens/update", guarded(update_token, change=True), methods=["POST"]),
-        Route("/admin/api/tokens/revoke", guarded(revoke_token, change=True), methods=["POST"]),
-        Route("/admin/api/settings", guarded(change_settings, change=True), methods=["POST"]),
-        Route("/admin/api/export.csv", guarded(export), methods=["GET"]),
+        Route("/admin/logout", _guarded(logout, change=True), methods=["POST"]),
+        Route("/admin/static/{name}", _guarded(asset), methods=["GET"]),
+        Route("/admin/api/overview", _guarded(overview), methods=["GET"]),
+        Route("/admin/api/tokens", _guarded(create_token, change=True), methods=["POST"]),
+        Route("/admin/api/tokens/update", _guarded(update_token, change=True), methods=["POST"]),
+        Route("/admin/api/tokens/revoke", _guarded(revoke_token, change=True), methods=["POST"]),
+        Route("/admin/api/settings", _guarded(change_settings, change=True), methods=["POST"]),
+        Route("/admin/api/export.csv", _guarded(export), methods=["GET"]),
     ]
 
 
@@ -209,37 +239,8 @@ def _limits(data: Dict[str, Any]):
                                       expires=data.get("expires"))
 
 
-def _settings(room: Classroom, data: Dict[str, Any]) -> Dict[str, Any]:
-    """The checked changes from an admin settings request (nothing is applied here)."""
-    changes: Dict[str, Any] = {}
-    if "system_prompt" in data:
-        prompt = data["system_prompt"]
-        if prompt is not None and (not isinstance(prompt, str) or len(prompt) > _SYSTEM_MAX):
-            raise ConfigurationError(f"系统提示词应是不超过 {_SYSTEM_MAX} 字的文字。/ "
-                                     f"The system prompt must be text of at most {_SYSTEM_MAX} characters.")
-        changes["system_prompt"] = (prompt or "").strip() or None
-    if "model" in data:
-        model = data["model"]
-        if not isinstance(model, str) or not model.strip() or len(model) > 200:
-            raise ConfigurationError("请填写模型名。/ Enter a model name.")
-        provider = room.client.provider
-        if provider is not None and provider.protocol == "local" and model.strip() != room.client.model:
-            raise ConfigurationError("本地模型不能在运行时更换；请重新启动服务器并用 -m 选择。/ "
-                                     "The local model cannot be changed while running; restart the server "
-                                     "with -m to pick another.")
-        changes["model"] = model.strip()
-    for key in ("daily_budget", "per_student_daily"):
-        if key in data:
-            changes[key] = student_tokens.positive(data[key], key)
-    if "review" in data:
-        if not isinstance(data["review"], bool):
-            raise ConfigurationError("review 应是 true 或 false。/ review must be true or false.")
-        changes["review"] = data["review"]
-    return changes
-
-
 # -- reports (run on the store thread) -------------------------------------------------------
-def _overview(room: Classroom) -> Dict[str, Any]:
+def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
     store = room.store
     now = time.time()
     day = today(now)
@@ -249,14 +250,15 @@ def _overview(room: Classroom) -> Dict[str, Any]:
                 for t in tokens if t.revoked is None}
     since = (now // SERIES_BUCKET + 1) * SERIES_BUCKET - SERIES_HOURS * 3600
     series = {start: (tokens_used, count) for start, tokens_used, count in store.series(since, SERIES_BUCKET)}
-    provider = room.client.provider
+    provider = client.provider
+    live = room.settings
     return {
         "day": day,
         "now": now,
         "totals": {"requests": totals.requests, "tokens": totals.tokens, "errors": totals.errors},
         "settings": {
-            "system_prompt": room.client.system_prompt, "model": room.client.model,
-            "models": sorted(set(getattr(provider, "models", ()) or ()) | {room.client.model}),
+            "system_prompt": live.get("system_prompt"), "model": live.get("model"),
+            "models": sorted(set(getattr(provider, "models", ()) or ()) | {live.get("model")}),
             "provider": provider.id if provider else None,
             "daily_budget": room.daily_budget, "per_student_daily": room.per_student_daily,
             "review": room.review, "access_code_required": room.access_code is not None,

@@ -13,7 +13,10 @@ so the policy can hold an estimate of its cost (see classroom_policy.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
+
+if TYPE_CHECKING:
+    from .live_settings import LiveSettings
 
 
 @dataclass(frozen=True)
@@ -28,11 +31,11 @@ class OpenPolicy:
 
     access_code_required = False
 
-    def __init__(self, client: Any) -> None:
-        self._client = client
+    def __init__(self, settings: "LiveSettings") -> None:
+        self._settings = settings
 
     def models(self) -> List[str]:
-        return [self._client.model]
+        return [self._settings.get("model")]
 
     async def admit(self, request: Any, requested_model: Optional[str]) -> Admission:
-        return Admission(who="anonymous", model=self._client.model)
+        return Admission(who="anonymous", model=self._settings.get("model"))

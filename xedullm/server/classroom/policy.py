@@ -81,7 +81,7 @@ class ClassroomPolicy:
         return self._room.access_code is not None
 
     def models(self) -> List[str]:
-        return [self._room.client.model]
+        return [self._room.settings.get("model")]
 
     async def identify(self, request: Any) -> Caller:
         key = bearer(request)
@@ -109,7 +109,7 @@ class ClassroomPolicy:
         room = self._room
         token = caller.token
         limits = token.limits if token else None
-        model = room.client.model
+        model = room.settings.get("model")
         if limits and requested_model in limits.models:
             model = requested_model
         now = time.time()

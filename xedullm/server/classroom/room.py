@@ -16,12 +16,10 @@ from typing import Any, Callable, Optional
 
 from ...errors import LLMError, ServerError
 from .ledger import LedgerEntry
+from .live_settings import LiveSettings
 from ..store.base import LedgerRow, Store
 
 log = logging.getLogger("xedullm.server")
-
-# Settings the teacher changes on the admin page; run() arguments override and are remembered.
-REMEMBERED = ("daily_budget", "per_student_daily", "review")
 
 
 def today(now: Optional[float] = None) -> str:
@@ -30,38 +28,34 @@ def today(now: Optional[float] = None) -> str:
 
 
 class Classroom:
-    def __init__(self, client: Any, store: Store, *, access_code: Optional[str] = None,
-                 admin_password: Optional[str] = None, daily_budget: Optional[int] = None,
-                 per_student_daily: Optional[int] = None, review: Optional[bool] = None) -> None:
-        self.client = client
+    """The store, the live settings and the secrets of one class, reached from the event loop."""
+
+    def __init__(self, store: Store, settings: LiveSettings, *, access_code: Optional[str] = None,
+                 admin_password: Optional[str] = None) -> None:
         self.store = store
+        self.settings = settings
         self.access_code = access_code or None
         self.password_generated = not admin_password
         # Generated passwords are easy to read aloud and type: 12 characters, no 0/O or 1/l.
         self.admin_password = admin_password or "".join(
             secrets.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(12))
-        given = {"daily_budget": daily_budget, "per_student_daily": per_student_daily, "review": review}
-        for key, value in given.items():
-            if value is not None:
-                store.set_setting(key, json.dumps(value))
-        self.daily_budget: Optional[int] = self._remembered("daily_budget")
-        self.per_student_daily: Optional[int] = self._remembered("per_student_daily")
-        self.review: bool = bool(self._remembered("review"))
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xedullm-store")
 
     @property
     def store_location(self) -> str:
-        return str(getattr(self.store, "path", type(self.store).__name__))
+        return self.store.location
 
-    def _remembered(self, key: str) -> Any:
-        raw = self.store.get_setting(key)
-        return None if raw is None else json.loads(raw)
+    @property
+    def daily_budget(self) -> Optional[int]:
+        return self.settings.get("daily_budget")
 
-    def change(self, key: str, value: Any) -> None:
-        """Set a remembered setting (runs on the store thread via :meth:`call`)."""
-        assert key in REMEMBERED
-        self.store.set_setting(key, None if value is None else json.dumps(value))
-        setattr(self, key, bool(value) if key == "review" else value)
+    @property
+    def per_student_daily(self) -> Optional[int]:
+        return self.settings.get("per_student_daily")
+
+    @property
+    def review(self) -> bool:
+        return bool(self.settings.get("review"))
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:

@@ -13,7 +13,7 @@ import time
 from typing import Any, Iterable, Optional
 
 from ...errors import ConfigurationError
-from ..store.base import TokenLimits
+from ..store.base import Store, TokenLimits
 
 PREFIX = "xs-"
 RESERVED_NAMES = ("anonymous",)
@@ -27,6 +27,18 @@ def new_token() -> str:
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def create_token(store: Store, name: str, limits: TokenLimits) -> str:
+    """Make a token for ``name`` and keep its hash; the token itself is returned, shown once."""
+    token = new_token()
+    try:
+        store.add_token(name, digest(token), limits, time.time())
+    except ValueError:
+        raise ConfigurationError(f"已经有叫“{name}”的令牌；换个名字，或先停用它：xedullm tokens revoke {name} / "
+                                 f"A token named '{name}' already exists; pick another name or revoke it first: "
+                                 f"xedullm tokens revoke {name}") from None
+    return token
 
 
 def check_name(name: Any) -> str:

@@ -170,6 +170,11 @@ class Store(ABC):
     @abstractmethod
     def clear_login_failures(self, client: str) -> None: ...
 
+    @property
+    def location(self) -> str:
+        """Where the data lives, for the teacher's console (never with a password in it)."""
+        return type(self).__name__
+
     def close(self) -> None:
         return None
 

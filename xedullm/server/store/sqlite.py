@@ -47,6 +47,10 @@ _ROW_COLUMNS = ("started", "day", "latency", "who", "model", "stream", "status",
 
 
 class SQLiteStore(Store):
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
     def __init__(self, data_dir: Union[str, Path], *, busy_timeout: float = 10.0) -> None:
         self.data_dir = Path(data_dir).expanduser()
         self.path = self.data_dir / DB_NAME

@@ -1,0 +1,138 @@
+"""The OpenAI-compatible face: ``/v1/models``, ``/v1/chat/completions``, ``/v1/usage``, plus
+``/api/info`` for the page and ``/healthz``. Every handler reads the server's state from
+``request.app.state.xedullm`` (see state.py); a chat request goes identify → body → policy →
+:class:`~.chat_call.ChatCall` (the Client's public API) → ledger.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any, List
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from ...errors import LLMError
+from ..classroom.ledger import LedgerEntry
+from ..classroom.room import own_usage
+from ..settings import PUBLIC
+from ..state import ServerState, state_of
+from .body import parse_chat_body
+from .chat_call import ChatCall
+from .openai_format import InvalidRequest, error_reply
+
+
+async def info(request: Request) -> Response:
+    state = state_of(request)
+    provider = state.client.provider
+    return JSONResponse({
+        "provider": provider.id if provider else None,
+        "provider_label": provider.label_zh if provider else None,
+        **{name: state.live.get(name) for name in PUBLIC},
+        "access_code_required": bool(state.policy.access_code_required),
+    })
+
+
+async def models(request: Request) -> Response:
+    state = state_of(request)
+    owner = state.client.provider.id if state.client.provider else "xedullm"
+    return JSONResponse({"object": "list", "data": [
+        {"id": m, "object": "model", "created": 0, "owned_by": owner} for m in state.policy.models()]})
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def chat_completions(request: Request) -> Any:
+    state = state_of(request)
+    started = time.time()
+    identify = getattr(state.policy, "identify", None)
+    caller = None
+    if identify is not None:
+        try:
+            caller = await identify(request)
+        except LLMError as err:
+            return await _refuse(state, err, started, False)
+    try:
+        body = parse_chat_body(await _json(request, state.settings.limits.max_body_bytes), state.settings.limits)
+    except InvalidRequest as err:
+        return error_response(err)
+    try:
+        # The teacher's system prompt goes first, ahead of any the student sent.
+        chat = state.client.build_request(body.messages, temperature=body.temperature, top_p=body.top_p,
+                                          stream=body.stream, max_tokens=body.max_tokens, stop=body.stop,
+                                          system=state.live.get("system_prompt"))
+    except LLMError as err:
+        return error_response(InvalidRequest.wrap(err))
+    try:
+        if identify is not None:
+            admission = await state.policy.admit(request, body.model, caller=caller, chat=chat)
+        else:
+            admission = await state.policy.admit(request, body.model)
+    except LLMError as err:
+        return await _refuse(state, err, started, body.stream)
+    chat = dataclasses.replace(chat, model=admission.model)
+    return ChatCall(state, body, admission, chat, started)
+
+
+async def usage(request: Request) -> Response:
+    # Only the caller's own usage: who is decided by their key, never by a parameter.
+    state = state_of(request)
+    identify = getattr(state.policy, "identify", None)
+    if state.classroom is None or identify is None:
+        return JSONResponse({"error": {"message": "这个服务器没有开启用量记录。/ This server keeps no usage ledger.",
+                                       "type": "invalid_request_error", "param": None, "code": None}},
+                            status_code=404)
+    try:
+        caller = await identify(request)
+    except LLMError as err:
+        return error_response(err)
+    return JSONResponse(await state.classroom.call(own_usage, state.classroom, caller))
+
+
+async def _refuse(state: ServerState, err: LLMError, started: float, stream: bool) -> Response:
+    reply = error_reply(err, own_message=True)
+    await state.ledger.record(LedgerEntry(
+        started=started, latency=time.time() - started, who=getattr(err, "who", None), model=None,
+        stream=stream, status=reply.status, outcome=reply.body["error"]["code"] or reply.body["error"]["type"],
+        usage=None))
+    return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+
+async def _json(request: Request, max_bytes: int) -> Any:
+    too_large = InvalidRequest(f"请求太大（超过 {_size(max_bytes)}），请缩短对话。",
+                               f"The request is too large (over {_size(max_bytes)}); shorten the conversation.")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large  # refused before reading a byte of it
+    raw = bytearray()
+    async for piece in request.stream():
+        raw += piece
+        if len(raw) > max_bytes:
+            raise too_large
+    try:
+        return json.loads(bytes(raw))
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
+        raise InvalidRequest("请求体不是合法的 JSON。", "The request body is not valid JSON.") from None
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024 / 1024:g} MB" if n >= 1024 * 1024 else f"{n} bytes"
+
+
+def error_response(err: BaseException) -> Response:
+    reply = error_reply(err)
+    return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+
+
+def openai_routes() -> List[BaseRoute]:
+    return [
+        Route("/api/info", info, methods=["GET"]),
+        Route("/healthz", health, methods=["GET"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/usage", usage, methods=["GET"]),
+    ]

@@ -1,0 +1,207 @@
+"""Every classroom setting, declared once.
+
+One row says what a setting is: its type and default, its help text, whether ``xedullm serve``
+has a flag for it, whether the teacher may change it on the admin page (then it is kept in the
+store, survives a restart, and every server on that store sees it), and whether it is secret.
+Generated from this table: ``ServerSettings`` (the keywords of ``Client.run()``), the serve
+flags, the admin page's validator, and what ``/api/info`` tells the page.
+
+Adding a setting is one row here plus the code that uses it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Optional, Tuple
+
+from ..errors import ConfigurationError
+from .api.limits import Limits
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type                    # int | float | bool | str
+    default: Any
+    zh: str                       # help text, Chinese first
+    en: str
+    flag: bool = True             # `xedullm serve --name-with-dashes`
+    admin: bool = False           # the teacher may change it live (kept in the store)
+    public: bool = False          # the student page may know it (/api/info)
+    secret: bool = False          # never shown, logged or exported
+    minimum: Optional[float] = None
+    max_length: int = 200         # for str settings
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+SETTINGS: Tuple[Setting, ...] = (
+    Setting("max_concurrent", int, 64, "同时发往服务商的请求数上限，其余排队",
+            "upstream calls at once for the whole class; others wait in line", minimum=1),
+    Setting("max_waiting", int, 256, "最多允许多少个请求排队等待", "requests allowed to wait in line", minimum=0),
+    Setting("wait_timeout", float, 30.0, "请求最多排队多少秒，之后答复“繁忙”",
+            "seconds a request may wait in line before 'busy'", minimum=0),
+    Setting("data_dir", str, None, "用量记录、令牌和设置保存的目录",
+            "where the usage ledger, tokens and settings live", max_length=4096),
+    Setting("store", str, None, "课堂数据存放处的地址：sqlite:///路径（默认：数据目录里的 SQLite）",
+            "where classroom state lives: sqlite:///path (default: SQLite in the data directory)",
+            secret=True, max_length=4096),
+    Setting("access_code", str, None, "课堂访问码：学生在网页输入，程序作 api_key",
+            "class access code: students enter it on the page, programs pass it as api_key", secret=True),
+    Setting("admin_password", str, None, "老师管理页 /admin 的密码（不填则每次启动生成并显示）",
+            "password for the teacher's /admin page (default: generated and shown at start)", secret=True),
+    Setting("daily_budget", int, None, "全班每天最多用多少 token", "tokens per day for the whole class",
+            admin=True, minimum=1),
+    Setting("per_student_daily", int, None, "每位学生每天默认最多用多少 token",
+            "default tokens per day per student", admin=True, minimum=1),
+    Setting("review", bool, False, "课堂回顾：保存对话内容，只在管理页可见",
+            "classroom review: keep conversation text, visible only on the admin page", admin=True),
+    # The model and the system prompt come from the Client (`-m`, `--system`, set_system());
+    # the teacher can change both live.
+    Setting("model", str, None, "模型名", "model id", flag=False, admin=True, public=True),
+    Setting("system_prompt", str, None, "系统提示词，总在学生的消息之前",
+            "system prompt, always before the students' messages", flag=False, admin=True, public=True,
+            max_length=20000),
+)
+BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
+ADMIN_EDITABLE = tuple(s.name for s in SETTINGS if s.admin)
+PUBLIC = tuple(s.name for s in SETTINGS if s.public)
+
+# How the server is put together, besides the settings: given in code (tests, embedding apps).
+_WIRING = [
+    ("limits", Limits, dataclasses.field(default_factory=Limits)),   # body size, message count, content length
+    ("policy", Any, dataclasses.field(default=None)),      # default: open, or classroom controls
+    ("ledger", Any, dataclasses.field(default=None)),      # default: none, or the store's ledger
+    # Log lines never show the client's keys, the access code or the admin password; list any
+    # other secret here.
+    ("secrets", Tuple[str, ...], dataclasses.field(default=(), repr=False)),
+]
+
+ServerSettings = dataclasses.make_dataclass(
+    "ServerSettings",
+    [(s.name, Optional[s.type], dataclasses.field(default=s.default, repr=not s.secret))
+     for s in SETTINGS if s.name not in ("model", "system_prompt")] + _WIRING,
+)
+ServerSettings.__module__ = __name__
+ServerSettings.__doc__ = "What Client.run(**options) and create_app(settings=...) take; see SETTINGS."
+RUN_OPTIONS = ", ".join(f.name for f in dataclasses.fields(ServerSettings))
+
+
+def server_settings(**options: Any) -> "ServerSettings":
+    """``ServerSettings(**options)`` with a bilingual error naming an unknown option."""
+    known = {f.name for f in dataclasses.fields(ServerSettings)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"run() 不认识这个参数：{', '.join(unknown)}。可用：{RUN_OPTIONS}。/ "
+            f"run() got an unknown option: {', '.join(unknown)}. Available: {RUN_OPTIONS}.")
+    for name, value in options.items():
+        if name in BY_NAME and value is not None:
+            options[name] = check(name, value)
+    return ServerSettings(**options)
+
+
+def check(name: str, value: Any) -> Any:
+    """``value`` checked against the setting's row (None means 'not set' / 'no limit')."""
+    setting = BY_NAME[name]
+    if value is None or (value == "" and setting.type is not str):
+        return None
+    kind = setting.type
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if kind is float and ok and not math.isfinite(value):
+        ok = False
+    if ok and setting.minimum is not None and value < setting.minimum:
+        ok = False
+    if ok and kind is str:
+        value = value.strip()
+        ok = len(value) <= setting.max_length
+        if not value:
+            return None
+    if not ok:
+        raise ConfigurationError(f"设置 {name} 的值不对（{_expected(setting)[0]}），收到 {_shown(setting, value)}。/ "
+                                 f"Setting {name} must be {_expected(setting)[1]}; got {_shown(setting, value)}.")
+    return value
+
+
+def _expected(setting: Setting) -> Tuple[str, str]:
+    if setting.type is bool:
+        return "应是 true 或 false", "true or false"
+    if setting.type is str:
+        return f"应是不超过 {setting.max_length} 字的文字", f"text of at most {setting.max_length} characters"
+    low = "" if setting.minimum is None else f"，至少 {setting.minimum:g}"
+    low_en = "" if setting.minimum is None else f" of at least {setting.minimum:g}"
+    word = ("整数", "a whole number") if setting.type is int else ("数", "a number")
+    return f"应是{word[0]}{low}", f"{word[1]}{low_en}"
+
+
+def _shown(setting: Setting, value: Any) -> str:
+    return "***" if setting.secret else repr(value)[:60]
+
+
+def admin_changes(data: Any) -> Dict[str, Any]:
+    """The checked changes of an admin settings request; unknown or read-only keys are an error."""
+    if not isinstance(data, dict):
+        raise ConfigurationError("设置应是 JSON 对象。/ Settings must be a JSON object.")
+    unknown = sorted(k for k in data if k not in ADMIN_EDITABLE)
+    if unknown:
+        raise ConfigurationError(
+            f"这些设置不存在或不能在管理页修改：{', '.join(map(str, unknown))}。可改：{', '.join(ADMIN_EDITABLE)}。/ "
+            f"Unknown or read-only settings: {', '.join(map(str, unknown))}. Editable: {', '.join(ADMIN_EDITABLE)}.")
+    return {name: check(name, value) for name, value in data.items()}
+
+
+def add_serve_flags(parser: Any) -> None:
+    """One ``xedullm serve`` flag per setting that has one."""
+    for setting in SETTINGS:
+        if not setting.flag:
+            continue
+        help_text = f"{setting.zh} / {setting.en}"
+        if setting.type is bool:
+            parser.add_argument(setting.option, dest=setting.name, action="store_true", default=None,
+                                help=help_text)
+            continue
+        metavar = {int: "N", float: "SECONDS", str: setting.name.upper().split("_")[-1]}[setting.type]
+        parser.add_argument(setting.option, dest=setting.name, type=_arg_type(setting), default=None,
+                            metavar=metavar, help=help_text)
+
+
+def _arg_type(setting: Setting):
+    import argparse
+
+    def parse(text: str) -> Any:
+        try:
+            value = setting.type(text) if setting.type is not str else text
+            return check(setting.name, value)
+        except (ValueError, ConfigurationError) as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = setting.type.__name__
+    return parse
+
+
+def serve_options(args: Any) -> Dict[str, Any]:
+    """The settings given on the command line (flags left out stay at their defaults)."""
+    return {s.name: getattr(args, s.name) for s in SETTINGS if s.flag and getattr(args, s.name, None) is not None}
+
+
+def encode(name: str, value: Any) -> Optional[str]:
+    return None if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def decode(name: str, raw: Optional[str]) -> Any:
+    if raw is None:
+        return None
+    try:
+        return check(name, json.loads(raw))
+    except (ValueError, ConfigurationError):
+        return BY_NAME[name].default  # a value written by another version: ignore it, say nothing
+
+
+def secret_values(settings: "ServerSettings") -> Iterable[str]:
+    return [getattr(settings, s.name) for s in SETTINGS
+            if s.secret and hasattr(settings, s.name) and getattr(settings, s.name)]

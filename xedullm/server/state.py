@@ -1,0 +1,39 @@
+"""What every request handler reaches through ``request.app.state.xedullm``."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, List, Optional
+
+from .classroom.gate import Gate
+from .classroom.live_settings import LiveSettings
+from .classroom.room import Classroom
+
+if TYPE_CHECKING:
+    from ..client import Client
+    from .settings import ServerSettings
+
+
+@dataclass
+class ServerState:
+    client: "Client"
+    settings: "ServerSettings"
+    live: LiveSettings
+    gate: Gate
+    policy: Any                     # OpenPolicy, ClassroomPolicy, or one given in ServerSettings
+    ledger: Any                     # NullLedger, StoreLedger, or one given in ServerSettings
+    secrets: List[str] = field(repr=False)
+    classroom: Optional[Classroom] = None
+    admin_sessions: Any = None      # admin/auth.Sessions, made on the first admin request
+    _stopping: Optional[asyncio.Event] = field(default=None, repr=False)
+
+    def stopping(self) -> asyncio.Event:
+        """Set when the server shuts down; answers still running end with a clear message."""
+        # Created on first use, inside the server's event loop (Python 3.9 binds it there).
+        if self._stopping is None:
+            self._stopping = asyncio.Event()
+        return self._stopping
+
+
+def state_of(request: Any) -> ServerState:
+    return request.app.state.xedullm
