@@ -35,7 +35,7 @@ COST = 6
 def store_alone(n: int = 5000) -> str:
     from xedullm.server.classroom.room import today
     from xedullm.server.store.sqlite import SQLiteStore
-    from xedullm.server.store.base import Claim, LedgerRow
+    from xedullm.server.store.contract import Claim, LedgerRow
 
     with tempfile.TemporaryDirectory() as folder:
         store = SQLiteStore(folder)

@@ -107,7 +107,7 @@ def classroom_server(teacher_fake):
     timeout=10, **settings)`` starts our server for real on 127.0.0.1 in front of the fake."""
     from xedullm import Client
     from xedullm.server.app import ServerSettings, create_app
-    from xedullm.testing.runner import ServerThread
+    from xedullm.testing.server_thread import ServerThread
 
     with contextlib.ExitStack() as stack:
         def start(system=None, api_key=TEACHER_KEY, model=None, base_url=None, timeout=10.0, **settings):

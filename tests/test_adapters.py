@@ -9,7 +9,7 @@ import pytest
 from xedullm import errors as E
 from xedullm.catalog import find_provider
 from xedullm.protocols import adapter_for
-from xedullm.protocols.base import STREAM_END
+from xedullm.protocols.adapter import STREAM_END
 from xedullm.protocols.ernie import valid_history
 from xedullm.sse import SSEEvent
 from xedullm.types import ChatRequest, Connection, Usage

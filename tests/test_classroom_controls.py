@@ -24,7 +24,7 @@ import pytest
 
 import xedullm
 from xedullm import Client
-from xedullm.server.classroom import tokens as student_tokens
+from xedullm.server.classroom import student_tokens
 from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.classroom.room import today
 from xedullm.server.store.sqlite import SQLiteStore

@@ -21,7 +21,7 @@ from xedullm import Client
 from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.api import limits as L
 from xedullm.testing import FakeOpenAIServer
-from xedullm.testing.runner import ServerThread
+from xedullm.testing.server_thread import ServerThread
 
 KEY = "sk-fuzz-teacher-0123456789abcdefSECRET"
 FUZZ = settings(max_examples=150, deadline=None, derandomize=False,

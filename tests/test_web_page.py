@@ -17,7 +17,7 @@ from xedullm.errors import AuthenticationError
 from xedullm.server.app import create_app
 from xedullm.server.classroom.open_policy import Admission
 from xedullm.testing import Fault, FakeOpenAIServer
-from xedullm.testing.runner import ServerThread
+from xedullm.testing.server_thread import ServerThread
 
 ROOT = Path(__file__).resolve().parent.parent
 

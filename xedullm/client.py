@@ -14,7 +14,7 @@ from .keys import mask_key, resolve_credentials
 from .types import ChatChunk, ChatRequest, ChatResult, Connection, Usage
 
 if TYPE_CHECKING:
-    from .engines.base import Engine
+    from .engines.engine import Engine
 
 Messages = Union[str, List[Dict[str, str]]]
 _ROLES = ("system", "user", "assistant")

@@ -57,7 +57,7 @@ def _store(args):
 
 
 def run_create(args) -> int:
-    from ..server.classroom import tokens as student_tokens
+    from ..server.classroom import student_tokens
 
     name = student_tokens.check_name(args.name)
     limits = student_tokens.limits_from(daily_tokens=args.daily_tokens, rpm=args.rpm, concurrent=args.concurrent,
@@ -76,7 +76,7 @@ def run_create(args) -> int:
 
 def run_list(args) -> int:
     from ..server.classroom.room import today
-    from ..server.classroom.tokens import expires_text
+    from ..server.classroom.student_tokens import expires_text
 
     store = _store(args)
     try:

@@ -8,7 +8,7 @@ from typing import Optional
 
 from ..catalog import Provider
 from ..types import Connection
-from .base import Engine
+from .engine import Engine
 
 __all__ = ["Engine", "open_engine"]
 

@@ -18,7 +18,7 @@ import httpx
 
 from .. import errors as E
 from ..keys import redact
-from ..protocols.base import STREAM_END, Adapter
+from ..protocols.adapter import STREAM_END, Adapter
 from ..sse import SSEDecoder
 from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
 

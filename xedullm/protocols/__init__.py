@@ -6,7 +6,7 @@ import importlib
 from typing import Dict, Optional, Tuple
 
 from ..catalog import Provider
-from .base import Adapter
+from .adapter import Adapter
 
 # protocol name (a catalog row's ``protocol``) -> (module, adapter class); imported on first use
 ADAPTERS: Dict[str, Tuple[str, str]] = {

@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional
 from .. import errors as E
 from ..sse import SSEEvent
 from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest, Usage
-from .base import Adapter, EventResult, load_json, retry_after_seconds
+from .adapter import Adapter, EventResult, load_json, retry_after_seconds
 from .openai_compat import _join
 
 _CODES = {

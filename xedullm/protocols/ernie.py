@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from .. import errors as E
 from ..sse import SSEEvent
 from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest, Usage
-from .base import Adapter, EventResult, load_json, retry_after_seconds
+from .adapter import Adapter, EventResult, load_json, retry_after_seconds
 
 _CHAT_PATH = "rpc/2.0/ai_custom/v1/wenxinworkshop/chat/"
 

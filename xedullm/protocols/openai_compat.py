@@ -8,7 +8,7 @@ from typing import Any, Dict, Mapping, Optional
 from .. import errors as E
 from ..sse import SSEEvent
 from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest, Usage
-from .base import STREAM_END, Adapter, EventResult, load_json, retry_after_seconds
+from .adapter import STREAM_END, Adapter, EventResult, load_json, retry_after_seconds
 
 # Specific provider codes/types decide the class even against the HTTP status
 # (protocols.md 0.2: classify by provider code first, status second).

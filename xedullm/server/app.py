@@ -19,7 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .admin.routes import admin_routes
+from .admin.admin_routes import admin_routes
 from .api.openai_routes import openai_routes
 from .classroom.gate import Gate
 from .classroom.ledger import NullLedger
@@ -29,7 +29,7 @@ from .classroom.policy import ClassroomPolicy
 from .classroom.room import Classroom, StoreLedger
 from .settings import ServerSettings, secret_values
 from .state import ServerState
-from .web.routes import PAGE_HEADERS, web_routes
+from .web.page_routes import PAGE_HEADERS, web_routes
 
 if TYPE_CHECKING:
     from ..client import Client

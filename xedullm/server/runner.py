@@ -6,9 +6,12 @@ import errno
 import logging
 import socket
 import threading
-from typing import Any, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, Iterable, List, Optional
 
 from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 _PORT_TRIES = 100
 _ANY_HOSTS = ("0.0.0.0", "", "::")
@@ -109,13 +112,13 @@ def admin_banner(url: str, classroom: Any) -> str:
     return "\n".join(lines)
 
 
-def make_server(client: Any, sock: socket.socket, **options: Any):
+def make_server(client: "Client", sock: socket.socket, **options: Any):
     """A uvicorn server for ``client`` on ``sock``; options go to ServerSettings."""
     import uvicorn
 
     from .app import create_app
     from .settings import server_settings
-    from .store.base import default_data_dir
+    from .store.contract import default_data_dir
 
     settings = server_settings(**options)
     if settings.store is None and settings.data_dir is None:
@@ -144,7 +147,7 @@ def make_server(client: Any, sock: socket.socket, **options: Any):
     return server
 
 
-def run_client_server(client: Any, host: str = "0.0.0.0", port: int = 7860, **options: Any) -> None:
+def run_client_server(client: "Client", host: str = "0.0.0.0", port: int = 7860, **options: Any) -> None:
     """Serve ``client`` to the class until Ctrl-C (what ``Client.run`` and ``xedullm serve`` call)."""
     _show_server_log()
     sock = bind_socket(host, port)

@@ -54,12 +54,12 @@ Command line (prints the base URL, serves until Ctrl-C / SIGTERM):
 ``python -m xedullm.testing openai --flavor deepseek --port 9001 --api-key sk-test-x
 [--token-delay 0.02]``; also ``dashscope --api-key K`` and ``ernie --api-key AK --secret-key SK``.
 """
-from .base import FakeServer
+from .fake_server import FakeServer
 from .dashscope_fake import FakeDashScopeServer
 from .ernie_fake import FakeErnieServer
 from .faults import Fault
 from .openai_fake import FLAVORS, FakeOpenAIServer
-from .runner import ServerThread
+from .server_thread import ServerThread
 
 __all__ = ["FLAVORS", "FakeDashScopeServer", "FakeErnieServer", "FakeOpenAIServer",
            "FakeServer", "Fault", "ServerThread"]

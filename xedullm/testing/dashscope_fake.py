@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .base import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps
+from .fake_server import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps
 from .openai_fake import OpenAIEndpoints, default_models
 
 GENERATION_PATH = "/api/v1/services/aigc/text-generation/generation"

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
-from .base import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps
+from .fake_server import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps
 
 TOKEN_PATH = "/oauth/2.0/token"
 CHAT_PREFIX = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/"

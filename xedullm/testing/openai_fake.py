@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .base import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps
+from .fake_server import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps
 
 FLAVORS = ("openai", "deepseek", "moonshot", "openrouter", "glm", "qwen")
 _OPENAI_STYLE = ("openai", "deepseek", "qwen")      # {"error":{message,type,param,code}}

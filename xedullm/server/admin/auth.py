@@ -19,7 +19,7 @@ import secrets
 import time
 from typing import Any, Optional
 
-from ..store.base import LoginFailures, Store
+from ..store.contract import LoginFailures, Store
 
 COOKIE = "xedullm_admin"
 CSRF_HEADER = "x-xedullm-admin"

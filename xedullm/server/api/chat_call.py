@@ -11,7 +11,7 @@ import json
 import logging
 import time
 import traceback
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import anyio
 
@@ -25,6 +25,9 @@ from .openai_format import (ChunkWriter, ServerStopping, completion, error_frame
                             new_completion_id)
 from ..classroom.open_policy import Admission
 
+if TYPE_CHECKING:
+    from ..state import ServerState
+
 log = logging.getLogger("xedullm.server")
 
 _SSE_HEADERS = [
@@ -36,7 +39,7 @@ _SSE_HEADERS = [
 
 
 class ChatCall:
-    def __init__(self, state: Any, body: ChatBody, admission: Admission, chat: ChatRequest,
+    def __init__(self, state: "ServerState", body: ChatBody, admission: Admission, chat: ChatRequest,
                  started: float) -> None:
         self._state = state
         self._body = body

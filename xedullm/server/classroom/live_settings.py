@@ -13,7 +13,7 @@ import logging
 from typing import Any, Callable, Dict, Optional
 
 from ..settings import ADMIN_EDITABLE, BY_NAME, decode, encode
-from ..store.base import Store
+from ..store.contract import Store
 
 log = logging.getLogger("xedullm.server")
 

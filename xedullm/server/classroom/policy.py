@@ -15,10 +15,10 @@ from typing import Any, List, Optional
 
 from ...errors import AuthenticationError, LLMError, QuotaExceededError, RateLimitError
 from ...types import ChatRequest
-from . import tokens as student_tokens
+from . import student_tokens
 from .room import Classroom, today
 from .open_policy import Admission
-from ..store.base import Claim, ClaimResult, StudentToken
+from ..store.contract import Claim, ClaimResult, StudentToken
 
 # What an answer may cost when the student does not say (max_tokens). Holds are clipped to
 # what is left of a budget, so a high guess never refuses a request while budget remains.

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 from ...errors import LLMError, ServerError
 from .ledger import LedgerEntry
 from .live_settings import LiveSettings
-from ..store.base import LedgerRow, Store
+from ..store.contract import LedgerRow, Store
 
 log = logging.getLogger("xedullm.server")
 

@@ -12,7 +12,7 @@ from typing import Dict, Optional, Tuple, Union
 from urllib.parse import urlsplit
 
 from ...errors import ConfigurationError
-from .base import Store, default_data_dir
+from .contract import Store, default_data_dir
 
 STORE_ENV = "XEDULLM_STORE"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 from ...errors import ConfigurationError
-from .base import (Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, Store, StudentToken,
+from .contract import (Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, Store, StudentToken,
                     TokenLimits, WhoTotals)
 
 DB_NAME = "classroom.sqlite3"

@@ -20,13 +20,13 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Route
 
 from ...errors import ConfigurationError
-from ..classroom import tokens as student_tokens
+from ..classroom import student_tokens
 from .auth import CSRF_HEADER, Sessions, password_matches, retry_after, same_origin, wait_left
 from ..classroom.room import Classroom, today
 from ..settings import admin_changes
 from ..state import state_of
-from ..store.base import StudentToken
-from ..web.routes import PAGE_HEADERS
+from ..store.contract import StudentToken
+from ..web.page_routes import PAGE_HEADERS
 
 if TYPE_CHECKING:
     from ...client import Client

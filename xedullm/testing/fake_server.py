@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple, Union
 
 from .faults import Fault
-from .runner import ServerThread
+from .server_thread import ServerThread
 
 Reply = Union[None, str, Callable[[List[Dict[str, Any]]], str]]
 

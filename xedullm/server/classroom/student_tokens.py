@@ -13,7 +13,7 @@ import time
 from typing import Any, Iterable, Optional
 
 from ...errors import ConfigurationError
-from ..store.base import Store, TokenLimits
+from ..store.contract import Store, TokenLimits
 
 PREFIX = "xs-"
 RESERVED_NAMES = ("anonymous",)
