@@ -81,9 +81,11 @@ _WIRING = [
     ("secrets", Tuple[str, ...], dataclasses.field(default=(), repr=False)),
 ]
 
+# An admin setting left at None was not given for this run: the value kept in the store (or
+# the row's default) applies, so a restart does not undo what the teacher changed on the page.
 ServerSettings = dataclasses.make_dataclass(
     "ServerSettings",
-    [(s.name, Optional[s.type], dataclasses.field(default=s.default, repr=not s.secret))
+    [(s.name, Optional[s.type], dataclasses.field(default=None if s.admin else s.default, repr=not s.secret))
      for s in SETTINGS if s.name not in ("model", "system_prompt")] + _WIRING,
 )
 ServerSettings.__module__ = __name__

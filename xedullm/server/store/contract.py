@@ -17,8 +17,6 @@ their holds.
 """
 from __future__ import annotations
 
-import os
-import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,13 +179,6 @@ class Store(ABC):
 
 def default_data_dir() -> Path:
     """``$XEDULLM_HOME/server``, else the user's data directory + ``xedullm/server``."""
-    home = os.environ.get("XEDULLM_HOME")
-    if home:
-        return Path(home).expanduser() / "server"
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "xedullm" / "server"
+    from ...paths import server_data_dir
+
+    return server_data_dir()
