@@ -29,7 +29,7 @@ from .classroom.policy import ClassroomPolicy
 from .classroom.room import Classroom, StoreLedger
 from .settings import ADMIN_EDITABLE, ServerSettings, secret_values
 from .state import ServerState
-from .web.page_routes import PAGE_HEADERS, web_routes
+from .web.page_routes import web_routes
 
 if TYPE_CHECKING:
     from ..client import Client
