@@ -16,6 +16,9 @@ def register(commands) -> None:
                         help="改用这个地址（镜像、代理、任意 OpenAI 兼容服务） / use this address instead")
     parser.add_argument("--system", default=None, metavar="TEXT",
                         help="系统提示词，总在学生的消息之前 / system prompt, always before students' messages")
+    from .chat import add_fallback_option
+
+    add_fallback_option(parser)
     parser.add_argument("--host", default="0.0.0.0",
                         help="监听地址（默认所有网卡）/ address to listen on (default: all interfaces)")
     parser.add_argument("--port", type=int, default=7860,
