@@ -16,6 +16,7 @@ from .types import ChatChunk, ChatRequest, ChatResult, Connection, Usage
 
 if TYPE_CHECKING:
     from .engines.engine import Engine
+    from .classroom_presets import Preset
 
 Messages = Union[str, List[Dict[str, str]]]
 _ROLES = ("system", "user", "assistant")
@@ -210,6 +211,14 @@ class Client:
         if prompt is not None and not isinstance(prompt, str):
             raise ConfigurationError("系统提示词应是字符串。/ The system prompt must be a string.")
         self.system_prompt = prompt or None
+
+    def use_preset(self, name: str) -> "Preset":
+        """Use a classroom preset (``xedullm.presets()``) as the system prompt, by id or name."""
+        from .classroom_presets import find_preset
+
+        preset = find_preset(name)
+        self.set_system(preset.text)
+        return preset
 
     def set_model(self, model: str) -> None:
         """Use another model of the same provider for later calls (checked where it can be)."""
