@@ -273,9 +273,9 @@ def ask_from_threads(ernie, n=CALLS):
     start = threading.Barrier(n)
 
     def one(i):
-        bot = ernie_bot(ernie)
-        start.wait()
-        return bot.inference(f"q{i}")
+        with ernie_bot(ernie) as bot:
+            start.wait()
+            return bot.inference(f"q{i}")
 
     with ThreadPoolExecutor(n) as pool:
         return list(pool.map(one, range(n)))
