@@ -27,7 +27,7 @@ from xedullm.server.classroom.open_policy import Admission
 from xedullm.server.runner import banner, bind_socket, local_urls
 from xedullm.testing import Fault
 
-from conftest import TEACHER_KEY, serve_process
+from conftest import PACKAGE, TEACHER_KEY, serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSWER = "你好！你刚才说："   # the fake's deterministic answer starts with this, then the question
@@ -144,10 +144,10 @@ def test_page_and_static_assets_are_served_safely(classroom_server):
     page = httpx.get(room.url + "/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    for name in os.listdir(ROOT / "xedullm" / "server" / "web" / "static"):
+    for name in os.listdir(PACKAGE / "server" / "web" / "static"):
         asset = httpx.get(f"{room.url}/static/{name}")
         assert asset.status_code == 200
-        assert asset.content == (ROOT / "xedullm" / "server" / "web" / "static" / name).read_bytes()
+        assert asset.content == (PACKAGE / "server" / "web" / "static" / name).read_bytes()
     for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/nope.js"):
         response = httpx.get(room.url + path)
         assert response.status_code == 404, path
@@ -429,7 +429,7 @@ def test_teacher_key_appears_in_no_response_header_or_log(classroom_server, capl
               bad: [None]}
     for room in (good, bad):
         for path in ["/", "/api/info", "/v1/models", "/healthz", "/nope"] + [
-                f"/static/{n}" for n in os.listdir(ROOT / "xedullm" / "server" / "web" / "static")]:
+                f"/static/{n}" for n in os.listdir(PACKAGE / "server" / "web" / "static")]:
             response = httpx.get(room.url + path)
             seen += [str(response.headers), response.text]
         for stream in (False, True):
