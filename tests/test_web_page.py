@@ -742,6 +742,7 @@ def test_silence_before_the_first_byte_ends_after_twenty_seconds(context, classr
     expect(alert).to_contain_text("20 秒")
     expect(answers(page)).to_have_count(0)
     wait_idle(page)
+    assert room.fake.wait_for(lambda: room.fake.active_connections == 0)  # the server let go too
     expect(page.locator("#retry")).to_be_enabled()
     page.locator("#retry").click()  # the provider answers this time
     wait_idle(page)
@@ -862,7 +863,7 @@ def test_user_input_with_html_and_script_is_inert(context, classroom):
     assert_inert(page, context)
 
 
-def test_exported_markdown_is_never_rendered_back(context, classroom):
+def test_a_students_question_is_shown_as_typed(context, classroom):
     # A question that looks like formulas and code stays the student's own words.
     room = classroom(reply=echo)
     page = ask(context, room, "$x$ 和 `code` 和 **粗**")

@@ -47,6 +47,12 @@ _PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; style-src
              "base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
 _PAGE_HEADERS = {"Content-Security-Policy": _PAGE_CSP, "X-Content-Type-Options": "nosniff",
                  "Referrer-Policy": "no-referrer"}
+# The admin pages keep the policy they were written for: the login page styles itself with a
+# <style> element, which the student page's policy refuses.
+_ADMIN_HEADERS = dict(_PAGE_HEADERS, **{"Content-Security-Policy": (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'self'")})
 
 
 @dataclass
@@ -185,7 +191,7 @@ def create_app(client: Any, *, settings: Optional[ServerSettings] = None) -> Sta
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/usage", usage, methods=["GET"]),
             Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
-            *(admin_routes(classroom, _PAGE_HEADERS) if classroom else []),
+            *(admin_routes(classroom, _ADMIN_HEADERS) if classroom else []),
         ],
         middleware=[Middleware(_PublicCORS, allow_origins=["*"], allow_methods=["GET", "POST"],
                                allow_headers=["*"], allow_credentials=False, max_age=600)],

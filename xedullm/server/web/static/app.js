@@ -243,8 +243,8 @@ function persist() {
 
 ui.history.addEventListener("change", () => {
   const chosen = saved.loadConversation(ui.history.value);
-  if (state.job || !chosen) return showHistory();
-  openConversation(chosen);
+  if (state.job || !chosen) showHistory(); // gone meanwhile (cleared in another tab): list again
+  else openConversation(chosen);
 });
 
 ui.newChat.addEventListener("click", () => {

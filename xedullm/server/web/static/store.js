@@ -27,7 +27,7 @@ export const prefs = {
   set: (name, value) => write("localStorage", PREFIX + name, value),
 };
 
-export function randomId() {
+function randomId() {
   // crypto.randomUUID needs a secure context; a LAN address over http is not one.
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
