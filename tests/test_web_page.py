@@ -976,8 +976,14 @@ RENDER_CASES = [
     ("3. c\n4. d", '<ol start="3"><li>c</li><li>d</li></ol>'),
     ("98. a\n99. b\n100. c", '<ol start="98" class="digits-3"><li>a</li><li>b</li><li>c</li></ol>'),
     ("1. a\n   - b\n2. c", "<ol><li>a\n<ul><li>b</li></ul></li><li>c</li></ol>"),
+    # CommonMark: a sublist must reach the item's text (3 columns here); 2 spaces end the list.
+    ("1. a\n  - b\n2. c", '<ol><li>a</li></ol><ul><li>b</li></ul><ol start="2"><li>c</li></ol>'),
     ("- a\n\n- b", "<ul><li><p>a</p></li><li><p>b</p></li></ul>"),
     ("> q\n> r", "<blockquote><p>q<br>r</p></blockquote>"),
+    # GFM: a pipe splits cells even inside backticks, unless escaped.
+    ("a | b\n--|--\n1 | `x|y`",
+     '<div class="table-wrap"><table><thead><tr><th>a</th><th>b</th></tr></thead>'
+     '<tbody><tr><td>1</td><td>`x</td></tr></tbody></table></div>'),
     ("a | b\n--|--:\n1 | `x\\|y`",
      '<div class="table-wrap"><table><thead><tr><th>a</th><th class="align-right">b</th></tr></thead>'
      '<tbody><tr><td>1</td><td class="align-right"><code>x|y</code></td></tr></tbody></table></div>'),
