@@ -144,10 +144,11 @@ def test_page_and_static_assets_are_served_safely(classroom_server):
     page = httpx.get(room.url + "/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    for name in os.listdir(PACKAGE / "server" / "web" / "static"):
-        asset = httpx.get(f"{room.url}/static/{name}")
+    static = PACKAGE / "server" / "web" / "static"
+    for path in (p for p in static.rglob("*") if p.is_file()):
+        asset = httpx.get(f"{room.url}/static/{path.relative_to(static).as_posix()}")
         assert asset.status_code == 200
-        assert asset.content == (PACKAGE / "server" / "web" / "static" / name).read_bytes()
+        assert asset.content == path.read_bytes()
     for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/nope.js"):
         response = httpx.get(room.url + path)
         assert response.status_code == 404, path
