@@ -35,7 +35,11 @@ sed '/^\/\/# sourceMappingURL=/d' "$nm/markdown-it/dist/browser/markdown-it.esm.
   > "$dest/markdown-it.min.js"
 cp "$nm/@highlightjs/cdn-assets/es/highlight.min.js" "$dest/highlight.min.js"
 cp "$nm/@highlightjs/cdn-assets/styles/github-dark.min.css" "$dest/highlight-github-dark.min.css"
-cp "$nm/katex/dist/katex.min.js" "$nm/katex/dist/katex.min.css" "$dest/katex/"
+cp "$nm/katex/dist/katex.min.js" "$dest/katex/"
+# Only the .woff2 fonts are shipped (every browser that runs the page reads them): drop the
+# .woff/.ttf fallbacks from the stylesheet, so it names no file we do not serve.
+sed -E 's/,url\(fonts\/[A-Za-z0-9_-]+\.woff\) format\("woff"\),url\(fonts\/[A-Za-z0-9_-]+\.ttf\) format\("truetype"\)//g' \
+  "$nm/katex/dist/katex.min.css" > "$dest/katex/katex.min.css"
 cp "$nm/katex/dist/contrib/mhchem.min.js" "$nm/katex/dist/contrib/copy-tex.min.js" "$dest/katex/"
 # Every browser the page supports reads WOFF2, so the CSS never asks for the other formats.
 cp "$nm"/katex/dist/fonts/*.woff2 "$dest/katex/fonts/"
