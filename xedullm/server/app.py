@@ -27,7 +27,7 @@ from .classroom.live_settings import LiveSettings
 from .classroom.open_policy import OpenPolicy
 from .classroom.policy import ClassroomPolicy
 from .classroom.room import Classroom, StoreLedger
-from .settings import ServerSettings, secret_values
+from .settings import ADMIN_EDITABLE, ServerSettings, secret_values
 from .state import ServerState
 from .web.page_routes import PAGE_HEADERS, web_routes
 
@@ -44,11 +44,10 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
     store = _open_store(settings)
     provider = client.provider
     live = LiveSettings(store, {"model": client.model, "system_prompt": client.system_prompt,
-                                **{name: getattr(settings, name) for name in ("daily_budget", "per_student_daily",
-                                                                             "review")}},
+                                **{name: getattr(settings, name) for name in ADMIN_EDITABLE
+                                   if name not in ("model", "system_prompt")}},
                         model_scope=provider.id if provider else client.base_url)
-    classroom = Classroom(store, live, access_code=settings.access_code,
-                          admin_password=settings.admin_password) if store is not None else None
+    classroom = Classroom(store, live, admin_password=settings.admin_password) if store is not None else None
     state = ServerState(
         client=client,
         settings=settings,

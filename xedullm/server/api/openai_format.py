@@ -31,6 +31,7 @@ from ...errors import (
     ServerError,
 )
 from ...types import ChatChunk, ChatResult, Usage
+from ..classroom.steering import ClassPaused, NameNeeded
 
 DONE = b"data: [DONE]\n\n"
 
@@ -63,6 +64,10 @@ class ServerStopping(ServerError):
 _SHAPES = (
     (ServerStopping, ErrorShape(
         503, "server_error", "server_stopping", "", "")),
+    (ClassPaused, ErrorShape(
+        503, "server_error", "class_paused", "", "")),
+    (NameNeeded, ErrorShape(
+        400, "invalid_request_error", "name_required", "", "")),
     (AuthenticationError, ErrorShape(
         401, "authentication_error", "invalid_api_key",
         "老师的密钥无效或已失效，请告诉老师。",

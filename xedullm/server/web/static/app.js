@@ -2,6 +2,7 @@
 // which browsers keep per tab); the server adds the teacher's system prompt and key.
 import { renderMarkdown } from "./markdown.js";
 import { readEvents } from "./sse.js";
+import { showNotices, studentHeaders } from "./classroom.js";
 
 const TEXT = {
   zh: {
@@ -135,6 +136,7 @@ async function loadInfo() {
     ui.system.hidden = false;
   }
   if (state.info.access_code_required && !accessCode()) await askCode();
+  await showNotices(state.info);
 }
 
 // ---- access code (classroom controls) ----------------------------------------
@@ -163,7 +165,7 @@ function askCode() {
 }
 
 function headers() {
-  const h = { "X-Xedullm-Session": state.session };
+  const h = { "X-Xedullm-Session": state.session, ...studentHeaders() };
   const code = accessCode();
   if (code) h.Authorization = `Bearer ${code}`;
   return h;
