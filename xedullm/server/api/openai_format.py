@@ -31,6 +31,7 @@ from ...errors import (
     ServerError,
 )
 from ...types import ChatChunk, ChatResult, Usage
+from ..classroom.policy import AccessDenied
 from ..classroom.steering import ClassPaused, NameNeeded
 
 DONE = b"data: [DONE]\n\n"
@@ -64,6 +65,10 @@ class ServerStopping(ServerError):
 _SHAPES = (
     (ServerStopping, ErrorShape(
         503, "server_error", "server_stopping", "", "")),
+    # Our own "wrong access code": told apart from the provider refusing the teacher's key
+    # (invalid_api_key below), so the page asks the student again only for the first.
+    (AccessDenied, ErrorShape(
+        401, "authentication_error", "invalid_access_code", "", "")),
     (ClassPaused, ErrorShape(
         503, "server_error", "class_paused", "", "")),
     (NameNeeded, ErrorShape(

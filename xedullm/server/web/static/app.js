@@ -264,6 +264,15 @@ async function errorMessage(res) {
   return res.status === 401 ? ERRORS.code : ERRORS.http(res.status);
 }
 
+// 401 is either our access code refused (ask again) or the teacher's key refused upstream
+// (asking the student for a code would not help: show the message for the teacher).
+async function codeRefused(res) {
+  try {
+    const body = await res.clone().json();
+    return body.error.code === "invalid_access_code";
+  } catch { return true; }
+}
+
 async function postChat(signal) {
   const body = JSON.stringify({
     messages: state.messages.map(({ role, content }) => ({ role, content })),
@@ -281,7 +290,7 @@ async function postChat(signal) {
       if (err.name === "AbortError") throw err;
       throw new Error(ERRORS.network);
     }
-    if (res.status === 401 && state.info && state.info.access_code_required) {
+    if (res.status === 401 && state.info && state.info.access_code_required && await codeRefused(res)) {
       store.set("localStorage", "xedullm.accessCode", null);
       if (await askCode()) continue;
     }
