@@ -165,6 +165,8 @@ def test_pause_answers_503_for_everyone_until_resumed(room):
         assert paused.json()["error"]["code"] == "class_paused"
         assert "老师暂停了课堂" in paused.json()["error"]["message"] and "paused" in paused.json()["error"]["message"]
     assert ask(r, key="wrong").status_code == 401   # strangers still hear only "access code needed"
+    usage = httpx.get(f"{r.url}/v1/usage", headers={"Authorization": f"Bearer {token}"})
+    assert usage.status_code == 200 and usage.json()["who"] == "甲"   # a student may still look at their usage
     assert len(r.fake.chat_requests) == before
     assert change(http, "/admin/api/settings", {"paused": False}).status_code == 200
     assert ask(r, key=CODE).status_code == 200

@@ -86,14 +86,6 @@ class ClassroomPolicy:
         return [self._room.settings.get("model")]
 
     async def identify(self, request: Any) -> Caller:
-        caller = await self._caller(request)
-        if self._room.paused:
-            raise ClassPaused()
-        if caller.name is None and self._room.require_name:
-            raise NameNeeded()
-        return caller
-
-    async def _caller(self, request: Any) -> Caller:
         key = bearer(request)
         code = self._room.access_code
         if code is not None and key is not None and hmac.compare_digest(key.encode(), code.encode()):
@@ -119,6 +111,11 @@ class ClassroomPolicy:
     async def admit(self, request: Any, requested_model: Optional[str], *, caller: Caller,
                     chat: ChatRequest) -> Admission:
         room = self._room
+        # Checked per request, so the teacher's pause and name rule apply from the next one on.
+        if room.paused:
+            raise ClassPaused()
+        if caller.name is None and room.require_name:
+            raise NameNeeded()
         token = caller.token
         limits = token.limits if token else None
         model = room.settings.get("model")
