@@ -453,6 +453,27 @@ def test_pause_and_resume_from_the_admin_page(context, room):
     expect(student.locator(".msg.assistant .bubble").last).to_have_text(ANSWER + "现在呢")
 
 
+def test_the_access_code_is_changed_and_removed_on_the_admin_page(context, room):
+    r = room(access_code=CODE)
+    admin = admin_page(context, r)
+    expect(admin.locator("#access-code-state")).to_contain_text("已开启")
+    # A code in Chinese could not travel in a request header: refused, with an example that can.
+    admin.fill("#access-code", "数学课42")
+    admin.click("#settings button[type=submit]")
+    expect(admin.locator("#settings-status")).to_contain_text("math42")
+    assert ask(r, key=CODE).status_code == 200
+    admin.fill("#access-code", "new-code-9")
+    admin.click("#settings button[type=submit]")
+    expect(admin.locator("#settings-status")).to_contain_text("已保存")
+    assert ask(r, key=CODE).status_code == 401
+    assert Client(xedu_url=r.url, api_key="new-code-9", verbose=False).inference("hi") == ANSWER + "hi"
+    expect(admin.locator("#access-code")).to_have_value("")   # never shown back
+    admin.check("#no-access-code")
+    admin.click("#settings button[type=submit]")
+    expect(admin.locator("#access-code-state")).to_contain_text("未开启")
+    assert ask(r).status_code == 200
+
+
 def test_the_admin_page_shows_the_class_qr_code_large_and_makes_a_batch_of_slips(context, room):
     r = room()
     admin = admin_page(context, r)
@@ -516,3 +537,10 @@ def test_the_teachers_broken_key_is_a_banner_for_the_teacher_and_a_plain_message
         expect(banner).to_contain_text("https://platform.deepseek.com/api_keys")
         expect(banner).to_contain_text("拒绝了老师的密钥")
         assert "sk-wrong-key" not in admin.content() and "sk-wrong-key" not in student.content()
+
+
+def test_serve_refuses_an_access_code_no_browser_could_send():
+    env = dict(os.environ, PYTHONPATH=str(ROOT), LANG="en_US.UTF-8")
+    refused = subprocess.run([sys.executable, "-m", "xedullm", "serve", "--access-code", "数学课42"],
+                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert refused.returncode == 2 and "math42" in refused.stderr and "Traceback" not in refused.stderr
