@@ -28,12 +28,13 @@ from xedullm import Client
 from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.class_address import lan_addresses
 from xedullm.server.classroom import student_tokens
+from xedullm.server.store.contract import LedgerRow
 from xedullm.server.store.sqlite import SQLiteStore
 from xedullm.testing import Fault, ServerThread
 
 from conftest import TEACHER_KEY, serve_process
 from test_admin_page import PASSWORD, change, teacher
-from test_classroom_controls import ANSWER, CODE, Room, ask, make_token, wait_until
+from test_classroom_controls import ANSWER, CODE, Room, ask, make_token
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME_HEADER = "X-XEduLLM-Name"
@@ -315,8 +316,6 @@ def test_a_data_file_of_the_previous_version_is_migrated(tmp_path):
         assert (old["who"], old["charged"], old["name"]) == ("browser:x", 7, None)
         totals = store.day_totals("2026-01-05")
         assert (totals.tokens, totals.students[0].name) == (7, None)
-        from xedullm.server.store.contract import LedgerRow
-
         store.record(LedgerRow(started=1001.0, day="2026-01-05", latency=0.1, who="browser:x", model="m", stream=True,
                                status=200, outcome="ok", admitted=True, prompt_tokens=1, completion_tokens=1,
                                total_tokens=2, charged=2, conversation='{"messages": [], "answer": ""}',
