@@ -126,7 +126,8 @@ def test_info_models_health_and_cors(classroom_server):
     room = classroom_server()
     assert httpx.get(f"{room.url}/api/info").json() == {
         "provider": "deepseek", "provider_label": "幻方-深度求索", "model": "deepseek-chat",
-        "system_prompt": None, "access_code_required": False}
+        "system_prompt": None, "access_code_required": False, "review": False, "require_name": False,
+        "paused": False}
     assert [m.id for m in sdk(room).models.list()] == ["deepseek-chat"]
     assert httpx.get(f"{room.url}/healthz").json() == {"status": "ok"}
     preflight = httpx.options(f"{room.url}/v1/chat/completions", headers={
@@ -410,7 +411,7 @@ def test_policy_runs_before_and_ledger_after_every_request(classroom_server):
     assert httpx.get(f"{room.url}/api/info").json()["access_code_required"] is True
     assert room.fake.wait_for(lambda: len(ledger.entries) == 3, 10)
     assert [(e.who, e.status, e.outcome, e.stream) for e in ledger.entries] == [
-        (None, 401, "invalid_api_key", False), ("第一组", 200, "ok", True), ("第一组", 200, "ok", False)]
+        (None, 401, "invalid_access_code", False), ("第一组", 200, "ok", True), ("第一组", 200, "ok", False)]
     assert [e.usage.as_dict() for e in ledger.entries[1:]] == room.fake.usage_log
 
 

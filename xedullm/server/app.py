@@ -50,8 +50,7 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
     live = LiveSettings(store, dict(given, model=chosen_model, system_prompt=client.system_prompt),
                         model_scope=provider.id if provider else client.base_url,
                         fallbacks={"model": client.model})
-    classroom = Classroom(store, live, access_code=settings.access_code,
-                          admin_password=settings.admin_password) if store is not None else None
+    classroom = Classroom(store, live, admin_password=settings.admin_password) if store is not None else None
     state = ServerState(
         client=client,
         settings=settings,

@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 from ...errors import AuthenticationError, LLMError, QuotaExceededError, RateLimitError
 from ...types import ChatRequest
 from . import student_tokens
+from .steering import ClassPaused, NameNeeded, name_from
 from .room import Classroom, today
 from .open_policy import Admission
 from ..store.contract import Claim, ClaimResult, StudentToken
@@ -30,6 +31,7 @@ _SESSION_MAX = 64
 class Caller:
     who: str                              # token name, 'browser:<tab id>' or 'anonymous'
     token: Optional[StudentToken] = None
+    name: Optional[str] = None            # shown to the teacher: the token's name, or what the page sent
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,12 @@ class ClassroomPolicy:
         code = self._room.access_code
         if code is not None and key is not None and hmac.compare_digest(key.encode(), code.encode()):
             return self._anonymous(request)
-        if key is not None and key.startswith(student_tokens.PREFIX):
+        if key is not None and student_tokens.looks_like_token(key):
             token = await self._room.call(self._room.store.token_by_digest, student_tokens.digest(key))
-            _check_token(token)
-            return Caller(who=token.name, token=token)
+            # A short key that is no token may still be some program's placeholder api_key.
+            if token is not None or key.startswith(student_tokens.PREFIX):
+                _check_token(token)
+                return Caller(who=token.name, token=token, name=token.name)
         if code is not None:
             raise AccessDenied(
                 "这个课堂需要访问码：请向老师要访问码（或你的学生令牌），在网页里输入，或在程序里把它作为 api_key。/ "
@@ -102,11 +106,16 @@ class ClassroomPolicy:
     @staticmethod
     def _anonymous(request: Any) -> Caller:
         session = "".join(c for c in request.headers.get("x-xedullm-session", "") if c.isprintable())
-        return Caller(who=f"browser:{session[:_SESSION_MAX]}" if session else "anonymous")
+        return Caller(who=f"browser:{session[:_SESSION_MAX]}" if session else "anonymous", name=name_from(request))
 
     async def admit(self, request: Any, requested_model: Optional[str], *, caller: Caller,
                     chat: ChatRequest) -> Admission:
         room = self._room
+        # Checked per request, so the teacher's pause and name rule apply from the next one on.
+        if room.paused:
+            raise ClassPaused()
+        if caller.name is None and room.require_name:
+            raise NameNeeded()
         token = caller.token
         limits = token.limits if token else None
         model = room.settings.get("model")
@@ -122,7 +131,7 @@ class ClassroomPolicy:
         result = await room.call(room.store.claim, claim)
         if not result.granted:
             raise _refusal(result, claim)
-        return Admission(who=caller.who, model=model, ticket=Ticket(claim.id, result.held, chars))
+        return Admission(who=caller.who, model=model, ticket=Ticket(claim.id, result.held, chars), name=caller.name)
 
 
 def _check_token(token: Optional[StudentToken]) -> None:

@@ -81,6 +81,7 @@ class LedgerRow:
     total_tokens: Optional[int]
     charged: int                      # what counts against budgets
     conversation: Optional[str] = None   # JSON, only with classroom review on
+    name: Optional[str] = None        # the name shown beside ``who`` (token name or the page's name)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class WhoTotals:
     requests: int
     tokens: int
     errors: int
+    name: Optional[str] = None        # the latest name this caller gave today
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,14 @@ class Store(ABC):
     @abstractmethod
     def rows(self) -> Iterator[Dict]:
         """Every ledger row as a dict, oldest first (for export)."""
+
+    def conversations(self, day: str, who: Optional[str] = None, limit: int = 500) -> List[Dict]:
+        """``day``'s ledger rows that kept a conversation (classroom review), newest first.
+
+        This reads every row; a store with an index on the day should answer it directly."""
+        found = [r for r in self.rows()
+                 if r["day"] == day and r.get("conversation") and (who is None or r["who"] == who)]
+        return found[::-1][:limit]
 
     # -- student tokens -------------------------------------------------------------------
     @abstractmethod

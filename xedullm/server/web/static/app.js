@@ -5,6 +5,7 @@ import { MarkdownView } from "./render.js";
 import { readEvents } from "./sse.js";
 import * as saved from "./store.js";
 import { readableTime, transcript, transcriptName } from "./transcript.js";
+import { showNotices, studentHeaders } from "./classroom.js";
 
 const TEXT = {
   zh: {
@@ -164,6 +165,7 @@ async function loadInfo() {
     ui.system.hidden = false;
   }
   if (state.info.access_code_required && !accessCode()) await askCode();
+  await showNotices(state.info);
 }
 
 // ---- access code (classroom controls) and confirmation -------------------------------------
@@ -200,7 +202,7 @@ function confirmClear() {
 }
 
 function headers() {
-  const h = { "X-XEduLLM-Session": saved.browserId() };
+  const h = { "X-XEduLLM-Session": saved.browserId(), ...studentHeaders() };
   const code = accessCode();
   if (code) h.Authorization = `Bearer ${code}`;
   return h;
@@ -426,6 +428,15 @@ async function errorMessage(res) {
   return res.status === 401 ? ERRORS.code : ERRORS.http(res.status);
 }
 
+// 401 is either our access code refused (ask again) or the teacher's key refused upstream
+// (asking the student for a code would not help: show the message for the teacher).
+async function codeRefused(res) {
+  try {
+    const body = await res.clone().json();
+    return body.error.code === "invalid_access_code";
+  } catch { return true; }
+}
+
 async function postChat(job) {
   const body = JSON.stringify({
     // A cut-off answer may be empty: the provider would refuse an empty assistant turn.
@@ -445,7 +456,7 @@ async function postChat(job) {
       if (err.name === "AbortError") throw err;
       throw new Error(ERRORS.network);
     }
-    if (res.status === 401 && state.info && state.info.access_code_required) {
+    if (res.status === 401 && state.info && state.info.access_code_required && await codeRefused(res)) {
       saved.prefs.set("accessCode", null);
       job.clock.pause(); // typing the code is not waiting for the server
       const code = await askCode();
