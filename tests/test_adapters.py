@@ -51,6 +51,11 @@ def test_done_and_reasoning():
 @pytest.mark.parametrize("provider,status,body,cls", [
     ("deepseek", 402, {"error": {"message": "Insufficient Balance", "type": "unknown_error", "param": None,
                                  "code": "invalid_request_error"}}, E.QuotaExceededError),
+    # DeepSeek's unknown model: a 400 whose only clue is the message (protocols.md 1.6)
+    ("deepseek", 400, {"error": {"message": "Model Not Exist", "type": "invalid_request_error", "param": None,
+                                 "code": "invalid_request_error"}}, E.ModelNotFoundError),
+    ("deepseek", 400, {"error": {"message": "Invalid request body.", "type": "invalid_request_error", "param": None,
+                                 "code": "invalid_request_error"}}, E.BadRequestError),
     ("deepseek", 401, {"error": {"message": "bad key", "type": "authentication_error"}}, E.AuthenticationError),
     ("deepseek", 422, {"error": {"message": "bad param", "type": "invalid_request_error"}}, E.BadRequestError),
     ("deepseek", 503, {"error": {"message": "busy"}}, E.ServerError),

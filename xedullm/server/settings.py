@@ -33,6 +33,9 @@ class Setting:
     secret: bool = False          # never shown, logged or exported
     minimum: Optional[float] = None
     max_length: int = 200         # for str settings
+    # Travels in an HTTP header (Authorization), which carries only ASCII: no client could send
+    # a code in Chinese, so such a code is refused when the server starts.
+    header_safe: bool = False
 
     @property
     def option(self) -> str:
@@ -51,7 +54,8 @@ SETTINGS: Tuple[Setting, ...] = (
             "where classroom state lives: sqlite:///path (default: SQLite in the data directory)",
             secret=True, max_length=4096),
     Setting("access_code", str, None, "课堂访问码：学生在网页输入，程序作 api_key",
-            "class access code: students enter it on the page, programs pass it as api_key", secret=True),
+            "class access code: students enter it on the page, programs pass it as api_key", secret=True,
+            header_safe=True),
     Setting("admin_password", str, None, "老师管理页 /admin 的密码（不填则每次启动生成并显示）",
             "password for the teacher's /admin page (default: generated and shown at start)", secret=True),
     Setting("daily_budget", int, None, "全班每天最多用多少 token", "tokens per day for the whole class",
@@ -123,6 +127,13 @@ def check(name: str, value: Any) -> Any:
         ok = len(value) <= setting.max_length
         if not value:
             return None
+    if ok and setting.header_safe and not (value.isascii() and value.isprintable()):
+        raise ConfigurationError(
+            f"设置 {name} 只能用英文字母、数字和符号（例如 math42）：它要放在 HTTP 请求头里发送，"
+            f"中文、全角或不可见字符任何客户端都发不出去。请换一个。/ "
+            f"Setting {name} may use only letters, digits and symbols (e.g. math42): it travels in an "
+            f"HTTP header, where no client can send Chinese, full-width or invisible characters. "
+            f"Choose another one.")
     if not ok:
         raise ConfigurationError(f"设置 {name} 的值不对（{_expected(setting)[0]}），收到 {_shown(setting, value)}。/ "
                                  f"Setting {name} must be {_expected(setting)[1]}; got {_shown(setting, value)}.")
