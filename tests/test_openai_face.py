@@ -252,6 +252,8 @@ def test_models_and_info_need_the_code_and_say_why(classroom_server, tmp_path):
         assert "访问码" in info.json()["message"]
     student = sdk(room, key=CODE)
     assert [m.id for m in student.models.list()] == ["deepseek-chat"]
+    assert httpx.get(f"{room.url}/v1/models/", headers={"Authorization": f"Bearer {CODE}"}).json()["data"][0][
+        "id"] == "deepseek-chat"
     assert student.models.retrieve("deepseek-chat").id == "deepseek-chat"
     with pytest.raises(openai.NotFoundError):
         student.models.retrieve("gpt-5")

@@ -294,7 +294,7 @@ class Client:
             extra=kwargs,
         )
 
-    def options(self) -> Any:
+    def _option_table(self) -> Any:
         """The OpenAI options (``tools``, ``seed``…) this client's protocol carries, as a table
         ``{option: name on the wire or None}``; see protocols/options.py."""
         protocol = self.provider.protocol if self.provider else "openai"
@@ -308,7 +308,7 @@ class Client:
     def _check_options(self, kwargs: Dict[str, Any], messages: List[Dict[str, Any]]) -> None:
         from .protocols.options import TOOLS, has_tool_turns, unsupported
 
-        table = self.options()
+        table = self._option_table()
         refused = unsupported(kwargs, table)
         where = self.provider.label_zh if self.provider else "这个服务"
         where_en = self.provider.label_en if self.provider else "this server"

@@ -58,7 +58,7 @@ async def model(request: Request) -> Response:
         await _identify(state, request)
     except LLMError as err:
         return error_response(err)
-    wanted = request.path_params["model_id"]
+    wanted = request.path_params["model_id"][:200]
     if wanted not in state.policy.models():
         return JSONResponse({"error": {
             "message": f"这个服务器上没有模型 {wanted}：GET /v1/models 列出可用的模型。/ "
@@ -169,6 +169,7 @@ def openai_routes() -> List[BaseRoute]:
         Route("/api/info", info, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/", models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", model, methods=["GET"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         # Some clients add a slash; a redirect would lose a POST body in many of them.
