@@ -276,7 +276,7 @@ class OpenAIWire(Wire):
                     "function": {"name": call["function"]["name"], "arguments": ""}}
             deltas.append({"content": None, "tool_calls": [head]})
             deltas += [{"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
-                       for piece in split_pieces(call["function"]["arguments"], 8)]
+                       for piece in split_pieces(call["function"]["arguments"])]
         return deltas
 
     def _wire_usage(self, ctx: _Ctx, answer: Answer) -> Dict[str, Any]:
