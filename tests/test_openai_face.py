@@ -150,11 +150,19 @@ def test_json_mode_and_json_schema_answers(classroom_server):
     assert json.loads(text) == {"name": "示例", "grade": 3, "tags": [{"ok": True}]}
 
 
-def test_logprobs_come_back_when_the_provider_sends_them(classroom_server):
-    # The fake sends none; what matters is that asking is forwarded and the answer still whole.
+def test_logprobs_come_back_as_the_provider_sent_them(classroom_server):
     room = classroom_server()
-    reply = post(room, {"messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 1})
-    assert reply.status_code == 200 and room.upstream_bodies()[-1]["top_logprobs"] == 1
+    body = {"messages": [{"role": "user", "content": "x"}], "logprobs": True, "top_logprobs": 1}
+    whole = post(room, body).json()["choices"][0]["logprobs"]["content"]
+    assert [t["token"] for t in whole] == ["你好！你", "刚才说：", "x"]
+    assert whole[0] == {"token": "你好！你", "logprob": -0.5, "bytes": list("你好！你".encode()),
+                        "top_logprobs": [{"token": "你好！你", "logprob": -0.5, "bytes": list("你好！你".encode())}]}
+    streamed = sse_payloads(post(room, dict(body, stream=True)).text)
+    pieces = [c["choices"][0]["logprobs"]["content"][0]["token"] for c in streamed
+              if c["choices"] and c["choices"][0].get("logprobs")]
+    assert pieces == ["你好！你", "刚才说：", "x"]
+    assert room.upstream_bodies()[-1]["top_logprobs"] == 1
+    assert "logprobs" not in post(room, {"messages": [{"role": "user", "content": "x"}]}).json()["choices"][0]
 
 
 # -- where a protocol has no such option --------------------------------------------------------

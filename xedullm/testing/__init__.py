@@ -24,7 +24,8 @@ Servers (each also has ``.start()`` / ``.stop()``; ``port=`` picks a fixed port)
   ``tools`` is answered with tool calls (``finish_reason: "tool_calls"``, content null; streamed
   as a head piece with index/id/name, then argument fragments), a last ``tool`` message with
   "工具结果是：…", ``response_format`` json_object / json_schema with JSON text; see
-  ``answer_shapes.py`` for the exact rules.
+  ``answer_shapes.py`` for the exact rules. ``logprobs: true``: ``choice.logprobs.content``
+  lists each answer piece as one token at logprob -0.5 (``top_logprobs`` copies of it).
 - ``FakeDashScopeServer(api_key='sk-test', models=None, reply=None, token_delay=0.0)``:
   ``base_url`` = ``.../api/v1``; ``POST /api/v1/services/aigc/text-generation/generation``
   (SSE only with header ``X-DashScope-SSE: enable``; ``incremental_output``,

@@ -182,6 +182,8 @@ class _Ctx:
     created: int
     include_usage: bool
     reasoning: bool
+    # ``logprobs: true`` asked: how many alternatives each token lists (``top_logprobs``)
+    top_logprobs: Optional[int] = None
 
 
 class OpenAIWire(Wire):
@@ -217,8 +219,21 @@ class OpenAIWire(Wire):
         chunk.update(extra)
         return chunk
 
-    def _choice(self, delta: Dict[str, Any], finish: Optional[str] = None) -> Dict[str, Any]:
+    @staticmethod
+    def _logprobs(ctx: _Ctx, pieces: List[str]) -> Optional[Dict[str, Any]]:
+        """A made-up but well-formed ``logprobs`` object: each piece one token at -0.5."""
+        if ctx.top_logprobs is None:
+            return None
+        def token(text: str, logprob: float) -> Dict[str, Any]:
+            return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+        return {"content": [dict(token(p, -0.5), top_logprobs=[token(p, -0.5)] * ctx.top_logprobs)
+                            for p in pieces]}
+
+    def _choice(self, delta: Dict[str, Any], finish: Optional[str] = None,
+                logprobs: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         choice: Dict[str, Any] = {"index": 0, "delta": delta}
+        if logprobs is not None:
+            choice["logprobs"] = logprobs
         if self.flavor != "glm" or finish is not None:
             choice["finish_reason"] = finish
         if self.flavor == "openrouter":
@@ -247,9 +262,12 @@ class OpenAIWire(Wire):
         first = self._delta(ctx, True, deltas[0]["content"], deltas[0].get("reasoning_content"))
         deltas[0] = {**first, **{k: v for k, v in deltas[0].items() if k not in first}}
         finish = "tool_calls" if answer.tool_calls else "stop"
+        # Only the answer's own pieces carry logprobs (OpenAI's shape: choice.logprobs.content).
+        scored = [None] * len(answer.reasoning) + [self._logprobs(ctx, [p]) for p in answer.pieces]
+        scored += [None] * (len(deltas) - len(scored))
         frames: List[Tuple[bytes, Optional[dict]]] = [
-            (self._frame(self._chunk(ctx, [self._choice(d)], **null_usage)), None)
-            for d in deltas]
+            (self._frame(self._chunk(ctx, [self._choice(d, logprobs=lp)], **null_usage)), None)
+            for d, lp in zip(deltas, scored)]
         usage = answer.usage()
         wire_usage = self._wire_usage(ctx, answer)
         if self.flavor == "glm":
@@ -326,7 +344,9 @@ class OpenAIWire(Wire):
         if self.flavor != "glm":
             result["object"] = "chat.completion"
         result.update({"created": ctx.created, "model": ctx.model,
-                       "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                       "choices": [{"index": 0, "message": message, "finish_reason": finish,
+                                    **({"logprobs": self._logprobs(ctx, answer.pieces)}
+                                       if ctx.top_logprobs is not None else {})}],
                        "usage": self._wire_usage(ctx, answer)})
         if self.flavor == "glm":
             result["request_id"] = ctx.id
@@ -452,7 +472,8 @@ class OpenAIEndpoints:
                    + f"{fake._next_id():06d}",
                    created=int(time.time()),
                    include_usage=isinstance(options, dict) and options.get("include_usage") is True,
-                   reasoning=model in REASONING_MODELS)
+                   reasoning=model in REASONING_MODELS,
+                   top_logprobs=int(data.get("top_logprobs") or 0) if data.get("logprobs") is True else None)
         answer = shape_answer(data, fake._answer(data["messages"], fault, reasoning=ctx.reasoning),
                               call_prefix=f"call_{ctx.id[-6:]}_")
         return fake.respond(self.wire, ctx, answer, fault, stream=data.get("stream") is True)
