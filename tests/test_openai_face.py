@@ -197,6 +197,21 @@ def test_dashscope_gets_tools_in_parameters_and_refuses_frequency_penalty():
         assert parameters["seed"] == 5 and parameters["tools"] == [WEATHER] and "user" not in parameters
 
 
+def test_dashscope_tool_calls_reach_students_through_the_server():
+    with FakeDashScopeServer(api_key="sk-ds") as fake:
+        teacher = Client(provider="qwen", base_url=fake.base_url, api_key="sk-ds", verbose=False)
+        with server_for(teacher) as url:
+            pupil = Client(xedu_url=url, verbose=False)
+            expected = [{"name": "get_weather", "arguments": '{"city": "示例", "days": 1}'}]
+            for stream in (False, True):
+                text = pupil.inference("北京天气？", tools=[WEATHER], stream=stream)
+                assert (text if not stream else "".join(text)) == ""
+                assert [c["function"] for c in pupil.last_tool_calls] == expected
+                assert pupil.last_tool_calls[0]["id"].startswith("call_")
+            assert pupil.inference(HISTORY, tools=[WEATHER]) == "工具结果是：晴，25 度"
+            assert fake.chat_requests[-1]["json"]["input"]["messages"][1]["content"] == ""
+
+
 def test_the_local_model_refuses_tools_without_loading_anything():
     local = Client(provider="local", verbose=False)
     with pytest.raises(xedullm.BadRequestError, match="tools") as caught:

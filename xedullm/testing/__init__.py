@@ -29,7 +29,9 @@ Servers (each also has ``.start()`` / ``.stop()``; ``port=`` picks a fixed port)
 - ``FakeDashScopeServer(api_key='sk-test', models=None, reply=None, token_delay=0.0)``:
   ``base_url`` = ``.../api/v1``; ``POST /api/v1/services/aigc/text-generation/generation``
   (SSE only with header ``X-DashScope-SSE: enable``; ``incremental_output``,
-  ``result_format``); ``compatible_base_url`` = ``.../compatible-mode/v1`` (flavor qwen).
+  ``result_format``; ``parameters.tools`` / ``response_format`` answered as the OpenAI fake
+  does, tool calls as ``message.tool_calls`` pieces); ``compatible_base_url`` =
+  ``.../compatible-mode/v1`` (flavor qwen).
 - ``FakeErnieServer(api_key='test-ak', secret_key='test-sk', reply=None, token_delay=0.0)``:
   ``base_url`` = host root; ``POST /oauth/2.0/token`` and
   ``POST /rpc/2.0/ai_custom/v1/wenxinworkshop/chat/<endpoint>``. Extra: ``token_requests``,
