@@ -16,6 +16,12 @@ ADAPTERS: Dict[str, Tuple[str, str]] = {
 }
 
 
+def options_for(protocol: str):
+    """The OpenAI options an HTTP protocol carries (its module's ``OPTIONS`` table)."""
+    module, _ = ADAPTERS[protocol]
+    return importlib.import_module(f".{module}", __name__).OPTIONS
+
+
 def adapter_for(protocol: str, provider: Optional[Provider]) -> Adapter:
     if protocol not in ADAPTERS:
         raise ValueError(f"no HTTP adapter for protocol {protocol!r}")

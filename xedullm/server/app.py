@@ -27,7 +27,7 @@ from .classroom.live_settings import LiveSettings
 from .classroom.open_policy import OpenPolicy
 from .classroom.policy import ClassroomPolicy
 from .classroom.room import Classroom, StoreLedger
-from .settings import ADMIN_EDITABLE, ServerSettings, secret_values
+from .settings import ADMIN_EDITABLE, ServerSettings, check, secret_values
 from .state import ServerState
 from .web.page_routes import web_routes
 
@@ -40,6 +40,8 @@ __all__ = ["ServerSettings", "create_app"]
 
 def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -> Starlette:
     settings = settings or ServerSettings()
+    if settings.access_code is not None:
+        check("access_code", settings.access_code)  # also when ServerSettings was built directly
     _register_mime_types()
     store = _open_store(settings)
     provider = client.provider
