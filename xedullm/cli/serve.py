@@ -40,6 +40,9 @@ def register(commands) -> None:
     parser.add_argument("--review", action="store_true", default=None,
                         help="课堂回顾：保存对话内容，只在管理页可见 / classroom review: keep conversation text, "
                              "visible only on the admin page")
+    parser.add_argument("--allow-legacy-clients", action="store_true", default=False,
+                        help="有访问码时也让旧版 XEdu 客户端（xedu-python，发送不了访问码）使用 / let the old XEdu "
+                             "client (xedu-python, which cannot send an access code) in even with an access code")
     parser.set_defaults(func=run)
 
 
@@ -49,5 +52,6 @@ def run(args) -> int:
     client = make_client(args, verbose=True)
     client.run(host=args.host, port=args.port, max_concurrent=args.max_concurrent, access_code=args.access_code,
                admin_password=args.admin_password, data_dir=args.data_dir, daily_budget=args.daily_budget,
-               per_student_daily=args.per_student_daily, review=args.review)
+               per_student_daily=args.per_student_daily, review=args.review,
+               allow_legacy_clients=args.allow_legacy_clients)
     return 0

@@ -21,7 +21,8 @@ What an old server is, as recorded against xedu-python 2.0.0's ``Client.run()`` 
 - The server keeps the chat history in the session's state: predictions sharing a
   ``session_hash`` are one conversation. Each call here uses a fresh session, so the server sees
   exactly the messages of that call (folded into one text, since its chat takes one message).
-- Its ``predict`` swallows errors of its provider and answers an empty text instead.
+- When its provider fails, its chat function ends without an answer and Gradio reports
+  ``success: false`` with ``error: null``: the reason is only in the teacher's console.
 """
 from __future__ import annotations
 
@@ -235,12 +236,6 @@ class QueueCall:
             final = _first_output(output, self.text)
             pieces = self._grow(final if isinstance(final, str) else self.text)
             self.finished = True
-            if not self.text:
-                raise _final(E.ServerError(
-                    "老师的旧版 XEduLLM 服务器给了一个空回答：它在连不上大模型（例如密钥失效、余额用完）时就会这样。"
-                    "请告诉老师看看服务器窗口里的报错。/ The teacher's old XEduLLM server gave an empty answer, "
-                    "which it does when its own model call fails (an invalid key, no balance left). Ask your "
-                    "teacher to look at the server window.", provider=PROVIDER_NAME))
             return pieces
         return []
 

@@ -1,7 +1,8 @@
 """The classroom server: a Client behind an HTTP face.
 
 Routes are explicit. ``/v1/*`` speaks OpenAI's API so every OpenAI-shaped tool works;
-``/`` and ``/static`` serve the chat page; ``/api/info`` tells the page what it talks to.
+``/`` and ``/static`` serve the chat page; ``/api/info`` tells the page what it talks to;
+``/config`` and ``/queue/*`` answer the old XEdu student client (``api/gradio.py``).
 The teacher's key lives only inside ``client``; nothing here ever writes it out.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 from ..errors import LLMError
 from .admin.routes import admin_routes
 from .api.chat_call import ChatCall
+from .api.gradio import GradioFace, gradio_routes
 from .api.body import parse_chat_body
 from .classroom.room import Classroom, StoreLedger, own_usage
 from .classroom.policy import ClassroomPolicy
@@ -66,6 +68,8 @@ class ServerSettings:
     daily_budget: Optional[int] = None        # tokens per day for the whole class
     per_student_daily: Optional[int] = None   # tokens per day per student (tokens may override)
     review: Optional[bool] = None             # keep conversation text for the admin page
+    # The old XEdu student client cannot send an access code; let it in anyway (as legacy:<address>).
+    allow_legacy_clients: bool = False
 
 
 @dataclass
@@ -182,6 +186,7 @@ def create_app(client: Any, *, settings: Optional[ServerSettings] = None) -> Sta
             Route("/v1/models", models, methods=["GET"]),
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
             Route("/v1/usage", usage, methods=["GET"]),
+            *gradio_routes(),   # the old XEdu student client (gradio_client)
             Mount("/static", app=StaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),
             *(admin_routes(classroom, _PAGE_HEADERS) if classroom else []),
         ],
@@ -190,6 +195,7 @@ def create_app(client: Any, *, settings: Optional[ServerSettings] = None) -> Sta
         exception_handlers={HTTPException: _http_error},
     )
     app.state.xedullm = state
+    app.state.gradio = GradioFace(settings.limits, settings.allow_legacy_clients)
     return app
 
 

@@ -12,7 +12,7 @@ from ..errors import ConfigurationError
 
 _PORT_TRIES = 100
 _OPTIONS = ("max_concurrent, max_waiting, wait_timeout, access_code, admin_password, data_dir, "
-            "daily_budget, per_student_daily, review")
+            "daily_budget, per_student_daily, review, allow_legacy_clients")
 _ANY_HOSTS = ("0.0.0.0", "", "::")
 
 
