@@ -13,6 +13,7 @@
 set -euo pipefail
 
 ROOT="${1:-${XEDULLM_INTEROP_VENVS:-/tmp/gradio-venvs}}"
+# xedu-python needs onnxruntime<1.16, whose wheels stop at Python 3.11.
 PYTHON="${PYTHON:-python3}"
 mkdir -p "$ROOT"
 
@@ -37,13 +38,13 @@ make_venv() {
 
 # xedu-python's onnxruntime<1.16 is built against numpy 1, and its tokenizer imports six
 # without declaring it: the XEdu installers ship both, so do we. `holidays` is there so that
-# the rare birthday-egg on `import XEdu` does not run pip.
+# the holiday reminder `import XEdu` shows now and then does not run pip.
 XEDU="xedu-python==2.0.0 numpy<2 six holidays"
 # gradio 4.44.1 (September 2024) with the libraries of its day: it imports
 # huggingface_hub.HfFolder (gone in 1.0), calls Starlette's old TemplateResponse signature
-# (gone in Starlette 1.0) and cannot read the JSON schemas newer pydantic writes. If gradio
-# fails to import, XEduLLM's run() runs `pip install -U gradio` by itself, so the check here
-# proves it imports, at the pinned version.
+# (gone in Starlette 1.0), and its gradio_client fails on the JSON schemas newer pydantic
+# writes ("argument of type 'bool' is not iterable"). If gradio fails to import, XEduLLM's
+# run() runs `pip install -U gradio` by itself, so the check proves it imports, as 4.44.1.
 make_venv xedu-gradio4 "import gradio, gradio_client; assert gradio.__version__ == '4.44.1'" \
   $XEDU "gradio==4.44.1" "gradio_client==1.3.0" "huggingface_hub<0.26" "fastapi<0.116" "pydantic<2.10"
 make_venv xedu-client2 "import gradio_client" $XEDU "gradio_client>=2,<3"
