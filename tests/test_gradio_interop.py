@@ -17,7 +17,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -250,6 +249,17 @@ def test_each_session_keeps_its_own_conversation(classroom_server):
     assert [m["content"] for m in last] == ["我是小明", ANSWER + "我是小明", "我是谁？"]
 
 
+def test_one_stream_answers_every_message_its_session_queued(classroom_server):
+    room = classroom_server()
+    ids = [join(room.url, text, "s1") for text in ("一", "二", 3)]
+    done = {m["event_id"]: m for m in queue_messages(room.url, "s1") if m["msg"] == "process_completed"}
+    assert set(done) == set(ids)
+    assert [done[i]["success"] for i in ids] == [True, True, False]
+    assert {done[i]["output"]["data"][0] for i in ids[:2]} == {ANSWER + "一", ANSWER + "二"}
+    assert "消息应是文字" in done[ids[2]]["output"]["error"]     # checked like any request body
+    assert len(room.upstream_bodies()) == 2
+
+
 def test_a_whole_conversation_may_be_sent_as_one_message(classroom_server):
     room = classroom_server()
     conversation = [{"role": "user", "content": "一"}, {"role": "assistant", "content": "二"},
@@ -442,3 +452,14 @@ def test_an_address_that_is_neither_kind_says_what_it_found(teacher):
     with pytest.raises(xedullm.ConfigurationError, match="GET /config → HTTP 404") as caught:
         provider.inference("你好")
     assert "base_url" in str(caught.value) and teacher.fake.chat_requests == []
+
+
+def test_a_gradio_app_that_is_not_a_chat_server_is_named_as_such():
+    from xedullm.protocols.gradio import ServerProbe
+
+    probe = ServerProbe("http://192.168.1.23:7860")
+    assert probe.next_request().url == "http://192.168.1.23:7860/config"
+    other_app = {"version": "4.44.1", "components": [{"id": 1, "type": "image"}],
+                 "dependencies": [{"id": 0, "api_name": "predict", "inputs": [1], "outputs": [1]}]}
+    with pytest.raises(xedullm.ConfigurationError, match="/predict"):
+        probe.receive(200, {"content-type": "application/json"}, json.dumps(other_app).encode())

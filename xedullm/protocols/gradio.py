@@ -103,7 +103,7 @@ class ServerProbe:
             if OUR_MARKER in data:
                 self.result = ClassroomServer(self.root)
             elif isinstance(data.get("dependencies"), list):
-                self.result = _gradio_app(self.root, data, self._found)
+                self.result = _gradio_app(self.root, data)
         elif path == "api/info" and status == 200 and isinstance(data, dict) and "access_code_required" in data:
             self.result = ClassroomServer(self.root)
 
@@ -120,7 +120,7 @@ class ServerProbe:
             f"api_key=… and model=… instead.")
 
 
-def _gradio_app(root: str, config: Dict[str, Any], found: List[str]) -> GradioApp:
+def _gradio_app(root: str, config: Dict[str, Any]) -> GradioApp:
     components = {c.get("id"): c for c in config.get("components") or [] if isinstance(c, dict)}
     dependencies = [d for d in config["dependencies"] if isinstance(d, dict)]
     for index, dep in enumerate(dependencies):
