@@ -29,7 +29,7 @@ import xedullm
 from xedullm import Client
 from xedullm.testing import FakeOpenAIServer, Fault
 
-from conftest import TEACHER_KEY
+from conftest import TEACHER_KEY, serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSWER = "你好！你刚才说："      # the fake's answer starts with this, then the question
@@ -182,6 +182,17 @@ def test_the_teacher_may_let_legacy_clients_in_despite_the_access_code(venvs, cl
     # The code still guards everyone else.
     assert httpx.post(f"{room.url}/v1/chat/completions", timeout=10,
                       json={"messages": [{"role": "user", "content": "hi"}]}).status_code == 401
+
+
+def test_xedullm_serve_allow_legacy_clients_flag(teacher_fake, tmp_path):
+    args = ["-p", "deepseek", "--base-url", teacher_fake.base_url, "--host", "127.0.0.1", "--port", "0",
+            "--access-code", CODE, "--data-dir", str(tmp_path)]
+    for flags, answered in (([], False), (["--allow-legacy-clients"], True)):
+        with serve_process(args + flags, {"DEEPSEEK_API_KEY": TEACHER_KEY}, until="用量记录保存在") as (_, lines):
+            url = next(line for line in lines if line.startswith("Running on local URL:")).split()[-1]
+            join(url, "你好", "s1")
+            done = queue_messages(url, "s1")[-2]
+        assert done["success"] is answered, flags
 
 
 # -- the face over raw HTTP ---------------------------------------------------------------------
