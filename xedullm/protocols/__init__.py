@@ -13,6 +13,8 @@ ADAPTERS: Dict[str, Tuple[str, str]] = {
     "openai": ("openai_compat", "OpenAICompatAdapter"),
     "dashscope": ("dashscope", "DashScopeAdapter"),
     "ernie": ("ernie", "ErnieAdapter"),
+    # An old XEduLLM teacher server (Client(xedu_url=…) finds out on first use).
+    "gradio": ("gradio", "GradioAdapter"),
 }
 
 

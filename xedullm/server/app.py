@@ -2,7 +2,8 @@
 
 ``create_app`` only assembles: the routes of each face (``api/`` for OpenAI-shaped programs,
 ``web/`` for the student page, ``admin/`` for the teacher), the state they share on
-``app.state.xedullm`` (state.py), and the store chosen by the settings. The teacher's key
+``app.state.xedullm`` (state.py), and the store chosen by the settings. ``api/gradio.py``
+answers the old XEdu student client (``/config``, ``/queue/*``). The teacher's key
 lives only inside the Client; nothing here ever writes it out.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from .admin.admin_routes import admin_routes
 from .api.openai_routes import openai_routes
+from .api.gradio import GradioFace, gradio_routes
 from .classroom.gate import Gate
 from .classroom.ledger import NullLedger
 from .classroom.live_settings import LiveSettings
@@ -67,6 +69,7 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
         routes=[
             *web_routes(),
             *openai_routes(),
+            *gradio_routes(),   # the old XEdu student client (gradio_client)
             *(admin_routes() if classroom else []),
         ],
         middleware=[Middleware(_PublicCORS, allow_origins=["*"], allow_methods=["GET", "POST"],
@@ -75,6 +78,7 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
         lifespan=_lifespan,
     )
     app.state.xedullm = state
+    app.state.gradio = GradioFace(settings.limits, settings.allow_legacy_clients)
     return app
 
 
