@@ -2,7 +2,7 @@
 
 ``create_app`` only assembles: the routes of each face (``api/`` for OpenAI-shaped programs,
 ``web/`` for the student page, ``admin/`` for the teacher), the state they share on
-``app.state.xedullm`` (state.py), and the store chosen by the settings. ``api/gradio.py``
+``app.state.xedullm`` (state.py), and the store chosen by the settings. ``api/gradio_routes.py``
 answers the old XEdu student client (``/config``, ``/queue/*``). The teacher's key
 lives only inside the Client; nothing here ever writes it out.
 """
@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from .admin.admin_routes import admin_routes
 from .api.openai_routes import openai_routes
-from .api.gradio import GradioFace, gradio_routes
+from .api.gradio_routes import GradioFace, gradio_routes
 from .classroom.gate import Gate
 from .classroom.ledger import NullLedger
 from .classroom.live_settings import LiveSettings
