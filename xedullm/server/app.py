@@ -77,15 +77,17 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     state: ServerState = app.state.xedullm
-    refresher = None
+    loops = []
     if state.classroom is not None:
         # Settings changed on another server sharing this store reach this one within a second.
-        refresher = asyncio.ensure_future(state.live.refresh_forever(state.classroom.call))
+        loops.append(asyncio.ensure_future(state.live.refresh_forever(state.classroom.call)))
+        if state.classroom.store.lease:
+            loops.append(asyncio.ensure_future(state.classroom.renew_forever()))
     try:
         yield
     finally:
-        if refresher is not None:
-            refresher.cancel()
+        for loop in loops:
+            loop.cancel()
 
 
 def _open_store(settings: ServerSettings):

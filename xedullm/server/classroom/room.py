@@ -1,8 +1,9 @@
 """The classroom's controls while the server runs: the store, the budgets, the access code.
 
-The store is synchronous; the server reaches it through one dedicated thread, so a slow disk
-or a lock held by another server process never stalls the event loop, and SQLite sees one
-caller at a time.
+The store is synchronous; the server reaches it through its own threads (``Store.workers``:
+one for SQLite), so a slow disk or a lock held by another server process never stalls the
+event loop. Where holds are leases (``Store.lease``), this server renews the holds of the
+answers it is running until each is recorded.
 """
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ import logging
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Set
 
 from ...errors import LLMError, ServerError
 from .ledger import LedgerEntry
 from .live_settings import LiveSettings
-from ..store.contract import LedgerRow, Store
+from ..store.contract import DEFAULT_HOLD, LedgerRow, Store
 
 log = logging.getLogger("xedullm.server")
 
@@ -39,7 +40,24 @@ class Classroom:
         # Generated passwords are easy to read aloud and type: 12 characters, no 0/O or 1/l.
         self.admin_password = admin_password or "".join(
             secrets.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(12))
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xedullm-store")
+        self._worker = ThreadPoolExecutor(max_workers=store.workers, thread_name_prefix="xedullm-store")
+        self.running: Set[str] = set()   # claim ids of answers this server holds budget for
+
+    @property
+    def hold_for(self) -> float:
+        """Seconds a new hold lasts: the store's lease (renewed while running), else DEFAULT_HOLD."""
+        return self.store.lease or DEFAULT_HOLD
+
+    async def renew_forever(self) -> None:
+        """Renew this server's running holds every lease / 3 seconds (stores with leases only)."""
+        lease = self.store.lease
+        assert lease is not None
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                await self.call(self.store.renew, list(self.running), time.time() + lease)
+            except StoreUnavailable:
+                pass  # logged by call(); the next round tries again, well within the lease
 
     @property
     def store_location(self) -> str:
@@ -72,12 +90,14 @@ class Classroom:
 
 
 class StoreUnavailable(ServerError):
+    """Answered as 503 (see api/openai_format.py): the server is fine, its store is away."""
+
     student_facing = True
 
     def __init__(self) -> None:
-        super().__init__("服务器的用量记录暂时不可用，请稍后再试；一直这样请告诉老师。/ "
-                         "The server's usage ledger is unavailable right now; try again later, and tell your "
-                         "teacher if it persists.")
+        super().__init__("服务器的用量记录暂时不可用，请几秒后再试；一直这样请告诉老师。/ "
+                         "The server's usage ledger is unavailable right now; try again in a few seconds, and "
+                         "tell your teacher if it persists.", retry_after=5)
 
 
 class StoreLedger:
@@ -112,6 +132,9 @@ class StoreLedger:
             await self._classroom.call(self._classroom.store.record, row, ticket.claim_id if ticket else None)
         except StoreUnavailable:
             pass  # already in the teacher's log; the student's answer is not the place for it
+        finally:
+            if ticket is not None:
+                self._classroom.running.discard(ticket.claim_id)
 
 
 def own_usage(classroom: Classroom, caller: Any) -> dict:
