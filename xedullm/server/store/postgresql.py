@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
@@ -72,6 +73,9 @@ _ROW_COLUMNS = ("started", "day", "latency", "who", "model", "stream", "status",
 _TOKEN_COLUMNS = "name, created, revoked, daily_tokens, rpm, concurrent, models, expires"
 # Holds lapsed longer ago than this are deleted when holds are renewed (a killed server's).
 _FORGET_LAPSED = 24 * 3600.0
+# After a failed call: for _FAILING_FOR seconds calls wait at most _FAIL_FAST for a connection.
+_FAILING_FOR = 10.0
+_FAIL_FAST = 0.25
 
 
 class StoreUnreachable(RuntimeError):
@@ -100,6 +104,9 @@ class PostgreSQLStore(Store):
                 "The PostgreSQL URL is malformed; write it like postgresql://user:password@host:5432/db."
             ) from None
         self._password = str(params.get("password") or "")
+        self._wait = wait
+        # While the database is away, calls after the first fail fast (see _transaction).
+        self._failing_until = 0.0
         self._location = _masked(params)
         timeout_ms = int(statement_timeout * 1000)
 
@@ -147,16 +154,22 @@ class PostgreSQLStore(Store):
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[Any]:
         """One transaction on a pooled connection: committed on success, else rolled back."""
+        # Once a call found the database away, the next ones wait only briefly for the pool
+        # (which keeps reconnecting in the background), so a classroom hears "try again" at once.
+        failing = time.monotonic() < self._failing_until
         try:
-            with self._pool.connection() as conn:
+            with self._pool.connection(timeout=_FAIL_FAST if failing else self._wait) as conn:
                 with conn.transaction():
                     yield conn
         except (ValueError, LookupError):
             raise  # the contract's own answers (e.g. add_token's duplicate name)
         except Exception as exc:  # noqa: BLE001 - PoolTimeout, OperationalError, ...
             if type(exc).__module__.startswith("psycopg"):   # psycopg's and psycopg_pool's errors
+                self._failing_until = time.monotonic() + _FAILING_FOR
                 raise StoreUnreachable(self._scrub(exc)) from None
             raise
+        if failing:
+            self._failing_until = 0.0
 
     # -- requests ---------------------------------------------------------------------------
     def claim(self, claim: Claim) -> ClaimResult:
