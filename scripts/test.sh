@@ -11,6 +11,15 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# District tests: Debian's PostgreSQL (a throwaway cluster, started below as an unprivileged
+# user on 127.0.0.1) and nginx (started by the tests themselves, unprivileged, on 127.0.0.1).
+bash scripts/postgres-for-tests.sh install
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >/dev/null
+fi
+
 # A project virtualenv; the 'local' extra builds llama-cpp-python once (about 10 minutes on
 # two cores), later runs reuse pip's wheel cache.
 PYTHON="${PYTHON:-python3}"
@@ -18,4 +27,6 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[local,test]"
 
-exec .venv/bin/python -m pytest "$@"
+eval "$(bash scripts/postgres-for-tests.sh start)"
+trap 'bash scripts/postgres-for-tests.sh stop "$XEDULLM_TEST_POSTGRES_DIR"; rm -rf "$XEDULLM_TEST_POSTGRES_DIR"' EXIT
+.venv/bin/python -m pytest "$@"

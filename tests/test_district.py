@@ -209,24 +209,42 @@ def test_a_server_killed_mid_stream_loses_nothing_finished_and_its_holds_lapse(d
     print(f"killed server's hold lapsed after {lapsed:.1f} s")
 
 
-def test_a_database_restart_is_survived_with_a_clear_503_and_the_password_shown_nowhere(district, postgres):
+def test_a_database_restart_is_survived_with_a_clear_503_nothing_lost_and_the_password_shown_nowhere(
+        district, postgres):
     d = district("--daily-budget", "100000")
     a, b = d.servers
     assert all(ask(s).status_code == 200 for s in d.servers)
-    postgres.script("stop")
-    try:
-        for server in d.servers:
-            down = ask(server)
-            assert down.status_code == 503 and down.headers["retry-after"] == "5"
-            message = down.json()["error"]["message"]
-            assert "用量记录暂时不可用" in message and "unavailable" in message
-    finally:
-        postgres.script("restart")
+    d.fake.token_delay = 0.1
+    with httpx.stream("POST", f"{a.url}/v1/chat/completions", timeout=60,
+                      json={"messages": [{"role": "user", "content": "数据库重启时还在回答" * 3}],
+                            "stream": True}) as streaming:
+        chunks = streaming.iter_raw()
+        assert next(chunks).startswith(b"data: ")
+        postgres.script("stop")          # the answer is still coming
+        try:
+            rest = b"".join(chunks)      # ... and ends while the database is away
+            assert rest.endswith(b"data: [DONE]\n\n")
+            d.fake.token_delay = 0.0
+            for server in d.servers:
+                down = ask(server)
+                assert down.status_code == 503 and down.headers["retry-after"] == "5"
+                message = down.json()["error"]["message"]
+                assert "用量记录暂时不可用" in message and "unavailable" in message
+        finally:
+            postgres.script("restart")
     # Each server's pool reconnects by itself (with backoff); meanwhile it answers 503, never 500.
     for server in d.servers:
         statuses = []
         wait_for(lambda: statuses.append(ask(server).status_code) or statuses[-1] == 200, timeout=30, step=0.2)
         assert set(statuses) <= {200, 503}
+    # The answer that ended during the outage reaches the ledger once the database is back.
+    store = d.store()
+    try:
+        answered = len(d.fake.usage_log)
+        wait_for(lambda: sum(r["outcome"] == "ok" for r in store.rows()) == answered, timeout=30, step=0.5)
+        assert store.used(today()) == sum(u["total_tokens"] for u in d.fake.usage_log)
+    finally:
+        store.close()
     with contextlib.closing(admin(a)) as page:
         pages = [page.get("/admin").text, page.get("/admin/api/overview").text,
                  page.get("/admin/api/export.csv").text]

@@ -5,6 +5,7 @@ test on an empty schema. "Two servers" are two store objects on the same data.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -273,6 +274,13 @@ def test_a_database_restart_is_survived_and_errors_never_show_the_password(postg
             assert password not in str(failed.value) and password not in repr(failed.value)
         finally:
             postgres.script("restart")   # starts the stopped cluster again
+        # the pool reconnects by itself (with backoff); until then calls fail, never hang
+        for _ in range(200):
+            try:
+                assert store.get_setting("k") == "before"
+                break
+            except StoreUnreachable:
+                time.sleep(0.1)
         assert store.get_setting("k") == "before"
         store.set_setting("k", "after")
         assert store.get_setting("k") == "after"

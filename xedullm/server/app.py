@@ -81,8 +81,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     if state.classroom is not None:
         # Settings changed on another server sharing this store reach this one within a second.
         loops.append(asyncio.ensure_future(state.live.refresh_forever(state.classroom.call)))
-        if state.classroom.store.lease:
-            loops.append(asyncio.ensure_future(state.classroom.renew_forever()))
+        # Renews running answers' holds (stores with leases) and writes rows the store missed.
+        loops.append(asyncio.ensure_future(state.classroom.settle_forever()))
     try:
         yield
     finally:

@@ -12,7 +12,7 @@ millisecond each, measured in bench/).
 
 **Holds are leases.** A hold lasts :attr:`lease` seconds; the server running the answer
 renews all of its holds every ``lease / 3`` seconds (:meth:`renew`, called by
-``Classroom.renew_forever``), so the holds of a server that was killed lapse within
+``Classroom.settle_forever``), so the holds of a server that was killed lapse within
 ``lease`` seconds instead of blocking the class. Times are the servers' clocks: keep them in
 sync (NTP), since a server whose clock runs ahead sees others' holds lapse early.
 
@@ -76,6 +76,7 @@ _FORGET_LAPSED = 24 * 3600.0
 # After a failed call: for _FAILING_FOR seconds calls wait at most _FAIL_FAST for a connection.
 _FAILING_FOR = 10.0
 _FAIL_FAST = 0.25
+_RECONNECT_SERIES = 8.0
 
 
 class StoreUnreachable(RuntimeError):
@@ -131,10 +132,12 @@ class PostgreSQLStore(Store):
                 f"连不上 PostgreSQL {self._location}（{self._scrub(exc)}）。请检查地址、用户名和密码，以及数据库是否在运行。/ "
                 f"Cannot use PostgreSQL at {self._location} ({self._scrub(exc)}). Check the URL, user and "
                 f"password, and that the database is running.") from None
-        # Reconnects in the background with backoff for as long as the database is away.
+        # Reconnects in the background with backoff (1, 2, 4 … s). The pool's backoff has no
+        # ceiling, so each series of tries ends after _RECONNECT_SERIES and the next request
+        # starts a new one: a database back after an hour is found within seconds, not an hour.
         self._pool = ConnectionPool(
             _libpq_url(url), min_size=1, max_size=self.workers + 2, name="xedullm", timeout=wait,
-            reconnect_timeout=365 * 24 * 3600.0, configure=configure, check=ConnectionPool.check_connection,
+            reconnect_timeout=_RECONNECT_SERIES, configure=configure, check=ConnectionPool.check_connection,
             kwargs=connect, open=True)
 
     @property
