@@ -6,12 +6,17 @@ provider on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, List
 
 import httpx
@@ -93,7 +98,7 @@ def admin(server: Server) -> httpx.Client:
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "xedullm", *args], capture_output=True, text=True, cwd=ROOT,
-                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
 
 
 def wait_for(predicate, timeout: float, step: float = 0.05) -> float:
@@ -252,3 +257,113 @@ def test_a_database_restart_is_survived_with_a_clear_503_nothing_lost_and_the_pa
     for text in pages + outputs:
         assert d.password not in text
     assert "Usage ledger kept in: postgresql://xedullm:***@127.0.0.1" in outputs[0]
+
+
+# -- nginx in front (docs/district.md) -------------------------------------------------------------
+NGINX_BIN = shutil.which("nginx") or "/usr/sbin/nginx"
+PROXY_ADDRESS = "127.0.0.2"     # docs/district.md: nginx connects to the servers from here
+STUDENT_ADDRESS = "127.0.0.3"   # a student's machine, as seen by nginx
+
+
+def nginx_config_from_docs() -> str:
+    text = (ROOT / "docs" / "district.md").read_text(encoding="utf-8")
+    return text.split("```nginx\n", 1)[1].split("```", 1)[0]
+
+
+@contextlib.contextmanager
+def nginx_in_front(servers: List[Server]):
+    """Debian's nginx with the configuration of docs/district.md (ports changed), as an
+    unprivileged process with its own config, pid and temp paths; yields its URL."""
+    if not os.path.exists(NGINX_BIN):
+        if os.environ.get("CI"):
+            pytest.fail("nginx is required in CI (scripts/test.sh installs it)")
+        pytest.skip("nginx is not installed (apt-get install nginx)")
+    folder = tempfile.mkdtemp(prefix="xedullm-nginx-")
+    os.chmod(folder, 0o755)
+    port = free_port()
+    site = nginx_config_from_docs().replace("listen 80;", f"listen 127.0.0.1:{port};")
+    for doc_port, server in zip(("7861", "7862"), servers):
+        site = site.replace(f"127.0.0.1:{doc_port}", server.url.split("//", 1)[1])
+    temp = "\n".join(f"  {kind}_temp_path {folder}/{kind};" for kind in
+                     ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    Path(folder, "site.conf").write_text(site, encoding="utf-8")
+    Path(folder, "nginx.conf").write_text(
+        f"daemon off;\nworker_processes 1;\npid {folder}/nginx.pid;\nerror_log {folder}/error.log warn;\n"
+        f"events {{ worker_connections 2048; }}\n"
+        f"http {{\n  access_log off;\n{temp}\n  include {folder}/site.conf;\n}}\n", encoding="utf-8")
+    as_root = os.geteuid() == 0
+    if as_root:
+        shutil.chown(folder, "nobody")
+    proc = subprocess.Popen([NGINX_BIN, "-p", folder, "-c", f"{folder}/nginx.conf", "-e", f"{folder}/error.log"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            user="nobody" if as_root else None)
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            assert proc.poll() is None, proc.stdout.read() + Path(folder, "error.log").read_text()
+            try:
+                return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(up, timeout=20)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def from_address(address: str, **kwargs) -> httpx.Client:
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=30, **kwargs)
+
+
+def test_nginx_streams_unbuffered_admin_is_stateless_and_only_nginx_names_the_client(district):
+    d = district("--forwarded-allow-ips", PROXY_ADDRESS)
+    a, b = d.servers
+    with nginx_in_front(d.servers) as front:
+        # Streams: the first chunk arrives through nginx while the answer is still being written.
+        d.fake.token_delay = 0.1
+        with httpx.stream("POST", f"{front}/v1/chat/completions", timeout=30,
+                          json={"messages": [{"role": "user", "content": "请慢慢地回答这个问题" * 2}],
+                                "stream": True}) as streaming:
+            assert streaming.headers["content-type"].startswith("text/event-stream")
+            chunks = streaming.iter_raw()
+            assert next(chunks).startswith(b"data: ")
+            assert d.fake.active_streams == 1 and d.fake.streams_completed == 0   # not ended yet
+            assert b"".join(chunks).endswith(b"data: [DONE]\n\n")
+        d.fake.token_delay = 0.0
+        # Plain answers through nginx too.
+        before = len(d.fake.chat_requests)
+        assert all(ask(Server(front, None, [])).status_code == 200 for _ in range(6))
+        assert len(d.fake.chat_requests) == before + 6
+
+        # /admin: a cookie made by one server is good on the other, so no stickiness is needed.
+        with contextlib.closing(admin(a)) as page:
+            cookie = page.cookies.get("xedullm_admin")
+        for url in (b.url, front, front, front):
+            assert httpx.get(f"{url}/admin/api/overview", cookies={"xedullm_admin": cookie}).status_code == 200
+
+        # The real client address: nginx's X-Forwarded-For, believed from nginx only.
+        with from_address(STUDENT_ADDRESS) as student:
+            spoofed = {"X-Forwarded-For": "6.6.6.6"}
+            assert student.post(f"{front}/admin/login", data={"password": "guess"},
+                                headers=spoofed).status_code == 401
+            store = d.store()
+            try:
+                assert store.login_failures(STUDENT_ADDRESS).count == 1
+                assert store.login_failures("6.6.6.6").count == 0 and store.login_failures(PROXY_ADDRESS).count == 0
+                # Straight to a server, the same header is ignored: only nginx is trusted.
+                assert student.post(f"{a.url}/admin/login", data={"password": "guess"},
+                                    headers=spoofed).status_code == 401
+                assert store.login_failures(STUDENT_ADDRESS).count == 2
+                assert store.login_failures("6.6.6.6").count == 0
+            finally:
+                store.close()
