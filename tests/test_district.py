@@ -166,6 +166,11 @@ def test_a_token_made_with_the_cli_works_on_both_and_revoked_stops_on_both(distr
         refused = ask(server, key=token)
         assert refused.status_code == 401 and "停用" in refused.json()["error"]["message"]
     assert d.password not in made.stdout + made.stderr + revoked.stdout + revoked.stderr
+    # A wrong password is refused with a clear message that does not repeat it.
+    wrong = d.store_url.replace(d.password, "wrong-pw-0d9c1f")
+    refused = cli("tokens", "list", "--store", wrong)
+    assert refused.returncode == 1 and "Cannot use PostgreSQL" in refused.stderr, refused.stderr
+    assert "wrong-pw-0d9c1f" not in refused.stdout + refused.stderr and "Traceback" not in refused.stderr
 
 
 # -- one set of live settings ----------------------------------------------------------------------

@@ -56,7 +56,8 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
         gate=Gate(settings.max_concurrent, settings.max_waiting, settings.wait_timeout),
         policy=settings.policy or (ClassroomPolicy(classroom) if classroom else OpenPolicy(live)),
         ledger=settings.ledger or (StoreLedger(classroom) if classroom else NullLedger()),
-        secrets=[s for s in (*client.secrets(), *secret_values(settings), *settings.secrets) if s],
+        secrets=[s for s in (*client.secrets(), *secret_values(settings), *settings.secrets,
+                             *(store.secrets() if store is not None else ())) if s],
         classroom=classroom,
     )
     app = Starlette(

@@ -189,6 +189,10 @@ class Store(ABC):
         """Where the data lives, for the teacher's console (never with a password in it)."""
         return type(self).__name__
 
+    def secrets(self) -> Tuple[str, ...]:
+        """What the server must redact from anything it writes out (e.g. a database password)."""
+        return ()
+
     def close(self) -> None:
         return None
 

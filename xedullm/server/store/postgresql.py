@@ -147,6 +147,9 @@ class PostgreSQLStore(Store):
     def location(self) -> str:
         return self._location
 
+    def secrets(self) -> Tuple[str, ...]:
+        return tuple(s for s in {self._password, quote(self._password, safe="")} if s)
+
     def close(self) -> None:
         self._pool.close()
 
@@ -161,7 +164,7 @@ class PostgreSQLStore(Store):
 
     def _scrub(self, exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {exc}".strip()
-        for secret in {self._password, quote(self._password, safe="")} - {""}:
+        for secret in self.secrets():
             text = text.replace(secret, "***")
         return text
 
