@@ -211,6 +211,7 @@ def main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.05)
     args = parser.parse_args()
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    print(f"_load average before: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}_\n")
     with postgres() as pg:
         pg_url = pg["XEDULLM_TEST_POSTGRES_URL"]
         print("### Store work per admitted request\n")
@@ -228,6 +229,13 @@ def main() -> None:
                   f"shared by servers, nginx, PostgreSQL, the fake provider and the class)\n")
             print("| setup | answers/s | errors | first chunk p50 / p99 (ms) | servers' CPU s |")
             print("|---|---:|---:|---:|---:|")
+            with tempfile.TemporaryDirectory() as folder:
+                lite, lite_url = serve(base, f"sqlite:///{folder}")
+                procs.append(lite)
+                print(stream_row("1 server, SQLite, direct (baseline)", lite_url, args.students, args.duration,
+                                 [lite.pid]), flush=True)
+                lite.terminate()
+                lite.wait(timeout=10)
             one, one_url = serve(base, new_schema(pg_url))
             procs.append(one)
             print(stream_row("1 server, PostgreSQL, direct", one_url, args.students, args.duration, [one.pid]),
@@ -262,6 +270,7 @@ def main() -> None:
                 rows = sum(1 for _ in ledger.rows())
             finally:
                 ledger.close()
+            print(f"\n_load average after: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}_")
             print(f"\n### A burst of {args.burst} requests over 2 servers behind nginx, budget "
                   f"{budget_answers * BURST_COST} tokens = {budget_answers} answers of {BURST_COST}\n")
             print("| answered | refused (by code) | tokens used / budget | ledger rows | wall (s) |")

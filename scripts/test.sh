@@ -13,7 +13,7 @@ fi
 
 # District tests: Debian's PostgreSQL (a throwaway cluster, started below as an unprivileged
 # user on 127.0.0.1) and nginx (started by the tests themselves, unprivileged, on 127.0.0.1).
-bash scripts/postgres-for-tests.sh install
+bash scripts/postgres-for-tests.sh install || echo "PostgreSQL could not be installed: its tests will say so."
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
@@ -27,6 +27,9 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[local,test]"
 
-eval "$(bash scripts/postgres-for-tests.sh start)"
-trap 'bash scripts/postgres-for-tests.sh stop "$XEDULLM_TEST_POSTGRES_DIR"; rm -rf "$XEDULLM_TEST_POSTGRES_DIR"' EXIT
+# The throwaway cluster for the PostgreSQL tests (they skip without one, and fail under CI).
+if cluster="$(bash scripts/postgres-for-tests.sh start)"; then
+  eval "$cluster"
+  trap 'bash scripts/postgres-for-tests.sh stop "$XEDULLM_TEST_POSTGRES_DIR"; rm -rf "$XEDULLM_TEST_POSTGRES_DIR"' EXIT
+fi
 .venv/bin/python -m pytest "$@"

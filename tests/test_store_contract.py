@@ -287,3 +287,18 @@ def test_a_database_restart_is_survived_and_errors_never_show_the_password(postg
     finally:
         store.close()
 
+
+
+def test_the_schema_is_versioned_and_a_newer_one_is_refused(postgres):
+    import psycopg
+
+    from xedullm.errors import ConfigurationError
+
+    url = postgres.new_schema_url()
+    open_store(url).close()
+    open_store(url).close()       # a second start finds it done
+    with psycopg.connect(url) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        db.execute("INSERT INTO schema_version (version) VALUES (99)")
+    with pytest.raises(ConfigurationError, match="newer xedullm"):
+        open_store(url)
