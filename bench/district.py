@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -82,7 +83,7 @@ def nginx(upstreams: List[str]) -> Iterator[str]:
     site = text.split("```nginx\n", 1)[1].split("```", 1)[0]
     folder = tempfile.mkdtemp(prefix="xedullm-bench-nginx-")
     os.chmod(folder, 0o755)
-    with contextlib.closing(__import__("socket").socket()) as s:
+    with contextlib.closing(socket.socket()) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")

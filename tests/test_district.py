@@ -219,6 +219,28 @@ def test_a_server_killed_mid_stream_loses_nothing_finished_and_its_holds_lapse(d
     print(f"killed server's hold lapsed after {lapsed:.1f} s")
 
 
+def test_a_running_answers_hold_is_renewed_until_it_is_recorded(district):
+    import psycopg
+
+    d = district("--daily-budget", "100000", n=1)
+    server, = d.servers
+    d.fake.token_delay = 0.4
+
+    def hold_expires():
+        with psycopg.connect(d.store_url) as db:
+            return [row[0] for row in db.execute("SELECT expires FROM holds")]
+
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", timeout=60,
+                      json={"messages": [{"role": "user", "content": "慢慢讲一个很长的故事" * 15}], "stream": True}) as streaming:
+        chunks = streaming.iter_raw()
+        assert next(chunks).startswith(b"data: ")
+        first, = hold_expires()
+        # the server renews its running holds every lease / 3 = 10 s, each time to now + 30 s
+        wait_for(lambda: hold_expires()[0] > first + 5, timeout=20, step=0.5)
+        assert b"".join(chunks).endswith(b"data: [DONE]\n\n")
+    wait_for(lambda: hold_expires() == [], timeout=10)
+
+
 def test_a_database_restart_is_survived_with_a_clear_503_nothing_lost_and_the_password_shown_nowhere(
         district, postgres):
     d = district("--daily-budget", "100000")

@@ -205,8 +205,10 @@ def test_a_second_server_sees_every_change_at_once(stores):
     assert two.get_setting("daily_budget") == "5000"
 
 
-def test_location_never_shows_a_password(store, store_url):
+def test_location_never_shows_a_password_and_only_a_shared_store_leases(store, store_url):
     assert store.location
+    # One SQLite server keeps its 15-minute holds; servers sharing PostgreSQL renew 30-second leases.
+    assert store.lease == (30.0 if store_url.startswith("postgresql") else None)
     if store_url.startswith("postgresql"):
         password = store_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
         assert password not in store.location and ":***@" in store.location
