@@ -10,6 +10,8 @@
 # free port, and needs a password (scram-sha-256), so tests see a password they must never leak.
 # XEDULLM_PG_FSYNC=on keeps fsync on (bench/); tests leave it off, their data is thrown away.
 set -euo pipefail
+# The unprivileged owner may not be allowed into the caller's folder (a clone under /root).
+cd /tmp
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
