@@ -62,7 +62,8 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
         gate=Gate(settings.max_concurrent, settings.max_waiting, settings.wait_timeout),
         policy=settings.policy or (ClassroomPolicy(classroom) if classroom else OpenPolicy(live)),
         ledger=settings.ledger or (StoreLedger(classroom) if classroom else NullLedger()),
-        secrets=[s for s in (*client.secrets(), *secret_values(settings), *settings.secrets) if s],
+        secrets=[s for s in (*client.secrets(), *secret_values(settings), *settings.secrets,
+                             *(store.secrets() if store is not None else ())) if s],
         classroom=classroom,
     )
     app = Starlette(
@@ -85,15 +86,17 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     state: ServerState = app.state.xedullm
-    refresher = None
+    loops = []
     if state.classroom is not None:
         # Settings changed on another server sharing this store reach this one within a second.
-        refresher = asyncio.ensure_future(state.live.refresh_forever(state.classroom.call))
+        loops.append(asyncio.ensure_future(state.live.refresh_forever(state.classroom.call)))
+        # Renews running answers' holds (stores with leases) and writes rows the store missed.
+        loops.append(asyncio.ensure_future(state.classroom.settle_forever()))
     try:
         yield
     finally:
-        if refresher is not None:
-            refresher.cancel()
+        for loop in loops:
+            loop.cancel()
 
 
 def _open_store(settings: ServerSettings):

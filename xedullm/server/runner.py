@@ -101,6 +101,8 @@ def make_server(client: "Client", sock: socket.socket, **options: Any):
         # Open answers end themselves at shutdown (see below); this only bounds the wait.
         timeout_graceful_shutdown=5,
         timeout_keep_alive=15,
+        # X-Forwarded-For is believed only from the proxies the teacher names (docs/district.md).
+        forwarded_allow_ips=settings.forwarded_allow_ips or "",
     )
     state = app.state.xedullm
 

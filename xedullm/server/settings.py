@@ -51,6 +51,9 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("store", str, None, "课堂数据存放处的地址：sqlite:///路径（默认：数据目录里的 SQLite）",
             "where classroom state lives: sqlite:///path (default: SQLite in the data directory)",
             secret=True, max_length=4096),
+    Setting("forwarded_allow_ips", str, None,
+            "信任哪些反向代理（如 nginx）转发的客户端地址：逗号分隔的 IP；默认谁也不信",
+            "proxies (e.g. nginx) whose X-Forwarded-For is trusted: comma-separated IPs; default none"),
     # Changing the access code live ends the old one at once (the classroom reads it per request).
     Setting("access_code", str, None, "课堂访问码：学生在网页输入，程序作 api_key",
             "class access code: students enter it on the page, programs pass it as api_key",

@@ -127,10 +127,12 @@ class ClassroomPolicy:
         claim = Claim(id=uuid.uuid4().hex, who=caller.who, now=now, day=today(now),
                       estimate=chars + (chat.max_tokens or ANSWER_ESTIMATE),
                       class_budget=room.daily_budget, who_budget=who_budget,
-                      rpm=limits.rpm if limits else None, concurrent=limits.concurrent if limits else None)
+                      rpm=limits.rpm if limits else None, concurrent=limits.concurrent if limits else None,
+                      hold_for=room.hold_for)
         result = await room.call(room.store.claim, claim)
         if not result.granted:
             raise _refusal(result, claim)
+        room.running.add(claim.id)
         return Admission(who=caller.who, model=model, ticket=Ticket(claim.id, result.held, chars), name=caller.name)
 
 
