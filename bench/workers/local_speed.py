@@ -1,44 +1,56 @@
-"""Local model speed: ``Client(provider='local')`` vs ``llama_cpp.Llama`` called directly on
-the same GGUF file, same prompts, greedy (temperature 0), same seed and repeat penalty.
+"""Local model speed: ``Client(provider='local')`` (the model in its worker process) vs the same
+generation code run in this process (the engine's previous, in-process way) vs
+``llama_cpp.Llama`` called directly on the same GGUF file: same prompts, greedy
+(temperature 0), same seed and repeat penalty.
 
     python local_speed.py '<json spec>'    -> one JSON line on stdout
 
-spec: questions, rounds, max_tokens, seed. Both contestants live in this one process and
-take turns question by question (the order rotates every question), so a burst of load from
-elsewhere on the machine hits both alike.
+spec: questions, rounds, max_tokens, seed. All contestants live in this one process and take
+turns question by question (the order rotates every question), so a burst of load from
+elsewhere on the machine hits them alike. Last, the worker is killed with SIGSEGV and the
+next answer is timed: what a crash costs the student who asks next.
 """
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 
 
 def main():
     spec = json.loads(sys.argv[1])
     from xedullm import Client
+    from xedullm.engines import local_worker
     from xedullm.engines.local import N_CTX, REPEAT_PENALTY, resolve_model_path
     import llama_cpp
 
     params = dict(temperature=0, seed=spec["seed"], max_tokens=spec["max_tokens"],
                   repeat_penalty=REPEAT_PENALTY)
-    path = str(resolve_model_path(None))
+    path = resolve_model_path(None)
+    threads = max(1, (os.cpu_count() or 1) // 2)
 
     start = time.perf_counter()
     ours = Client(provider="local", verbose=False)
-    ours.inference("Hi", **dict(params, max_tokens=1))   # loads the model
+    ours.inference("Hi", **dict(params, max_tokens=1))   # starts the worker, loads the model
     load_ours = time.perf_counter() - start
     start = time.perf_counter()
     # llama-cpp-python's own defaults, as its README shows it; the context size is ours.
-    raw = llama_cpp.Llama(model_path=path, n_ctx=N_CTX, verbose=False)
+    raw = llama_cpp.Llama(model_path=str(path), n_ctx=N_CTX, verbose=False)
     load_raw = time.perf_counter() - start
     # ... and with the thread counts ours picks, which isolates what our wrapper costs.
-    threads = max(1, (os.cpu_count() or 1) // 2)
     start = time.perf_counter()
-    tuned = llama_cpp.Llama(model_path=path, n_ctx=N_CTX, n_threads=threads,
+    tuned = llama_cpp.Llama(model_path=str(path), n_ctx=N_CTX, n_threads=threads,
                             n_threads_batch=threads, verbose=False)
     load_tuned = time.perf_counter() - start
+    # The worker's own generation code, run here (after the raw ones loaded with the library's
+    # defaults): what the engine did before the model moved into a process of its own.
+    local_worker.turn_off_extra_buffers(llama_cpp)
+    start = time.perf_counter()
+    in_process = local_worker.LoadedModel(llama_cpp, path, N_CTX, threads, os.cpu_count() or 1)
+    load_in_process = time.perf_counter() - start
 
     def run_ours(question):
         t0 = time.perf_counter()
@@ -48,6 +60,27 @@ def main():
                 first = time.perf_counter() - t0
             parts.append(piece)
         return first, time.perf_counter() - t0, "".join(parts), ours.last_usage.completion_tokens
+
+    def run_in_process(question):
+        t0 = time.perf_counter()
+        first, parts, usage = None, [], [0, 0]
+
+        def send(text=None, finish=None, usage=None, _usage=usage):
+            nonlocal first
+            if text:
+                if first is None:
+                    first = time.perf_counter() - t0
+                parts.append(text)
+            if usage:
+                _usage[:] = usage
+
+        # A thread of its own, as the engine ran each generation before.
+        generation = local_worker.Generation(in_process, [{"role": "user", "content": question}],
+                                             dict(params, top_p=0.9, stop=[]), threading.Event())
+        runner = threading.Thread(target=generation.run, args=(send,))
+        runner.start()
+        runner.join()
+        return first, time.perf_counter() - t0, "".join(parts), usage[1]
 
     def run_raw(question, llm):
         t0 = time.perf_counter()
@@ -62,7 +95,8 @@ def main():
         # One streamed piece per sampled token (pieces wait only for split UTF-8 characters).
         return first, time.perf_counter() - t0, "".join(parts), len(parts)
 
-    contestants = {"xedullm": run_ours, "llama_cpp": lambda q: run_raw(q, raw),
+    contestants = {"xedullm": run_ours, "in_process": run_in_process,
+                   "llama_cpp": lambda q: run_raw(q, raw),
                    "llama_cpp_threads": lambda q: run_raw(q, tuned)}
     for fn in contestants.values():
         fn("Hello!")   # warm-up: first-call allocations are not what a class waits for
@@ -81,9 +115,19 @@ def main():
                 # Same text means the same tokens: count them once, the way ours reports usage.
                 tokens = texts["xedullm"][1] if same else texts[name][1]
                 samples[name][-1].update(tokens=tokens, same_text=same)
-    print(json.dumps({"load": {"xedullm": load_ours, "llama_cpp": load_raw,
-                               "llama_cpp_threads": load_tuned},
-                      "samples": samples}))
+
+    # What a crash costs the next student: the supervisor starts a new worker as soon as it
+    # sees the old one die; an answer asked right then waits for Python to start, llama_cpp to
+    # import and the model to load.
+    engine = ours._get_engine()
+    crashed = engine.worker_pid
+    os.kill(crashed, signal.SIGSEGV)
+    while engine.worker_pid in (None, crashed):
+        time.sleep(0.001)
+    first_after_crash = run_ours(spec["questions"][0])[0]
+    print(json.dumps({"load": {"xedullm": load_ours, "in_process": load_in_process,
+                               "llama_cpp": load_raw, "llama_cpp_threads": load_tuned},
+                      "samples": samples, "first_after_crash": first_after_crash}))
 
 
 if __name__ == "__main__":

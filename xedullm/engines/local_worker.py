@@ -230,7 +230,7 @@ def _token_text(llama, token: int) -> str:
     return llama.detokenize([token], special=True).decode("utf-8", "replace") if token != -1 else ""
 
 
-class _Generation:
+class Generation:
     """One answer on one context; pieces are sent as they are sampled.
 
     The generation holds its context until it ends, so a parent that stops reading (closed
@@ -363,7 +363,7 @@ class Worker:
             op = message.get("op")
             if op == "chat":
                 model = self._model(message)
-                _Generation(model, message["messages"], message["params"], cancel).run(send)
+                Generation(model, message["messages"], message["params"], cancel).run(send)
             elif op == "count":
                 model = self._model(message)
                 if "messages" in message:
