@@ -36,9 +36,9 @@ from . import local_wire
 PROVIDER = "local"
 #: What a sink receives last for every request.
 DONE = object()
-# Runs the worker from the same xedullm the parent imported, wherever that came from.
-_BOOTSTRAP = ("import sys; root = sys.argv[1]; root in sys.path or sys.path.insert(0, root); "
-              "from xedullm.engines.local_worker import main; main()")
+# Runs the worker from the same xedullm the parent imported, wherever that came from: the
+# package's folder takes the place of the current directory at the head of sys.path.
+_BOOTSTRAP = "import sys; sys.path[0] = sys.argv[1]; from xedullm.engines.local_worker import main; main()"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _STDERR_TAIL = 600
 
@@ -238,7 +238,10 @@ class Supervisor:
     def worker(self) -> WorkerProcess:
         with self._lock:
             if self._worker is None or not self._worker.alive:
-                self._worker = WorkerProcess(self._worker_exited)
+                try:
+                    self._worker = WorkerProcess(self._worker_exited)
+                except OSError as exc:  # no Python to start, no pipes left, ...
+                    raise LocalWorkerUnavailable(provider=PROVIDER, detail=str(exc)) from exc
                 if not self._exit_hook:
                     atexit.register(self.stop)
                     self._exit_hook = True
@@ -266,5 +269,12 @@ class Supervisor:
         if worker is not None:
             worker.stop()
 
+    def forget(self) -> None:
+        """In a forked child: the parent's worker and its pipes belong to the parent."""
+        self._lock = threading.Lock()
+        self._worker = None
+
 
 SUPERVISOR = Supervisor()
+if hasattr(os, "register_at_fork"):  # POSIX; a forked server worker starts a worker of its own
+    os.register_at_fork(after_in_child=SUPERVISOR.forget)
