@@ -24,7 +24,7 @@ def main():
     spec = json.loads(sys.argv[1])
     from xedullm import Client
     from xedullm.engines import local_worker
-    from xedullm.engines.local import N_CTX, REPEAT_PENALTY, resolve_model_path
+    from xedullm.engines.local import N_CTX, REPEAT_PENALTY, TOP_P, resolve_model_path
     import llama_cpp
 
     params = dict(temperature=0, seed=spec["seed"], max_tokens=spec["max_tokens"],
@@ -63,24 +63,24 @@ def main():
 
     def run_in_process(question):
         t0 = time.perf_counter()
-        first, parts, usage = None, [], [0, 0]
+        first, parts, usage = None, [], {}
 
-        def send(text=None, finish=None, usage=None, _usage=usage):
+        def send(text=None, **end):
+            # What the worker would write to its pipe: pieces, then finish reason and usage.
             nonlocal first
             if text:
                 if first is None:
                     first = time.perf_counter() - t0
                 parts.append(text)
-            if usage:
-                _usage[:] = usage
+            usage.update(end)
 
         # A thread of its own, as the engine ran each generation before.
         generation = local_worker.Generation(in_process, [{"role": "user", "content": question}],
-                                             dict(params, top_p=0.9, stop=[]), threading.Event())
+                                             dict(params, top_p=TOP_P, stop=[]), threading.Event())
         runner = threading.Thread(target=generation.run, args=(send,))
         runner.start()
         runner.join()
-        return first, time.perf_counter() - t0, "".join(parts), usage[1]
+        return first, time.perf_counter() - t0, "".join(parts), usage["usage"][1]
 
     def run_raw(question, llm):
         t0 = time.perf_counter()
