@@ -28,16 +28,17 @@ def run(rounds: int, quick: bool, log=print) -> str:
                 max_tokens=32 if quick else 128, seed=7)
     log(f"  local model: {len(spec['questions'])} questions × {rounds} rounds, all four contestants")
     out = run_json([ENVS["xedullm"].python, WORKER, json.dumps(spec)], clean_env(), timeout=1800)
-    rates, firsts = {}, {}
+    rates, firsts, cpu = {}, {}, {}
     for name, samples in out["samples"].items():
         rates[name] = [s["tokens"] / (s["total"] - s["first"]) for s in samples]
         firsts[name] = [s["first"] * 1000 for s in samples]
+        cpu[name] = [s["cpu"] * 1000 / s["tokens"] for s in samples]
     same = all(s["same_text"] for s in out["samples"]["xedullm"])
     best_rate = max(report.median(rates[p]) for p in PEERS)
     best_first = min(report.median(firsts[p]) for p in PEERS)
     rows = [[LABELS[n], report.spread(rates[n], 1), report.ratio(report.median(rates[n]), best_rate),
              report.spread(firsts[n], 0), report.ratio(report.median(firsts[n]), best_first),
-             f"{out['load'][n]:.2f}"] for n in LABELS]
+             report.spread(cpu[n], 1), f"{out['load'][n]:.2f}"] for n in LABELS]
     n = len(rates["xedullm"])
     # The bar the worker process must clear: ≥ 0.9× raw llama-cpp-python's generation speed.
     speed = report.median(rates["xedullm"]) / best_rate
@@ -53,4 +54,5 @@ def run(rounds: int, quick: bool, log=print) -> str:
             f"with SIGSEGV, the next answer's first token came after {crash * 1000:.0f} ms "
             f"(a new worker starting and loading the model).\n\n"
             + report.table(["contestant", "tokens/s", "÷ best llama-cpp (higher is better)",
-                            "first token ms", "÷ best llama-cpp (lower is better)", "model load s (ours: worker start + a 1-token answer)"], rows))
+                            "first token ms", "÷ best llama-cpp (lower is better)",
+                            "CPU ms per token (ours: both processes)", "model load s (ours: worker start + a 1-token answer)"], rows))

@@ -7,7 +7,8 @@ generation code run in this process (the engine's previous, in-process way) vs
 
 spec: questions, rounds, max_tokens, seed. All contestants live in this one process and take
 turns question by question (the order rotates every question), so a burst of load from
-elsewhere on the machine hits them alike. Last, the worker is killed with SIGSEGV and the
+elsewhere on the machine hits them alike. Each answer's CPU time is counted too (ours: this
+process plus the worker's), which a busy machine does not distort the way it does wall time. Last, the worker is killed with SIGSEGV and the
 next answer is timed: what a crash costs the student who asks next.
 """
 from __future__ import annotations
@@ -18,6 +19,14 @@ import signal
 import sys
 import threading
 import time
+
+
+def cpu_seconds(pid=None):
+    """CPU time used so far by this process, or by process ``pid`` (read from /proc)."""
+    if pid is None:
+        return time.process_time()
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main():
@@ -107,9 +116,12 @@ def main():
             order = order[1:] + order[:1]
             texts = {}
             for name in order:
+                worker = ours._get_engine().worker_pid if name == "xedullm" else None
+                cpu = cpu_seconds() + (cpu_seconds(worker) if worker else 0)
                 first, total, text, tokens = contestants[name](question)
+                cpu = cpu_seconds() + (cpu_seconds(worker) if worker else 0) - cpu
                 texts[name] = (text, tokens)
-                samples[name].append({"first": first, "total": total, "text_chars": len(text)})
+                samples[name].append({"first": first, "total": total, "cpu": cpu, "text_chars": len(text)})
             same = all(t[0] == texts["xedullm"][0] for t in texts.values())
             for name in contestants:
                 # Same text means the same tokens: count them once, the way ours reports usage.
