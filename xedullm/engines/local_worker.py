@@ -267,24 +267,27 @@ class Generation:
             self.model.release(context, sampled[0])
 
     def _generate(self, context, sampled: List[int], send: Callable[..., None]) -> None:
-        from llama_cpp import LogitsProcessorList, StoppingCriteriaList, llama_set_n_threads
+        from llama_cpp import StoppingCriteriaList, llama_set_n_threads
 
         cancel = self.cancel
         criteria = self._criteria
         threads = [0]
+        position = [0]
 
-        def between_tokens(input_ids, scores):
-            # llama.cpp runs logits processors exactly once per sampled token, on this thread,
-            # between two decodes of this context: the place to count and to re-balance.
-            sampled[0] += 1
-            wanted = self.model.fair_threads()
-            if wanted != threads[0]:
-                llama_set_n_threads(context.ctx, wanted, wanted)
-                threads[0] = wanted
-            return scores
-
-        def stop(input_ids, logits) -> bool:
-            # Checked between tokens: the brake for a closed stream or a cancelled task.
+        def after_each_token(input_ids, logits) -> bool:
+            # llama-cpp-python asks its stopping criteria once per sampled token, on this
+            # thread, between two decodes of this context: the place to count, to re-balance
+            # threads, and to brake for a closed stream or a cancelled task. It asks once more
+            # when the answer ends, with the same tokens as the last time: a position already
+            # seen is not a new token. (A logits processor sees each token once too, but makes
+            # llama-cpp-python copy the whole vocabulary's logits through numpy every time.)
+            if len(input_ids) != position[0]:
+                position[0] = len(input_ids)
+                sampled[0] += 1
+                wanted = self.model.fair_threads()
+                if wanted != threads[0]:
+                    llama_set_n_threads(context.ctx, wanted, wanted)
+                    threads[0] = wanted
             return cancel.is_set() or bool(criteria and criteria(input_ids, logits))
 
         wanted = self.model.fair_threads()
@@ -293,8 +296,7 @@ class Generation:
         finish = None
         pieces = context.create_completion(
             prompt=self.prompt_tokens, stream=True,
-            logits_processor=LogitsProcessorList([between_tokens]),
-            stopping_criteria=StoppingCriteriaList([stop]), **self.params,
+            stopping_criteria=StoppingCriteriaList([after_each_token]), **self.params,
         )
         try:
             for piece in pieces:
