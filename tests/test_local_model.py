@@ -277,9 +277,11 @@ def test_a_file_that_is_not_gguf_is_a_configuration_error(tmp_path):
 
 
 def test_import_xedullm_stays_light():
-    code = "import sys, xedullm; from xedullm import Client; Client(verbose=False); print('llama_cpp' in sys.modules)"
+    code = ("import sys, xedullm; from xedullm import Client; from xedullm.engines.local import make_engine\n"
+            "Client(verbose=False); engine = make_engine(None)\n"
+            "print('llama_cpp' in sys.modules, engine.worker_pid)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.split() == ["False", "None"]          # no llama.cpp here, no worker before a question
 
 
 @pytest.mark.local_model
