@@ -6,6 +6,8 @@ are ignored rather than forwarded: students do not get to set options the teache
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
@@ -13,6 +15,10 @@ from .limits import DEFAULT, Limits
 from .openai_format import InvalidRequest
 
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+# JSON may spell half of a UTF-16 pair ("\\ud800"); such text cannot be encoded, stored or sent.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Beyond any model's answer length and beyond what a 32-bit field upstream can hold.
+MAX_TOKENS_CEILING = 2 ** 31 - 1
 
 
 @dataclass
@@ -47,7 +53,7 @@ def parse_chat_body(data: Any, limits: Limits = DEFAULT) -> ChatBody:
     model = data.get("model")
     if model is not None and not isinstance(model, str):
         raise InvalidRequest("model 必须是字符串。", "model must be a string.", "model")
-    body.model = model
+    body.model = _text(model, "model") if model is not None else None
     return body
 
 
@@ -70,7 +76,7 @@ def _messages(value: Any, limits: Limits) -> List[Dict[str, str]]:
         if role is None:
             raise InvalidRequest(f"{param}.role 必须是 system、user 或 assistant。",
                                  f"{param}.role must be system, user or assistant.", f"{param}.role")
-        content = _content(item.get("content"), f"{param}.content")
+        content = _text(_content(item.get("content"), f"{param}.content"), f"{param}.content")
         if len(content) > limits.max_content_chars:
             raise InvalidRequest(f"{param}.content 太长（最多 {limits.max_content_chars} 个字符），请缩短。",
                                  f"{param}.content is too long (at most {limits.max_content_chars} characters); shorten it.",
@@ -90,6 +96,14 @@ def _content(value: Any, param: str) -> str:
                          f"{param} must be text (a string); images and other parts are not supported here.", param)
 
 
+def _text(value: str, param: str) -> str:
+    if _LONE_SURROGATE.search(value):
+        raise InvalidRequest(f"{param} 里有无法编码的字符（单独的 UTF-16 代理项，如 \\ud800），请删掉后重发。",
+                             f"{param} contains a character that cannot be encoded (a lone UTF-16 surrogate such "
+                             f"as \\ud800); remove it and send again.", param)
+    return value
+
+
 def _flag(data: Dict[str, Any], name: str, param: Optional[str] = None) -> bool:
     value = data.get(name)
     if value is None:
@@ -104,7 +118,8 @@ def _number(data: Dict[str, Any], name: str, low: float, high: float) -> Optiona
     value = data.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
         raise InvalidRequest(f"{name} 必须是 {low:g} 到 {high:g} 之间的数。",
                              f"{name} must be a number from {low:g} to {high:g}.", name)
     return float(value)
@@ -116,8 +131,10 @@ def _max_tokens(data: Dict[str, Any]) -> Optional[int]:
         value = data.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidRequest(f"{name} 必须是正整数。", f"{name} must be a positive integer.", name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOKENS_CEILING:
+            raise InvalidRequest(f"{name} 必须是 1 到 {MAX_TOKENS_CEILING} 之间的整数（老师另设了每个回答的上限）。",
+                                 f"{name} must be a whole number from 1 to {MAX_TOKENS_CEILING} (the teacher also "
+                                 f"caps each answer).", name)
         return value
     return None
 
@@ -126,8 +143,8 @@ def _stop(value: Any) -> Optional[List[str]]:
     if value is None:
         return None
     if isinstance(value, str):
-        return [value]
+        return [_text(value, "stop")]
     if isinstance(value, list) and len(value) <= 4 and all(isinstance(s, str) for s in value):
-        return value
+        return [_text(s, f"stop[{i}]") for i, s in enumerate(value)]
     raise InvalidRequest("stop 必须是字符串或最多 4 个字符串的列表。",
                          "stop must be a string or a list of up to 4 strings.", "stop")

@@ -73,12 +73,19 @@ class ChatCall:
             return
         self._recorded = True
         with anyio.CancelScope(shield=True):
-            await self._state.ledger.record(LedgerEntry(
-                started=self._started, latency=time.time() - self._started,
-                who=self._admission.who, model=self._admission.model, stream=self._body.stream,
-                status=499 if self._outcome == "disconnected" else self._status,
-                outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
-                messages=self._chat.messages, answer="".join(self._answer)))
+            try:
+                await self._write_ledger()
+            except Exception:  # noqa: BLE001 - a ledger given in ServerSettings may fail in any way
+                log.error("记录用量失败 / Recording usage failed:\n%s",
+                          redact(traceback.format_exc(), self._state.secrets))
+
+    async def _write_ledger(self) -> None:
+        await self._state.ledger.record(LedgerEntry(
+            started=self._started, latency=time.time() - self._started,
+            who=self._admission.who, model=self._admission.model, stream=self._body.stream,
+            status=499 if self._outcome == "disconnected" else self._status,
+            outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
+            messages=self._chat.messages, answer="".join(self._answer)))
 
     @staticmethod
     async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:

@@ -7,6 +7,7 @@ caller at a time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import secrets
@@ -108,10 +109,22 @@ class StoreLedger:
             completion_tokens=usage.completion_tokens if usage else None,
             total_tokens=usage.total_tokens if usage else None,
             charged=charged, conversation=conversation)
+        claim_id = ticket.claim_id if ticket else None
         try:
-            await self._classroom.call(self._classroom.store.record, row, ticket.claim_id if ticket else None)
-        except StoreUnavailable:
-            pass  # already in the teacher's log; the student's answer is not the place for it
+            await self._classroom.call(self._classroom.store.record, row, claim_id)
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the hold must not outlive the request
+            if not isinstance(exc, StoreUnavailable):   # that one is already in the teacher's log
+                log.error("记录用量失败，改记一行不含对话的记录 / Recording failed, writing a row without the "
+                          "conversation: %s: %s", type(exc).__name__, exc)
+        # A row without the conversation text (the likeliest cause) still counts the tokens and
+        # gives back the hold; otherwise the class budget would stay held for hold_for.
+        try:
+            await self._classroom.call(self._classroom.store.record,
+                                       dataclasses.replace(row, conversation=None), claim_id)
+        except Exception as exc:  # noqa: BLE001
+            log.error("用量记录写不进去，这次的预留将在过期后释放 / The ledger cannot be written; this request's hold "
+                      "ends when it expires: %s: %s", type(exc).__name__, exc)
 
 
 def own_usage(classroom: Classroom, caller: Any) -> dict:
