@@ -126,3 +126,46 @@ def test_absurd_numbers_are_a_400_naming_the_field(teacher_fake, tmp_path, field
         assert reply.status_code == 400, reply.text
         assert reply.json()["error"]["param"] == field
         assert room.holds() == 0 and teacher_fake.chat_requests == []
+
+
+# -- redaction catches the key in every form a provider may echo --------------------------------
+def _redaction_cases():
+    import base64
+    from urllib.parse import quote
+
+    key = "sk-fair-3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
+    basic = base64.b64encode(f"user:{key}".encode()).decode()
+    return key, {
+        "upper case": f"Invalid key {key.upper()} provided",
+        "mixed case": f"key={key[:12].upper()}{key[12:]}",
+        "url-encoded": f"GET /v1?key={quote(key, safe='')}&x=1",
+        "base64": f"token {base64.b64encode(key.encode()).decode()}",
+        "base64 inside Basic auth": f"Authorization: Basic {basic}",
+        "base64url": f"t={base64.urlsafe_b64encode(b'xy' + key.encode()).decode()}",
+        "partly masked": f"Incorrect API key provided: {key[:20]}****************{key[-4:]}",
+        "tail fragment": f"key ending ...{key[-14:]} is wrong",
+    }
+
+
+@pytest.mark.parametrize("form", list(_redaction_cases()[1]))
+def test_redact_catches_each_form_of_the_key(form):
+    from xedullm.keys import redact
+
+    key, cases = _redaction_cases()
+    out = redact(cases[form], [key])
+    assert not any(key[i:i + 10].lower() in out.lower() for i in range(len(key) - 9)), out
+    import base64
+    for pad in range(3):
+        encoded = base64.b64encode(b"u" * pad + key.encode()).decode()[4:-4]
+        assert encoded not in out and encoded.replace("+", "-").replace("/", "_") not in out, out
+    assert "sk-fa…6b5c" in out
+
+
+def test_redact_leaves_text_without_the_key_alone():
+    from xedullm.keys import redact
+
+    key, _ = _redaction_cases()
+    text = "模型 deepseek-chat 出错了 / Upstream error 429: slow down, sk-other-0123"
+    assert redact(text, [key, None, "abc"]) == text
+    # Text whose lower-case form is longer (İ) keeps its positions right.
+    assert redact(f"İİ {key} İ", [key]) == "İİ sk-fa…6b5c İ"
