@@ -169,3 +169,36 @@ def test_redact_leaves_text_without_the_key_alone():
     assert redact(text, [key, None, "abc"]) == text
     # Text whose lower-case form is longer (İ) keeps its positions right.
     assert redact(f"İİ {key} İ", [key]) == "İİ sk-fa…6b5c İ"
+
+
+# -- the classroom data is the teacher's alone --------------------------------------------------
+def _mode(path) -> int:
+    import stat
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.skipif(__import__("os").name != "posix", reason="file modes exist only on POSIX")
+def test_the_data_directory_and_database_files_are_private_on_creation_and_on_open(tmp_path):
+    import os
+    from pathlib import Path
+
+    old = os.umask(0o022)   # the usual umask: new files world-readable unless we say otherwise
+    try:
+        data = tmp_path / "fresh" / "server"
+        store = SQLiteStore(data)
+        store.set_setting("k", "v")
+        files = [data / "classroom.sqlite3", Path(f"{data}/classroom.sqlite3-wal"), Path(f"{data}/classroom.sqlite3-shm")]
+        assert _mode(data) == 0o700 and [_mode(f) for f in files] == [0o600] * 3
+        store.close()
+        # A folder left world-readable by an older version is fixed when opened.
+        os.chmod(data, 0o755)
+        for f in files:
+            if f.exists():
+                os.chmod(f, 0o644)
+        store = SQLiteStore(data)
+        store.set_setting("k", "w")
+        assert _mode(data) == 0o700
+        assert [_mode(f) for f in files if f.exists()] == [0o600] * len([f for f in files if f.exists()])
+        store.close()
+    finally:
+        os.umask(old)

@@ -8,6 +8,7 @@ in their own small table so a budget check reads one row per student, not the wh
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -57,12 +58,13 @@ class SQLiteStore(Store):
         # One connection, shared by whichever thread calls (the server's store thread, the CLI).
         self._lock = threading.Lock()
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            _private_files(self.data_dir, self.path)
             # isolation_level=None: we write BEGIN IMMEDIATE ourselves, so the lock is taken
             # before the first read of a check-then-write.
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
                                        timeout=busy_timeout)
             self._db.execute("PRAGMA journal_mode=WAL")
+            _private_files(self.data_dir, self.path)   # the WAL and SHM files exist from here
             # NORMAL under WAL: a power cut may lose the last commits, never corrupt the file.
             self._db.execute("PRAGMA synchronous=NORMAL")
             with self._write() as db:
@@ -241,6 +243,26 @@ class SQLiteStore(Store):
     def clear_login_failures(self, client: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM admin_logins WHERE client = ?", (client,))
+
+
+# Review conversations, token hashes and the admin session secret live here: like the key
+# store, only the teacher's account may read them.
+_PRIVATE_DIR = 0o700
+_PRIVATE_FILE = 0o600
+
+
+def _private_files(data_dir: Path, db_path: Path) -> None:
+    """Data directory 0700 and the database with its WAL/SHM files 0600, made so or fixed so
+    (a folder from an older version was world-readable). No-op where modes mean nothing."""
+    data_dir.mkdir(mode=_PRIVATE_DIR, parents=True, exist_ok=True)
+    if os.name != "posix":
+        return
+    os.chmod(data_dir, _PRIVATE_DIR)
+    # Created here, not by sqlite3.connect, so the file is never readable by others for a moment.
+    os.close(os.open(str(db_path), os.O_RDWR | os.O_CREAT, _PRIVATE_FILE))
+    for path in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
+        if path.exists():
+            os.chmod(path, _PRIVATE_FILE)
 
 
 class _Transaction:
