@@ -27,7 +27,7 @@ from .classroom.live_settings import LiveSettings
 from .classroom.open_policy import OpenPolicy
 from .classroom.policy import ClassroomPolicy
 from .classroom.room import Classroom, StoreLedger
-from .settings import ServerSettings, secret_values
+from .settings import ADMIN_EDITABLE, BY_NAME, ServerSettings, secret_values
 from .state import ServerState
 from .web.page_routes import PAGE_HEADERS, web_routes
 
@@ -44,8 +44,9 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
     store = _open_store(settings)
     provider = client.provider
     live = LiveSettings(store, {"model": client.model, "system_prompt": client.system_prompt,
-                                **{name: getattr(settings, name) for name in ("daily_budget", "per_student_daily",
-                                                                             "review")}},
+                                # Only values given, so a teacher's live change survives a restart.
+                                **{name: getattr(settings, name) for name in ADMIN_EDITABLE
+                                   if getattr(settings, name, None) != BY_NAME[name].default}},
                         model_scope=provider.id if provider else client.base_url)
     classroom = Classroom(store, live, access_code=settings.access_code,
                           admin_password=settings.admin_password) if store is not None else None
@@ -53,7 +54,8 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
         client=client,
         settings=settings,
         live=live,
-        gate=Gate(settings.max_concurrent, settings.max_waiting, settings.wait_timeout),
+        gate=Gate(settings.max_concurrent, settings.max_waiting, settings.wait_timeout,
+                  max_per_caller=lambda: live.get("max_per_caller")),
         policy=settings.policy or (ClassroomPolicy(classroom) if classroom else OpenPolicy(live)),
         ledger=settings.ledger or (StoreLedger(classroom) if classroom else NullLedger()),
         secrets=[s for s in (*client.secrets(), *secret_values(settings), *settings.secrets) if s],

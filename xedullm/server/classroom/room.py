@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
 from ...errors import LLMError, ServerError
+from .answer_sizes import AnswerSizes
 from .ledger import LedgerEntry
 from .live_settings import LiveSettings
 from ..store.contract import LedgerRow, Store
@@ -41,6 +42,24 @@ class Classroom:
         self.admin_password = admin_password or "".join(
             secrets.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(12))
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xedullm-store")
+        self.answer_sizes = AnswerSizes()
+        self.answer_sizes.seed(reversed([r["completion_tokens"] for r in store.recent(AnswerSizes.SAMPLES)
+                                         if r.get("outcome") == "ok"]))
+        self._released: Optional[asyncio.Event] = None
+
+    async def released(self, timeout: float) -> None:
+        """Wait until some request here gives back its hold, or ``timeout`` seconds."""
+        if self._released is None:   # made inside the server's loop (Python 3.9 binds it there)
+            self._released = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._released.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def note_released(self) -> None:
+        if self._released is not None:
+            self._released.set()
+            self._released = asyncio.Event()
 
     @property
     def store_location(self) -> str:
@@ -88,6 +107,13 @@ class StoreLedger:
         self._classroom = classroom
 
     async def record(self, entry: LedgerEntry) -> None:
+        try:
+            await self._record(entry)
+        finally:
+            # Requests waiting for held budget look again (see ClassroomPolicy.admit).
+            self._classroom.note_released()
+
+    async def _record(self, entry: LedgerEntry) -> None:
         ticket = entry.ticket
         usage = entry.usage
         if usage is not None:
@@ -110,6 +136,8 @@ class StoreLedger:
             total_tokens=usage.total_tokens if usage else None,
             charged=charged, conversation=conversation)
         claim_id = ticket.claim_id if ticket else None
+        if ticket is not None and entry.outcome == "ok" and usage is not None:
+            self._classroom.answer_sizes.note(ticket.prompt_chars, usage.prompt_tokens, usage.completion_tokens)
         try:
             await self._classroom.call(self._classroom.store.record, row, claim_id)
             return
