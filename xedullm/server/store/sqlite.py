@@ -19,7 +19,7 @@ from .contract import (Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, 
                     TokenLimits, WhoTotals)
 
 DB_NAME = "classroom.sqlite3"
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2   # 2: admin_sessions
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY,
@@ -42,7 +42,11 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS admin_logins (
     client TEXT PRIMARY KEY, failures INTEGER NOT NULL, last REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS admin_sessions (digest TEXT PRIMARY KEY, expires REAL NOT NULL);
 """
+# Expired sessions are dropped when a new one starts; anything ending this long before the
+# new one's expiry (a session lasts 12 hours) is certainly over.
+SESSION_KEEP = 24 * 3600.0
 _ROW_COLUMNS = ("started", "day", "latency", "who", "model", "stream", "status", "outcome", "admitted",
                 "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation")
 
@@ -243,6 +247,25 @@ class SQLiteStore(Store):
     def clear_login_failures(self, client: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM admin_logins WHERE client = ?", (client,))
+
+    # -- admin sessions -------------------------------------------------------------------
+    def add_session(self, digest: str, expires: float) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM admin_sessions WHERE expires <= ?", (expires - SESSION_KEEP,))
+            db.execute("INSERT OR REPLACE INTO admin_sessions (digest, expires) VALUES (?, ?)", (digest, expires))
+
+    def session_valid(self, digest: str, now: float) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT expires FROM admin_sessions WHERE digest = ?", (digest,)).fetchone()
+        return row is not None and now < row[0]
+
+    def end_session(self, digest: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM admin_sessions WHERE digest = ?", (digest,))
+
+    def end_sessions(self) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM admin_sessions")
 
 
 # Review conversations, token hashes and the admin session secret live here: like the key
