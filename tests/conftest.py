@@ -5,6 +5,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +22,32 @@ os.environ["XEDULLM_HOME"] = tempfile.mkdtemp(prefix="xedullm-tests-")
 os.environ["XEDULLM_KEYRING"] = "0"
 
 
+# -- the package under test ----------------------------------------------------------------------
+# scripts/test_installed.sh runs the tests that load the package's files against the wheel
+# installed in a fresh virtualenv, from a copy of tests/ outside the checkout. It sets
+# XEDULLM_TEST_INSTALLED=1: then a run that imported any other xedullm stops here, loudly.
+import xedullm  # noqa: E402  (after the isolation above)
+
+PACKAGE = Path(xedullm.__file__).resolve().parent
+if os.environ.get("XEDULLM_TEST_INSTALLED") == "1":
+    _site_packages = Path(sysconfig.get_paths()["purelib"]).resolve()
+    if sys.prefix == sys.base_prefix or _site_packages not in PACKAGE.parents:
+        pytest.exit(f"XEDULLM_TEST_INSTALLED=1 but xedullm was imported from {PACKAGE}, not from the "
+                    f"virtualenv's {_site_packages}: this run would not test the installed wheel.")
+
+
 # -- `xedullm serve` as its own process (test_server, test_classroom_controls, test_security) ---
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def serve_process(args: Sequence[str], env: Dict[str, str],
-                  until: str) -> Iterator[Tuple[subprocess.Popen, List[str]]]:
+def serve_process(args: Sequence[str], env: Dict[str, str], until: str,
+                  program: Sequence[str] = (sys.executable, "-m", "xedullm"),
+                  ) -> Iterator[Tuple[subprocess.Popen, List[str]]]:
     """``xedullm serve ARGS`` in a subprocess: yields it with the lines it printed up to the one
     starting with ``until``; kills it on the way out unless the test stopped it."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "xedullm", "serve", *args], stdout=subprocess.PIPE,
+        [*program, "serve", *args], stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env=dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **env))
     try:

@@ -13,7 +13,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+import pexpect
 import pytest
+from rich.cells import cell_len
 
 from xedullm.catalog import PROVIDERS
 from xedullm.cli import COMMAND_MODULES, build_parser, main
@@ -143,6 +145,81 @@ def test_providers_table_lists_every_provider(cli):
     for p in PROVIDERS:
         assert p.id in run.out
     assert "xedullm key set" in run.out
+
+
+# What a terminal shows: no colour codes, no carriage returns.
+_ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
+_SPACE = re.compile(r"\s+")
+
+
+def in_a_terminal(cli, *args, columns):
+    """Output of `xedullm ARGS` in a real pty that many columns wide."""
+    cmd, env = cli.command(*args)
+    env.pop("COLUMNS")   # the program must find the width from the terminal itself
+    child = pexpect.spawn(cmd[0], cmd[1:], env=env, encoding="utf-8", dimensions=(50, columns),
+                          timeout=60, cwd=str(cli.cwd))
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    text = _ESCAPES.sub("", child.before)
+    cli.assert_no_key(text)
+    return text
+
+
+def assert_guides_whole(out: str, lang: str) -> None:
+    """Every key page URL on one line, every step and quota note complete, nothing cut."""
+    lines = out.splitlines()
+    flat = _SPACE.sub("", out)
+    assert "…" not in out and "..." not in out
+    for p in PROVIDERS:
+        if p.key_url:
+            assert any(p.key_url in line for line in lines), p.key_url
+        for note in ((p.key_steps_zh, p.free_quota_zh) if lang == "zh" else (p.key_steps_en, p.free_quota_en)):
+            assert _SPACE.sub("", note) in flat, note
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_providers_piped_at_80_columns_are_blocks_with_whole_urls(cli, lang):
+    run = cli("providers", "--lang", lang, env={"COLUMNS": "80"})
+    assert run.code == 0
+    lines = run.out.splitlines()
+    for p in PROVIDERS:
+        if p.key_url:
+            assert p.key_url in [line.strip() for line in lines]     # alone on its line
+        # Piped output is not wrapped: each note is on one line, ready for grep.
+        assert (p.key_steps_zh if lang == "zh" else p.key_steps_en) in run.out
+    assert_guides_whole(run.out, lang)
+    assert "┃" not in run.out and "│" not in run.out
+
+    detail = cli("providers", "ernie", "--lang", lang, env={"COLUMNS": "80"})
+    ernie = next(p for p in PROVIDERS if p.id == "ernie")
+    assert ernie.key_url in [line.strip() for line in detail.out.splitlines()]
+    assert ernie.base_url in [line.strip() for line in detail.out.splitlines()]
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_providers_in_an_80_column_terminal_wrap_words_never_urls(cli, lang):
+    out = in_a_terminal(cli, "providers", "--lang", lang, columns=80)
+    assert_guides_whole(out, lang)
+    urls = {p.key_url for p in PROVIDERS if p.key_url}
+    assert urls <= {line.strip() for line in out.splitlines()}
+    # Everything but a URL longer than the terminal fits, so the terminal never breaks a word.
+    too_wide = [line for line in out.splitlines() if cell_len(line) >= 80 and line.strip() not in urls]
+    assert too_wide == []
+    assert "┃" not in out
+
+
+def test_providers_in_a_wide_terminal_are_a_table_with_whole_cells(cli):
+    out = in_a_terminal(cli, "providers", "--lang", "en", columns=220)
+    assert "┃" in out and "Where to get a key" in out
+    lines = out.splitlines()
+    for p in PROVIDERS:
+        if p.key_url:
+            assert any(p.key_url in line for line in lines)
+        # A table wraps a note across lines of its cell: each of its words is still whole.
+        for word in (p.key_steps_en + " " + p.free_quota_en).split():
+            assert word in out, word
+    assert "…" not in out
 
 
 def test_provider_detail_shows_where_the_key_comes_from(cli):

@@ -4,6 +4,8 @@ Every calling pattern of compat.md, usage normalisation per provider, ERNIE's to
 and the core error/retry promises. The exhaustive fault matrix lives in test_faults.py.
 """
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -247,6 +249,83 @@ def test_ernie_token_is_lazy_cached_and_refreshed(ernie):
     assert bot.inference("again").endswith("again")   # 111 -> refresh once -> replay
     assert ernie.token_requests == before + 2
     assert bot.last_usage == Usage(**ernie.usage_log[-1])
+
+
+CALLS = 20
+
+
+def ernie_bot(ernie):
+    return Client(provider="ernie", base_url=ernie.base_url, api_key=AK, secret_key=SK, verbose=False)
+
+
+async def ask_together(bot, n=CALLS):
+    """``n`` ainference calls at once, half of them streamed; their answers in order."""
+    async def one(i):
+        if i % 2:
+            return "".join([p async for p in await bot.ainference(f"q{i}", stream=True)])
+        return await bot.ainference(f"q{i}")
+
+    return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+def ask_from_threads(ernie, n=CALLS):
+    """``n`` threads, each with its own Client, call inference at the same moment."""
+    start = threading.Barrier(n)
+
+    def one(i):
+        with ernie_bot(ernie) as bot:
+            start.wait()
+            return bot.inference(f"q{i}")
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def fresh_ernie(ernie):
+    from xedullm.engines import http as transport
+
+    transport._token_cache.clear()
+    ernie.reset()
+
+
+def test_ernie_concurrent_async_calls_fetch_one_token(ernie):
+    fresh_ernie(ernie)
+    bot = ernie_bot(ernie)
+    answers = asyncio.run(ask_together(bot))
+    assert all(a.endswith(f"q{i}") for i, a in enumerate(answers))
+    assert ernie.token_requests == 1
+
+    # Every call sent the token that then expired: each gets 111 and is replayed once, and
+    # all of them together make one refresh.
+    ernie.expire_tokens()
+    answers = asyncio.run(ask_together(bot))
+    assert all(a.endswith(f"q{i}") for i, a in enumerate(answers))
+    assert ernie.token_requests == 2
+    assert len(ernie.chat_requests) == CALLS + 2 * CALLS
+
+
+def test_ernie_token_locks_belong_to_each_event_loop(ernie):
+    # asyncio.run makes a new loop each time; a lock from the first loop would fail in the second.
+    from xedullm.engines import http as transport
+
+    fresh_ernie(ernie)
+    bot = ernie_bot(ernie)
+    for round_ in (1, 2):
+        transport._token_cache.clear()
+        assert len(asyncio.run(ask_together(bot))) == CALLS
+        assert ernie.token_requests == round_
+
+
+def test_ernie_concurrent_threads_fetch_one_token(ernie):
+    fresh_ernie(ernie)
+    answers = ask_from_threads(ernie)
+    assert all(a.endswith(f"q{i}") for i, a in enumerate(answers))
+    assert ernie.token_requests == 1
+
+    ernie.expire_tokens()
+    answers = ask_from_threads(ernie)
+    assert all(a.endswith(f"q{i}") for i, a in enumerate(answers))
+    assert ernie.token_requests == 2
 
 
 @pytest.mark.parametrize("model,endpoint", [("ERNIE_speed_128k", "ernie-speed-128k"),

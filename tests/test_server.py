@@ -27,7 +27,7 @@ from xedullm.server.classroom.open_policy import Admission
 from xedullm.server.runner import banner, bind_socket, local_urls
 from xedullm.testing import Fault
 
-from conftest import TEACHER_KEY, serve_process
+from conftest import PACKAGE, TEACHER_KEY, serve_process
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSWER = "你好！你刚才说："   # the fake's deterministic answer starts with this, then the question
@@ -126,7 +126,8 @@ def test_info_models_health_and_cors(classroom_server):
     room = classroom_server()
     assert httpx.get(f"{room.url}/api/info").json() == {
         "provider": "deepseek", "provider_label": "幻方-深度求索", "model": "deepseek-chat",
-        "system_prompt": None, "access_code_required": False}
+        "system_prompt": None, "access_code_required": False, "review": False, "require_name": False,
+        "paused": False}
     assert [m.id for m in sdk(room).models.list()] == ["deepseek-chat"]
     assert httpx.get(f"{room.url}/healthz").json() == {"status": "ok"}
     preflight = httpx.options(f"{room.url}/v1/chat/completions", headers={
@@ -144,10 +145,11 @@ def test_page_and_static_assets_are_served_safely(classroom_server):
     page = httpx.get(room.url + "/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "script-src 'self'" in page.headers["content-security-policy"]
-    for name in os.listdir(ROOT / "xedullm" / "server" / "web" / "static"):
-        asset = httpx.get(f"{room.url}/static/{name}")
+    static = PACKAGE / "server" / "web" / "static"
+    for path in (p for p in static.rglob("*") if p.is_file()):
+        asset = httpx.get(f"{room.url}/static/{path.relative_to(static).as_posix()}")
         assert asset.status_code == 200
-        assert asset.content == (ROOT / "xedullm" / "server" / "web" / "static" / name).read_bytes()
+        assert asset.content == path.read_bytes()
     for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static/nope.js"):
         response = httpx.get(room.url + path)
         assert response.status_code == 404, path
@@ -409,7 +411,7 @@ def test_policy_runs_before_and_ledger_after_every_request(classroom_server):
     assert httpx.get(f"{room.url}/api/info").json()["access_code_required"] is True
     assert room.fake.wait_for(lambda: len(ledger.entries) == 3, 10)
     assert [(e.who, e.status, e.outcome, e.stream) for e in ledger.entries] == [
-        (None, 401, "invalid_api_key", False), ("第一组", 200, "ok", True), ("第一组", 200, "ok", False)]
+        (None, 401, "invalid_access_code", False), ("第一组", 200, "ok", True), ("第一组", 200, "ok", False)]
     assert [e.usage.as_dict() for e in ledger.entries[1:]] == room.fake.usage_log
 
 
@@ -429,7 +431,7 @@ def test_teacher_key_appears_in_no_response_header_or_log(classroom_server, capl
               bad: [None]}
     for room in (good, bad):
         for path in ["/", "/api/info", "/v1/models", "/healthz", "/nope"] + [
-                f"/static/{n}" for n in os.listdir(ROOT / "xedullm" / "server" / "web" / "static")]:
+                f"/static/{n}" for n in os.listdir(PACKAGE / "server" / "web" / "static")]:
             response = httpx.get(room.url + path)
             seen += [str(response.headers), response.text]
         for stream in (False, True):

@@ -6,9 +6,11 @@
 """
 from . import errors
 from .client import Client
+from .side_by_side import compare, compare_stream
 from .errors import *  # noqa: F401,F403 - the whole error hierarchy is public
-from .types import Usage
+from .classroom_presets import presets
+from .types import ChatChunk, ChatResult, Usage
 
 __version__ = "0.1.0"
 
-__all__ = ["Client", "Usage", *errors.__all__]
+__all__ = ["ChatChunk", "ChatResult", "Client", "Usage", "compare", "compare_stream", "presets", *errors.__all__]

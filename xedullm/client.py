@@ -6,15 +6,17 @@ in-process local model) is created on first use.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Optional, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence, Union
 
 from . import catalog
-from .errors import BadRequestError, ConfigurationError
+from .errors import BadRequestError, ConfigurationError, LLMError
+from .fallback import Attempts, Breaker, parse_spec
 from .keys import mask_key, resolve_credentials
 from .types import ChatChunk, ChatRequest, ChatResult, Connection, Usage
 
 if TYPE_CHECKING:
     from .engines.engine import Engine
+    from .classroom_presets import Preset
 
 Messages = Union[str, List[Dict[str, str]]]
 _ROLES = ("system", "user", "assistant")
@@ -77,6 +79,9 @@ class Client:
         timeout: float = 60.0,
         max_retries: int = 2,
         verbose: bool = True,
+        fallback: Optional[Sequence[Union["Client", str]]] = None,
+        breaker_failures: int = 3,
+        breaker_cooldown: float = 30.0,
     ) -> None:
         if timeout is None or timeout <= 0:
             raise ConfigurationError("timeout 必须大于 0。/ timeout must be greater than 0.")
@@ -88,6 +93,8 @@ class Client:
         self.last_usage: Optional[Usage] = None
         #: a reasoning model's thinking for the last answer ('' when there was none)
         self.last_reasoning = ""
+        #: which provider gave the last answer (a fallback's id when the primary failed)
+        self.last_provider: Optional[str] = None
         self._engine: Optional[Engine] = None
         self.xedu_url = xedu_url.rstrip("/") if xedu_url else None
 
@@ -123,10 +130,18 @@ class Client:
                 from .keys import missing_key_error
 
                 raise missing_key_error(self.provider)
+        # Other clients that answer when this one cannot (fallback.py says when).
+        self.fallbacks: List[Client] = [_fallback_client(f, self.timeout, self.max_retries) for f in fallback or ()]
+        self._breaker = Breaker(breaker_failures, breaker_cooldown)
         if verbose:
             print(self._banner())
 
     # -- presentation -----------------------------------------------------------------
+    @property
+    def label(self) -> str:
+        """The provider id, or the address for a base_url / classroom client."""
+        return self.provider.id if self.provider is not None else (self.xedu_url or self.base_url)
+
     def _banner(self) -> str:
         if self.provider is not None:
             return f"|| Selected provider: {self.provider.id} || Current model: {self.model} ||"
@@ -197,6 +212,14 @@ class Client:
             raise ConfigurationError("系统提示词应是字符串。/ The system prompt must be a string.")
         self.system_prompt = prompt or None
 
+    def use_preset(self, name: str) -> "Preset":
+        """Use a classroom preset (``xedullm.presets()``) as the system prompt, by id or name."""
+        from .classroom_presets import find_preset
+
+        preset = find_preset(name)
+        self.set_system(preset.text)
+        return preset
+
     def set_model(self, model: str) -> None:
         """Use another model of the same provider for later calls (checked where it can be)."""
         if not isinstance(model, str) or not model.strip():
@@ -239,41 +262,86 @@ class Client:
 
     def chat(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
              top_p: Optional[float] = None, **kwargs: Any) -> ChatResult:
-        """The whole answer as a result: ``text``, ``reasoning``, ``usage``, ``finish_reason``."""
-        result = self._get_engine().chat(self.build_request(input, temperature, top_p, False, **kwargs))
-        self._remember(result.usage, result.reasoning)
-        return result
+        """The whole answer as a result: ``text``, ``reasoning``, ``usage``, ``finish_reason``,
+        ``provider`` (who answered)."""
+        req = self.build_request(input, temperature, top_p, False, **kwargs)
+        for attempt in self._attempts():
+            try:
+                result = attempt.answerer.chat(req)
+            except LLMError as err:
+                attempt.failed(err, answered=False)
+                continue
+            attempt.succeeded()
+            return self._answered(result, attempt.label)
+        raise AssertionError("unreachable: the last attempt raises")
 
     def chat_stream(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
                     top_p: Optional[float] = None, **kwargs: Any) -> Iterator[ChatChunk]:
         """The answer as it arrives: chunks with ``text``, ``reasoning``, and at the end usage."""
         req = self.build_request(input, temperature, top_p, True, **kwargs)
         self._remember(None, "")
-        chunks = self._get_engine().stream(req)
-        try:
-            for chunk in chunks:
-                self._note_chunk(chunk)
-                yield chunk
-        finally:
-            chunks.close()  # closing or abandoning the iterator closes the connection
+        for attempt in self._attempts():
+            chunks, answered = attempt.answerer.stream(req), False
+            try:
+                for chunk in chunks:
+                    answered = answered or bool(chunk.text or chunk.reasoning)
+                    yield self._arrived(chunk, attempt.label)
+            except LLMError as err:
+                attempt.failed(err, answered)  # never a second provider once text was shown
+                continue
+            finally:
+                chunks.close()  # closing or abandoning the iterator closes the connection
+            attempt.succeeded()
+            return
 
     async def achat(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
                     top_p: Optional[float] = None, **kwargs: Any) -> ChatResult:
-        result = await self._get_engine().achat(self.build_request(input, temperature, top_p, False, **kwargs))
-        self._remember(result.usage, result.reasoning)
-        return result
+        req = self.build_request(input, temperature, top_p, False, **kwargs)
+        for attempt in self._attempts():
+            try:
+                result = await attempt.answerer.achat(req)
+            except LLMError as err:
+                attempt.failed(err, answered=False)
+                continue
+            attempt.succeeded()
+            return self._answered(result, attempt.label)
+        raise AssertionError("unreachable: the last attempt raises")
 
     async def achat_stream(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
                            top_p: Optional[float] = None, **kwargs: Any) -> AsyncIterator[ChatChunk]:
         req = self.build_request(input, temperature, top_p, True, **kwargs)
         self._remember(None, "")
-        chunks = self._get_engine().astream(req)
-        try:
-            async for chunk in chunks:
-                self._note_chunk(chunk)
-                yield chunk
-        finally:
-            await chunks.aclose()
+        for attempt in self._attempts():
+            chunks, answered = attempt.answerer.astream(req), False
+            try:
+                async for chunk in chunks:
+                    answered = answered or bool(chunk.text or chunk.reasoning)
+                    yield self._arrived(chunk, attempt.label)
+            except LLMError as err:
+                attempt.failed(err, answered)
+                continue
+            finally:
+                await chunks.aclose()
+            attempt.succeeded()
+            return
+
+    def _attempts(self) -> Attempts:
+        primary = (self.label, self._get_engine(), self._breaker if self.fallbacks else None)
+        return Attempts([primary] + [(f.label, _AsFallback(f), None) for f in self.fallbacks])
+
+    def _answered(self, result: ChatResult, label: str) -> ChatResult:
+        if result.provider is None:
+            result.provider = label
+        self.last_provider = result.provider
+        self._remember(result.usage, result.reasoning)
+        return result
+
+    def _arrived(self, chunk: ChatChunk, label: str) -> ChatChunk:
+        if chunk.provider is None:
+            chunk.provider = label
+        self.last_provider = chunk.provider
+        self._note_chunk(chunk)
+        return chunk
 
     def _remember(self, usage: Optional[Usage], reasoning: str) -> None:
         self.last_usage = usage
@@ -353,3 +421,34 @@ async def _atexts(chunks: AsyncIterator[ChatChunk]) -> AsyncIterator[str]:
                 yield chunk.text
     finally:
         await chunks.aclose()
+
+
+class _AsFallback:
+    """A fallback Client seen as an engine: the request goes with that client's own model."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def _own(self, req: ChatRequest) -> ChatRequest:
+        return dataclasses.replace(req, model=self.client.model or req.model)
+
+    def chat(self, req: ChatRequest) -> ChatResult:
+        return self.client.chat(self._own(req))
+
+    def stream(self, req: ChatRequest) -> Iterator[ChatChunk]:
+        return self.client.chat_stream(self._own(req))
+
+    async def achat(self, req: ChatRequest) -> ChatResult:
+        return await self.client.achat(self._own(req))
+
+    def astream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        return self.client.achat_stream(self._own(req))
+
+
+def _fallback_client(spec: Union[Client, str], timeout: float, max_retries: int) -> Client:
+    """A Client, or 'PROVIDER[:MODEL][@BASE_URL]' made into one (keys found as for provider=)."""
+    if isinstance(spec, Client):
+        return spec
+    provider, model, base_url = parse_spec(spec)
+    return Client(provider=provider, model=model, base_url=base_url, timeout=timeout,
+                  max_retries=max_retries, verbose=False)

@@ -51,6 +51,7 @@ class ChatChunk:
     reasoning: str = ""
     finish_reason: Optional[str] = None
     usage: Optional[Usage] = None
+    provider: Optional[str] = None    # who answered (set by the Client; a fallback's id if one did)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class ChatResult:
     usage: Optional[Usage] = None
     model: Optional[str] = None
     reasoning: str = ""
+    provider: Optional[str] = None    # who answered (set by the Client; a fallback's id if one did)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import List, Optional
 
 from .output import LANGS, choose_lang, t, warn
 
-COMMAND_MODULES = ("providers", "keys", "models", "serve", "chat", "tokens")
+COMMAND_MODULES = ("providers", "keys", "models", "serve", "chat", "tokens", "presets", "compare")
 
 _LANG_HELP = "输出语言（默认跟随系统）/ output language (default: follow the system locale)"
 

@@ -66,8 +66,16 @@ def _add_model_options(parser) -> None:
     parser.add_argument("--base-url", default=None,
                         help="改用这个地址（镜像、代理、任意 OpenAI 兼容服务） / use this address instead")
     parser.add_argument("--system", default=None, metavar="TEXT", help="系统提示词 / system prompt")
+    add_fallback_option(parser)
     parser.add_argument("-t", "--temperature", type=float, default=None,
                         help="随机程度，0 表示每次回答相同 / randomness; 0 gives the same answer every time")
+
+
+def add_fallback_option(parser) -> None:
+    parser.add_argument("--fallback", action="append", default=None, metavar="PROVIDER[:MODEL][@BASE_URL]",
+                        help="主服务商连不上、繁忙或余额用完时改用它（可写多次，按顺序尝试，如 --fallback qwen "
+                             "--fallback local）/ answers when the provider is down, busy or out of balance "
+                             "(repeatable, tried in order)")
 
 
 # -- choosing the model ------------------------------------------------------------------
@@ -88,7 +96,8 @@ def make_client(args, verbose: bool = False):
                    "没有找到任何服务商的密钥，使用离线本地模型；要用在线大模型，请运行 xedullm key set deepseek（或其他服务商）。",
                    "No API key configured: using the offline local model. To use an online model, "
                    "run: xedullm key set deepseek (or another provider)."))
-    client = Client(provider=provider, base_url=args.base_url, model=args.model, verbose=verbose)
+    client = Client(provider=provider, base_url=args.base_url, model=args.model, verbose=verbose,
+                    fallback=getattr(args, "fallback", None))
     if args.system:
         client.set_system(args.system)
     return client

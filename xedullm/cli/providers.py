@@ -1,10 +1,10 @@
-"""`xedullm providers [PROVIDER]`: the key-guide table, or one provider in full."""
+"""`xedullm providers [PROVIDER]`: the key guide for every provider, or one provider in full."""
 from __future__ import annotations
 
 from ..catalog import PROVIDERS, Provider, find_provider
 from ..errors import LLMError
 from ..keys import mask_key, resolve_credentials
-from .output import echo, fields, t, table
+from .output import echo, fields, listing, t
 
 
 def register(commands) -> None:
@@ -35,33 +35,34 @@ def show_all(lang: str) -> None:
             secret = t(lang, "不需要密钥", "no key needed")
         else:
             secret = t(lang, "是", "yes") if p.needs_secret else t(lang, "否", "no")
-        rows.append((name, p.key_url or "—", t(lang, p.key_steps_zh, p.key_steps_en),
+        rows.append((name, p.key_url, t(lang, p.key_steps_zh, p.key_steps_en),
                      t(lang, p.free_quota_zh, p.free_quota_en), secret))
     headers = (t(lang, "服务商", "Provider"), t(lang, "获取密钥", "Get a key at"),
                t(lang, "步骤", "Steps"), t(lang, "免费额度", "Free quota"),
                t(lang, "需要 Secret Key", "Needs secret key"))
-    table(headers, rows, title=t(lang, "去哪里获取密钥", "Where to get a key"), fold=(0, 1))
+    listing(headers, rows, title=t(lang, "去哪里获取密钥", "Where to get a key"), whole=(1,), sep=t(lang, "：", ": "))
     echo(t(lang, "保存密钥：xedullm key set <服务商>    查看详情：xedullm providers <服务商>",
            "Save a key: xedullm key set <provider>    Details: xedullm providers <provider>"))
 
 
 def show_one(p: Provider, lang: str) -> None:
-    env = ", ".join((*p.key_env, *p.secret_env)) or "—"
+    env = ", ".join((*p.key_env, *p.secret_env))
     rows = [
         ("ID", p.id),
         (t(lang, "名称", "Name"), f"{p.label_zh} / {p.label_en}"),
-        (t(lang, "别名", "Aliases"), ", ".join(p.aliases) or "—"),
-        (t(lang, "接口地址", "Base URL"), p.base_url or "—"),
+        (t(lang, "别名", "Aliases"), ", ".join(p.aliases)),
+        (t(lang, "接口地址", "Base URL"), p.base_url),
         (t(lang, "协议", "Protocol"), p.protocol),
         (t(lang, "默认模型", "Default model"), p.default_model),
         (t(lang, "模型", "Models"), ", ".join(p.models)),
         (t(lang, "环境变量", "Environment variables"), env),
-        (t(lang, "获取密钥", "Get a key at"), p.key_url or "—"),
+        (t(lang, "获取密钥", "Get a key at"), p.key_url),
         (t(lang, "步骤", "Steps"), t(lang, p.key_steps_zh, p.key_steps_en)),
         (t(lang, "免费额度", "Free quota"), t(lang, p.free_quota_zh, p.free_quota_en)),
         (t(lang, "已配置的密钥", "Configured key"), configured_key(p, lang)),
     ]
-    fields(rows, title=f"{p.id} — {p.label_zh if lang == 'zh' else p.label_en}")
+    fields(rows, title=f"{p.id} — {p.label_zh if lang == 'zh' else p.label_en}", whole=(3, 8),
+           sep=t(lang, "：", ": "))
 
 
 def configured_key(p: Provider, lang: str) -> str:

@@ -16,6 +16,12 @@ def register(commands) -> None:
                         help="改用这个地址（镜像、代理、任意 OpenAI 兼容服务） / use this address instead")
     parser.add_argument("--system", default=None, metavar="TEXT",
                         help="系统提示词，总在学生的消息之前 / system prompt, always before students' messages")
+    parser.add_argument("--preset", default=None, metavar="NAME",
+                        help="用一个课堂提示词预设作系统提示词（xedullm presets 查看）/ use a classroom preset as "
+                             "the system prompt (see xedullm presets)")
+    from .chat import add_fallback_option
+
+    add_fallback_option(parser)
     parser.add_argument("--host", default="0.0.0.0",
                         help="监听地址（默认所有网卡）/ address to listen on (default: all interfaces)")
     parser.add_argument("--port", type=int, default=7860,
@@ -31,6 +37,12 @@ def run(args) -> int:
     from ..server.settings import serve_options
     from .chat import make_client
 
+    if args.preset and args.system:
+        from ..errors import ConfigurationError
+
+        raise ConfigurationError("--preset 和 --system 只能选一个。/ Use --preset or --system, not both.")
     client = make_client(args, verbose=True)
+    if args.preset:
+        client.use_preset(args.preset)
     client.run(host=args.host, port=args.port, **serve_options(args))
     return 0

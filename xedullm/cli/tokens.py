@@ -5,9 +5,11 @@ so a new token works and a revoked one fails from the next request on.
 """
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
-from .output import echo, positive_int, t, table
+from .output import echo, positive_int, t, table, warn
 
 
 def register(commands) -> None:
@@ -20,8 +22,25 @@ def register(commands) -> None:
                     "access code on the page and as api_key in programs.")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
-    create = actions.add_parser("create", help="创建令牌 / create a token")
-    create.add_argument("name", help="学生或小组的名字 / the student's or group's name")
+    create = actions.add_parser(
+        "create", help="创建令牌（一个或一批）/ create a token (or a batch)",
+        description="xedullm tokens create 张三 只输出令牌本身；xedullm tokens create --count 40 --prefix 学生 "
+                    "每行输出“名字 令牌”，可用 --sheet 写成可打印、可剪开的纸条。 / "
+                    "`xedullm tokens create NAME` prints just the token; `--count 40 --prefix 学生` prints "
+                    "'name token' lines, and --sheet writes them as printable slips to cut apart.")
+    create.add_argument("name", nargs="?", default=None,
+                        help="学生或小组的名字（批量时不填）/ the student's or group's name (none for a batch)")
+    create.add_argument("--count", type=positive_int, default=None, metavar="N",
+                        help="一次创建 N 个令牌，名字是前缀加编号 / make N tokens named prefix + number")
+    create.add_argument("--prefix", default="学生", metavar="TEXT",
+                        help="批量令牌名字的前缀（默认“学生”）/ name prefix for a batch (default 学生)")
+    create.add_argument("--length", type=int, default=None, metavar="N",
+                        help="令牌长度 6–12（默认 8）/ token length 6–12 (default 8)")
+    create.add_argument("--sheet", default=None, metavar="FILE",
+                        help="把令牌写成可打印的纸条：FILE.html，或 FILE.csv / write the tokens as printable "
+                             "slips: FILE.html, or FILE.csv")
+    create.add_argument("--url", default=None, metavar="URL",
+                        help="印在纸条上的课堂地址（附二维码）/ the class address printed on the slips (with a QR code)")
     create.add_argument("--daily-tokens", type=positive_int, default=None, metavar="N",
                         help="每天最多用多少 token / tokens per day")
     create.add_argument("--rpm", type=positive_int, default=None, metavar="N",
@@ -57,21 +76,66 @@ def _store(args):
 
 
 def run_create(args) -> int:
+    from ..errors import ConfigurationError
     from ..server.classroom import student_tokens
 
-    name = student_tokens.check_name(args.name)
+    if (args.name is None) == (args.count is None):
+        raise ConfigurationError("请给一个名字（xedullm tokens create 张三），或用 --count N 批量创建，二者选一。/ "
+                                 "Give one name (xedullm tokens create NAME) or --count N for a batch, not both.")
+    sheet = _sheet_path(args.sheet)
+    length = student_tokens.check_length(args.length if args.length is not None else student_tokens.LENGTH)
+    name = student_tokens.check_name(args.name) if args.name is not None else None
     limits = student_tokens.limits_from(daily_tokens=args.daily_tokens, rpm=args.rpm, concurrent=args.concurrent,
                                         models=(args.models or "").split(","), expires=args.expires)
     store = _store(args)
     try:
-        token = student_tokens.create_token(store, name, limits)
+        if name is not None:
+            pairs = [(name, student_tokens.create_token(store, name, limits, length))]
+        else:
+            pairs = student_tokens.create_batch(store, args.prefix, args.count, limits, length)
     finally:
         store.close()
-    echo(token)
-    echo(t(args.lang, f"已为“{name}”创建令牌（上面一行）。它只显示这一次，请现在交给学生。",
-           f"Token for '{name}' created (the line above). It is shown only this once; give it to the "
-           f"student now."))
+    # stdout carries only the tokens (scripts read it); what they are goes to stderr.
+    if name is not None:
+        echo(pairs[0][1])
+        warn(t(args.lang, f"已为“{name}”创建令牌（上面一行）。它只显示这一次，请现在交给学生。",
+               f"Token for '{name}' created (the line above). It is shown only this once; give it to the "
+               f"student now."))
+    else:
+        for made_name, token in pairs:
+            echo(f"{made_name} {token}")
+        warn(t(args.lang, f"已创建 {len(pairs)} 个令牌（上面每行“名字 令牌”）。它们只显示这一次。",
+               f"Created {len(pairs)} tokens (the 'name token' lines above). They are shown only this once."))
+    if sheet is not None:
+        _write_sheet(sheet, pairs, args.url)
+        warn(t(args.lang, f"纸条已写入 {sheet}：打印后沿虚线剪开。文件里有令牌，发完请删掉。",
+               f"Slips written to {sheet}: print and cut along the dashed lines. The file holds the tokens; "
+               f"delete it once they are handed out."))
     return 0
+
+
+def _sheet_path(text):
+    from ..errors import ConfigurationError
+
+    if text is None:
+        return None
+    path = Path(text).expanduser()
+    if path.suffix.lower() not in (".html", ".htm", ".csv"):
+        raise ConfigurationError(f"--sheet 的文件名应以 .html 或 .csv 结尾，收到 {text}。/ "
+                                 f"--sheet takes a file ending in .html or .csv; got {text}.")
+    if not path.parent.is_dir():
+        raise ConfigurationError(f"目录 {path.parent} 不存在，请先创建它。/ The folder {path.parent} does not exist; "
+                                 f"create it first.")
+    return path
+
+
+def _write_sheet(path, pairs, url) -> None:
+    from ..server.classroom.token_sheet import sheet_csv, sheet_html
+
+    text = sheet_csv(pairs, url) if path.suffix.lower() == ".csv" else sheet_html(pairs, url)
+    # The sheet holds working tokens: readable by the teacher only.
+    with os.fdopen(os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
+        out.write(text)
 
 
 def run_list(args) -> int:

@@ -27,9 +27,68 @@ _BACKOFF_START, _BACKOFF_CAP = 0.5, 8.0
 _MAX_RETRY_AFTER = 60.0
 _TOKEN_REFRESH_MARGIN = 300.0
 
-# ERNIE access tokens, shared by every client in the process: (base, AK, SK) -> (token, expiry)
-_token_cache: Dict[Tuple[str, str, str], Tuple[str, float]] = {}
-_token_lock = threading.Lock()
+TokenKey = Tuple[str, str, str]   # (base URL, API Key, Secret Key)
+
+
+class _TokenCache:
+    """ERNIE access tokens, shared by every client in the process and fetched once per
+    credentials however many calls need one at the same moment.
+
+    Callers check ``fresh`` without a lock (the common case), then take the lock for their
+    credentials and check again before fetching: threads share a ``threading.Lock``; coroutines
+    share an ``asyncio.Lock`` of their own event loop, since an asyncio lock works only inside
+    the loop it was first used in (each ``asyncio.run`` makes a new loop).
+    """
+
+    def __init__(self) -> None:
+        self._tokens: Dict[TokenKey, Tuple[str, float]] = {}
+        self._guard = threading.Lock()   # for check-then-change steps; never held across I/O
+        self._thread_locks: Dict[TokenKey, threading.Lock] = {}
+        self._loop_locks: Dict[asyncio.AbstractEventLoop, Dict[TokenKey, asyncio.Lock]] = {}
+
+    def fresh(self, key: TokenKey) -> Optional[str]:
+        cached = self._tokens.get(key)
+        if cached and cached[1] - time.time() > _TOKEN_REFRESH_MARGIN:
+            return cached[0]
+        return None
+
+    def current(self, key: TokenKey) -> Optional[str]:
+        """The token held for ``key``, fresh or not (for redaction)."""
+        cached = self._tokens.get(key)
+        return cached[0] if cached else None
+
+    def store(self, key: TokenKey, token: str, expires_in: float) -> None:
+        with self._guard:
+            self._tokens[key] = (token, time.time() + expires_in)
+
+    def forget(self, key: TokenKey, token: Optional[str]) -> None:
+        """Drop ``token`` after the provider refused it (110/111), unless another call has
+        already replaced it: that newer token is the refresh this call needs too."""
+        with self._guard:
+            cached = self._tokens.get(key)
+            if cached and cached[0] == token:
+                del self._tokens[key]
+
+    def clear(self) -> None:
+        self._tokens.clear()
+
+    def thread_lock(self, key: TokenKey) -> threading.Lock:
+        with self._guard:
+            return self._thread_locks.setdefault(key, threading.Lock())
+
+    def loop_lock(self, key: TokenKey) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            locks = self._loop_locks.get(loop)
+            if locks is None:
+                # A closed loop will never wait on its locks again: let them go.
+                for old in [old for old in self._loop_locks if old.is_closed()]:
+                    del self._loop_locks[old]
+                locks = self._loop_locks[loop] = {}
+            return locks.setdefault(key, asyncio.Lock())
+
+
+_token_cache = _TokenCache()
 
 
 # ERNIE puts its API Key and Secret Key (token step) and its access token (every chat) in the
@@ -167,9 +226,9 @@ class HTTPEngine:
 
     def _secrets(self) -> List[str]:
         secrets = self.conn.secrets()
-        cached = _token_cache.get(self._token_key())
-        if cached:
-            secrets.append(cached[0])
+        token = _token_cache.current(self._token_key())
+        if token:
+            secrets.append(token)
         return secrets
 
     def _scrub(self, err: E.LLMError) -> E.LLMError:
@@ -206,56 +265,56 @@ class HTTPEngine:
         return {"headers": request.headers, "json": request.json, "params": request.params}
 
     # -- ERNIE token ------------------------------------------------------------------
-    def _token_key(self) -> Tuple[str, str, str]:
+    def _token_key(self) -> TokenKey:
         return (self.conn.base_url, self.conn.api_key or "", self.conn.secret_key or "")
 
-    def _cached_token(self) -> Optional[str]:
-        cached = _token_cache.get(self._token_key())
-        if cached and cached[1] - time.time() > _TOKEN_REFRESH_MARGIN:
-            return cached[0]
-        return None
-
-    def _store_token(self, status: int, body: bytes) -> str:
-        token, expires_in = self.adapter.parse_token(status, body)
-        _token_cache[self._token_key()] = (token, time.time() + expires_in)
+    def _store_token(self, response: httpx.Response) -> str:
+        token, expires_in = self.adapter.parse_token(response.status_code, response.content)
+        _token_cache.store(self._token_key(), token, expires_in)
         return token
-
-    def _forget_token(self) -> None:
-        _token_cache.pop(self._token_key(), None)
 
     def _token(self) -> Optional[str]:
         if not self.adapter.uses_token:
             return None
-        with _token_lock:
-            token = self._cached_token()
+        key = self._token_key()
+        token = _token_cache.fresh(key)
+        if token is not None:
+            return token
+        with _token_cache.thread_lock(key):
+            token = _token_cache.fresh(key)   # another thread may have fetched it meanwhile
             if token is None:
                 request = self.adapter.token_request(self.conn)
                 try:
                     response = self.client.request(request.method, request.url, **self._kwargs(request))
                 except httpx.HTTPError as exc:
                     raise self._network_error(exc) from None
-                token = self._store_token(response.status_code, response.content)
+                token = self._store_token(response)
             return token
 
     async def _atoken(self) -> Optional[str]:
         if not self.adapter.uses_token:
             return None
-        token = self._cached_token()
-        if token is None:
-            request = self.adapter.token_request(self.conn)
-            try:
-                response = await self.aclient.request(request.method, request.url, **self._kwargs(request))
-            except httpx.HTTPError as exc:
-                raise self._network_error(exc) from None
-            token = self._store_token(response.status_code, response.content)
-        return token
+        key = self._token_key()
+        token = _token_cache.fresh(key)
+        if token is not None:
+            return token
+        async with _token_cache.loop_lock(key):
+            token = _token_cache.fresh(key)   # another task may have fetched it meanwhile
+            if token is None:
+                request = self.adapter.token_request(self.conn)
+                try:
+                    response = await self.aclient.request(request.method, request.url, **self._kwargs(request))
+                except httpx.HTTPError as exc:
+                    raise self._network_error(exc) from None
+                token = self._store_token(response)
+            return token
 
     # -- sync -------------------------------------------------------------------------
     def chat(self, req: ChatRequest) -> ChatResult:
         plan = _RetryPlan(self)
         while True:
             try:
-                return self._chat_once(req, self._token())
+                return self._chat_once(req, plan.token())
             except E.LLMError as err:
                 delay = plan.delay_after(err)
                 if delay is None:
@@ -280,7 +339,7 @@ class HTTPEngine:
         while True:
             yielded = False
             try:
-                for chunk in self._stream_once(req, self._token()):
+                for chunk in self._stream_once(req, plan.token()):
                     yielded = yielded or bool(chunk.text or chunk.reasoning)
                     yield chunk
                 return
@@ -329,7 +388,7 @@ class HTTPEngine:
         plan = _RetryPlan(self)
         while True:
             try:
-                return await self._achat_once(req, await self._atoken())
+                return await self._achat_once(req, await plan.atoken())
             except E.LLMError as err:
                 delay = plan.delay_after(err)
                 if delay is None:
@@ -356,7 +415,7 @@ class HTTPEngine:
             try:
                 # Closed explicitly: an abandoned async generator is only finalized later by
                 # the event loop, and until then it holds the upstream connection.
-                once = self._astream_once(req, await self._atoken())
+                once = self._astream_once(req, await plan.atoken())
                 try:
                     async for chunk in once:
                         yielded = yielded or bool(chunk.text or chunk.reasoning)
@@ -405,19 +464,31 @@ class HTTPEngine:
 
 
 class _RetryPlan:
-    """After each failed attempt: whether, and after how long, to try again."""
+    """After each failed attempt: whether, and after how long, to try again. It also holds
+    the ERNIE token the attempt sent, so that a 110/111 drops that token and no newer one."""
 
     def __init__(self, engine: HTTPEngine) -> None:
         self.engine = engine
         self.attempt = 0
         self.replayed = False
+        self.sent_token: Optional[str] = None
+
+    def token(self) -> Optional[str]:
+        self.sent_token = self.engine._token()
+        return self.sent_token
+
+    async def atoken(self) -> Optional[str]:
+        self.sent_token = await self.engine._atoken()
+        return self.sent_token
 
     def delay_after(self, err: E.LLMError, yielded: bool = False) -> Optional[float]:
         if yielded:
             return None  # never retry once text reached the caller
         if self.engine.adapter.is_token_expired(err) and not self.replayed:
-            # ERNIE 110/111: exactly one fresh token and one replay, at once.
-            self.engine._forget_token()
+            # ERNIE 110/111: exactly one fresh token and one replay, at once. Many calls
+            # refused together share one refresh: the first to get here drops the token,
+            # the rest find the new one already fetched.
+            _token_cache.forget(self.engine._token_key(), self.sent_token)
             self.replayed = True
             return 0.0
         delay = self.engine._retry_delay(err, self.attempt)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,15 +37,9 @@ class StoredKey:
 
 def home_dir() -> Path:
     """The user's xedullm config directory (not created here)."""
-    override = os.environ.get("XEDULLM_HOME")
-    if override:
-        return Path(override).expanduser()
-    if sys.platform == "win32":
-        base = os.environ.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
-        return Path(base) / SERVICE
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / SERVICE
-    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / SERVICE
+    from ..paths import config_dir
+
+    return config_dir()
 
 
 class FileKeyStore:

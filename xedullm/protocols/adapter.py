@@ -12,7 +12,7 @@ from typing import Any, List, Mapping, Optional, Tuple, Union
 from ..catalog import Provider
 from ..errors import LLMError
 from ..sse import SSEEvent
-from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
+from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest, Usage
 
 
 class _StreamEnd:
@@ -74,6 +74,25 @@ class Adapter:
     def is_token_expired(self, error: LLMError) -> bool:
         """Whether this error means: refresh the token once and replay the request."""
         return False
+
+
+def join_url(base: str, path: str) -> str:
+    return f"{base.rstrip('/')}/{path}"
+
+
+def usage_from(raw: Any) -> Optional[Usage]:
+    """A usage object in any of our protocols' spellings (OpenAI's ``prompt_tokens``/
+    ``completion_tokens``, DashScope's ``input_tokens``/``output_tokens``); None if absent."""
+    if not isinstance(raw, dict):
+        return None
+    prompt = _count(raw.get("prompt_tokens", raw.get("input_tokens")))
+    completion = _count(raw.get("completion_tokens", raw.get("output_tokens")))
+    return Usage(prompt, completion, _count(raw.get("total_tokens")) or prompt + completion)
+
+
+def _count(value: Any) -> int:
+    # A provider's garbage (a string, a float, a negative number) counts as nothing, not a crash.
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def load_json(body: Union[bytes, str], adapter: Adapter) -> Any:

@@ -11,9 +11,8 @@ from typing import Any, Dict, Mapping, Optional
 
 from .. import errors as E
 from ..sse import SSEEvent
-from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest, Usage
-from .adapter import Adapter, EventResult, load_json, retry_after_seconds
-from .openai_compat import _join
+from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
+from .adapter import Adapter, EventResult, join_url, load_json, retry_after_seconds, usage_from
 
 _CODES = {
     "InvalidApiKey": E.AuthenticationError,
@@ -40,14 +39,6 @@ _BY_STATUS = {400: E.BadRequestError, 401: E.AuthenticationError, 403: E.Authent
               404: E.ModelNotFoundError, 429: E.RateLimitError}
 
 
-def _usage(raw: Any) -> Optional[Usage]:
-    if not isinstance(raw, dict):
-        return None
-    prompt = int(raw.get("input_tokens") or raw.get("prompt_tokens") or 0)
-    completion = int(raw.get("output_tokens") or raw.get("completion_tokens") or 0)
-    return Usage(prompt, completion, int(raw.get("total_tokens") or prompt + completion))
-
-
 def _finish(value: Any) -> Optional[str]:
     return None if value in (None, "null", "") else value
 
@@ -72,7 +63,7 @@ class DashScopeAdapter(Adapter):
             headers.update({"Accept": "text/event-stream", "X-DashScope-SSE": "enable",
                             "X-Accel-Buffering": "no"})
         body = {"model": req.model, "input": {"messages": req.messages}, "parameters": parameters}
-        url = _join(conn.base_url, "services/aigc/text-generation/generation")
+        url = join_url(conn.base_url, "services/aigc/text-generation/generation")
         return HTTPRequest("POST", url, headers, body)
 
     def models_request(self, conn: Connection, token: Optional[str] = None) -> Optional[HTTPRequest]:
@@ -81,7 +72,7 @@ class DashScopeAdapter(Adapter):
         base = conn.base_url.rstrip("/")
         if base.endswith("/api/v1"):
             base = base[: -len("/api/v1")] + "/compatible-mode/v1"
-        return HTTPRequest("GET", _join(base, "models"), {"Authorization": f"Bearer {conn.api_key}"})
+        return HTTPRequest("GET", join_url(base, "models"), {"Authorization": f"Bearer {conn.api_key}"})
 
     def parse_chat(self, body: bytes) -> ChatResult:
         data = load_json(body, self)
@@ -98,7 +89,7 @@ class DashScopeAdapter(Adapter):
         else:  # legacy text form
             text, reasoning, finish = output.get("text") or "", "", _finish(output.get("finish_reason"))
         return ChatResult(text=_content_text(text), reasoning=reasoning, finish_reason=finish,
-                          usage=_usage(data.get("usage")), model=None)
+                          usage=usage_from(data.get("usage")), model=None)
 
     def parse_event(self, event: SSEEvent) -> EventResult:
         if not event.data.strip():
@@ -119,7 +110,7 @@ class DashScopeAdapter(Adapter):
         else:
             text, reasoning, finish = output.get("text") or "", "", _finish(output.get("finish_reason"))
         return ChatChunk(text=text, reasoning=reasoning, finish_reason=finish,
-                         usage=_usage(data.get("usage")))
+                         usage=usage_from(data.get("usage")))
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> E.LLMError:
         try:

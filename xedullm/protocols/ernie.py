@@ -11,8 +11,8 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .. import errors as E
 from ..sse import SSEEvent
-from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest, Usage
-from .adapter import Adapter, EventResult, load_json, retry_after_seconds
+from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
+from .adapter import Adapter, EventResult, load_json, retry_after_seconds, usage_from
 
 _CHAT_PATH = "rpc/2.0/ai_custom/v1/wenxinworkshop/chat/"
 
@@ -29,13 +29,6 @@ _CODES = {
     336005: E.ModelNotFoundError,   # unknown endpoint = unknown model (exact code unconfirmed)
 }
 _TOKEN_EXPIRED = {"110", "111"}
-
-
-def _usage(raw: Any) -> Optional[Usage]:
-    if not isinstance(raw, dict):
-        return None
-    prompt, completion = int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0)
-    return Usage(prompt, completion, int(raw.get("total_tokens") or prompt + completion))
 
 
 def valid_history(messages: List[Dict[str, str]]) -> Tuple[Optional[str], List[Dict[str, str]]]:
@@ -119,7 +112,7 @@ class ErnieAdapter(Adapter):
             raise E.ServerError(provider=self.provider_name, detail="回复不是 JSON 对象 / reply is not a JSON object")
         self._raise_if_error(data, None)
         return ChatResult(text=data.get("result") or "", finish_reason=data.get("finish_reason"),
-                          usage=_usage(data.get("usage")))
+                          usage=usage_from(data.get("usage")))
 
     def parse_event(self, event: SSEEvent) -> EventResult:
         if not event.data.strip():
@@ -130,7 +123,7 @@ class ErnieAdapter(Adapter):
         self._raise_if_error(data, None)
         return ChatChunk(text=data.get("result") or "",
                          finish_reason=data.get("finish_reason") if data.get("is_end") else None,
-                         usage=_usage(data.get("usage")))
+                         usage=usage_from(data.get("usage")))
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> E.LLMError:
         try:

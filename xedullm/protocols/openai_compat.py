@@ -7,8 +7,8 @@ from typing import Any, Dict, Mapping, Optional
 
 from .. import errors as E
 from ..sse import SSEEvent
-from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest, Usage
-from .adapter import STREAM_END, Adapter, EventResult, load_json, retry_after_seconds
+from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
+from .adapter import Adapter, EventResult, STREAM_END, load_json, join_url, retry_after_seconds, usage_from
 
 # Specific provider codes/types decide the class even against the HTTP status
 # (protocols.md 0.2: classify by provider code first, status second).
@@ -82,15 +82,6 @@ def class_for(status: Optional[int], codes, default=E.ServerError):
     return default
 
 
-def _usage(raw: Any) -> Optional[Usage]:
-    if not isinstance(raw, dict):
-        return None
-    prompt = int(raw.get("prompt_tokens") or 0)
-    completion = int(raw.get("completion_tokens") or 0)
-    total = int(raw.get("total_tokens") or (prompt + completion))
-    return Usage(prompt, completion, total)
-
-
 def _clamp_open(value: Optional[float]) -> Optional[float]:
     if value is None:
         return None
@@ -128,10 +119,10 @@ class OpenAICompatAdapter(Adapter):
         headers = self._headers(conn)
         if req.stream:
             headers["Accept"] = "text/event-stream"
-        return HTTPRequest("POST", _join(conn.base_url, "chat/completions"), headers, body)
+        return HTTPRequest("POST", join_url(conn.base_url, "chat/completions"), headers, body)
 
     def models_request(self, conn: Connection, token: Optional[str] = None) -> Optional[HTTPRequest]:
-        return HTTPRequest("GET", _join(conn.base_url, "models"), self._headers(conn))
+        return HTTPRequest("GET", join_url(conn.base_url, "models"), self._headers(conn))
 
     def parse_chat(self, body: bytes) -> ChatResult:
         data = load_json(body, self)  # json.loads skips DeepSeek's leading blank lines
@@ -150,7 +141,7 @@ class OpenAICompatAdapter(Adapter):
             text=message.get("content") or "",
             reasoning=message.get("reasoning_content") or "",
             finish_reason=finish,
-            usage=_usage(data.get("usage")) or _usage(first.get("usage")),
+            usage=usage_from(data.get("usage")) or usage_from(first.get("usage")),
             model=data.get("model"),
         )
 
@@ -165,7 +156,7 @@ class OpenAICompatAdapter(Adapter):
             return None
         if data.get("error") or event.event == "error":
             raise self._error_from_body(None, data, {})
-        chunk = ChatChunk(usage=_usage(data.get("usage")))
+        chunk = ChatChunk(usage=usage_from(data.get("usage")))
         for choice in data.get("choices") or []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
@@ -173,7 +164,7 @@ class OpenAICompatAdapter(Adapter):
             chunk.text = delta.get("content") or ""
             chunk.reasoning = delta.get("reasoning_content") or ""
             chunk.finish_reason = choice.get("finish_reason")
-            chunk.usage = chunk.usage or _usage(choice.get("usage"))  # Moonshot puts it here
+            chunk.usage = chunk.usage or usage_from(choice.get("usage"))  # Moonshot puts it here
             self._raise_on_filtered(chunk.finish_reason, after_text=bool(chunk.text))
         return chunk
 
@@ -214,9 +205,6 @@ class OpenAICompatAdapter(Adapter):
             retry_after=retry_after_seconds(headers) if headers else None,
         )
 
-
-def _join(base: str, path: str) -> str:
-    return f"{base.rstrip('/')}/{path}"
 
 
 def _strip_reasoning(messages):

@@ -27,9 +27,9 @@ from .classroom.live_settings import LiveSettings
 from .classroom.open_policy import OpenPolicy
 from .classroom.policy import ClassroomPolicy
 from .classroom.room import Classroom, StoreLedger
-from .settings import ADMIN_EDITABLE, BY_NAME, ServerSettings, secret_values
+from .settings import ADMIN_EDITABLE, ServerSettings, secret_values
 from .state import ServerState
-from .web.page_routes import PAGE_HEADERS, web_routes
+from .web.page_routes import web_routes
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -43,13 +43,14 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
     _register_mime_types()
     store = _open_store(settings)
     provider = client.provider
-    live = LiveSettings(store, {"model": client.model, "system_prompt": client.system_prompt,
-                                # Only values given, so a teacher's live change survives a restart.
-                                **{name: getattr(settings, name) for name in ADMIN_EDITABLE
-                                   if getattr(settings, name, None) != BY_NAME[name].default}},
-                        model_scope=provider.id if provider else client.base_url)
-    classroom = Classroom(store, live, access_code=settings.access_code,
-                          admin_password=settings.admin_password) if store is not None else None
+    # What the teacher chose for this run wins over what is remembered; a provider's default
+    # model was not chosen, so a model picked earlier on the admin page stays.
+    chosen_model = client.model if provider is None or client.model != provider.default_model else None
+    given = {name: getattr(settings, name) for name in ADMIN_EDITABLE if hasattr(settings, name)}
+    live = LiveSettings(store, dict(given, model=chosen_model, system_prompt=client.system_prompt),
+                        model_scope=provider.id if provider else client.base_url,
+                        fallbacks={"model": client.model})
+    classroom = Classroom(store, live, admin_password=settings.admin_password) if store is not None else None
     state = ServerState(
         client=client,
         settings=settings,

@@ -5,16 +5,17 @@ import asyncio
 import errno
 import logging
 import socket
+import sys
 import threading
-from typing import TYPE_CHECKING, Any, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from ..errors import ConfigurationError
+from .class_address import local_urls, terminal_qr
 
 if TYPE_CHECKING:
     from ..client import Client
 
 _PORT_TRIES = 100
-_ANY_HOSTS = ("0.0.0.0", "", "::")
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -51,44 +52,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
         f"Ports {port}–{port + _PORT_TRIES - 1} are all busy; choose another port.") from last
 
 
-def lan_addresses() -> List[str]:
-    """This computer's IPv4 addresses other than loopback, found without sending any packet."""
-    found: List[str] = []
-    try:
-        found += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
-    except OSError:
-        pass
-    # Connecting a UDP socket only picks the outgoing interface; nothing is sent.
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        probe.connect(("10.255.255.255", 1))
-        found.append(probe.getsockname()[0])
-    except OSError:
-        pass
-    finally:
-        probe.close()
-    return _unique(a for a in found if not a.startswith("127.") and a != "0.0.0.0")
-
-
-def _unique(items: Iterable[str]) -> List[str]:
-    seen: List[str] = []
-    for item in items:
-        if item not in seen:
-            seen.append(item)
-    return seen
-
-
-def local_urls(host: str, port: int) -> List[str]:
-    """The addresses to print: every LAN address then 127.0.0.1 when serving on all interfaces."""
-    if host in _ANY_HOSTS:
-        hosts = lan_addresses() + ["127.0.0.1"]
-    elif host == "localhost":
-        hosts = ["127.0.0.1"]
-    else:
-        hosts = [f"[{host}]" if ":" in host else host]
-    return [f"http://{h}:{port}" for h in hosts]
-
-
 def banner(urls: List[str]) -> str:
     lines = [f"Running on local URL:  {url}" for url in urls]
     first = urls[0]
@@ -106,8 +69,14 @@ def admin_banner(url: str, classroom: Any) -> str:
     if classroom.password_generated:
         lines.append(f"本次管理密码 / Admin password for this run: {classroom.admin_password}")
     if classroom.access_code:
-        lines.append("已开启访问码：学生需要输入它（或自己的学生令牌）。/ "
-                     "Access code on: students enter it (or their student token).")
+        lines.append("已开启访问码：学生需要输入它（或自己的学生令牌）；可在管理页更改或关闭。/ "
+                     "Access code on: students enter it (or their student token); change or remove it on the "
+                     "admin page.")
+    if classroom.require_name:
+        lines.append("学生需先填写名字或座号。/ Students give a name or seat number first.")
+    if classroom.paused:
+        lines.append("课堂已暂停：在管理页点“继续”后学生才能提问。/ "
+                     "The class is paused: students can ask once you press Resume on the admin page.")
     lines.append(f"用量记录保存在 / Usage ledger kept in: {classroom.store_location}")
     return "\n".join(lines)
 
@@ -165,6 +134,9 @@ def run_client_server(client: "Client", host: str = "0.0.0.0", port: int = 7860,
         server = make_server(client, sock, **options)
         urls = local_urls(host, sock.getsockname()[1])
         print(banner(urls), flush=True)
+        qr = terminal_qr(urls[0], getattr(sys.stdout, "encoding", None))
+        if qr:
+            print(f"扫码打开 / Scan to open {urls[0]}:\n{qr}", flush=True)
         print(admin_banner(urls[0], server.classroom), flush=True)
         if _loop_running():
             # Jupyter already runs an event loop in this thread: serve from another thread

@@ -33,6 +33,7 @@ class Setting:
     secret: bool = False          # never shown, logged or exported
     minimum: Optional[float] = None
     max_length: int = 200         # for str settings
+    ascii_only: bool = False      # str sent in an HTTP header (browsers and SDKs send only ASCII there)
 
     @property
     def option(self) -> str:
@@ -50,8 +51,10 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("store", str, None, "课堂数据存放处的地址：sqlite:///路径（默认：数据目录里的 SQLite）",
             "where classroom state lives: sqlite:///path (default: SQLite in the data directory)",
             secret=True, max_length=4096),
+    # Changing the access code live ends the old one at once (the classroom reads it per request).
     Setting("access_code", str, None, "课堂访问码：学生在网页输入，程序作 api_key",
-            "class access code: students enter it on the page, programs pass it as api_key", secret=True),
+            "class access code: students enter it on the page, programs pass it as api_key",
+            admin=True, secret=True, ascii_only=True),
     Setting("admin_password", str, None, "老师管理页 /admin 的密码（不填则每次启动生成并显示）",
             "password for the teacher's /admin page (default: generated and shown at start)", secret=True),
     Setting("daily_budget", int, None, "全班每天最多用多少 token", "tokens per day for the whole class",
@@ -78,8 +81,14 @@ SETTINGS: Tuple[Setting, ...] = (
             minimum=1),
     Setting("max_connections_per_address", int, 32, "每个地址最多同时打开多少个连接",
             "connections one address may have open at once", minimum=1),
-    Setting("review", bool, False, "课堂回顾：保存对话内容，只在管理页可见",
-            "classroom review: keep conversation text, visible only on the admin page", admin=True),
+    Setting("review", bool, False, "课堂回顾：保存对话内容，只在管理页可见（学生页面会提示）",
+            "classroom review: keep conversation text, visible only on the admin page (the student page says so)",
+            admin=True, public=True),
+    Setting("require_name", bool, False, "学生先填写名字或座号，管理页按名字显示",
+            "students give a name or seat number first; the admin page shows names", admin=True, public=True),
+    Setting("paused", bool, False, "暂停课堂：学生的请求先不回答，直到老师继续",
+            "pause the class: students' requests are not answered until the teacher resumes",
+            admin=True, public=True),
     # The model and the system prompt come from the Client (`-m`, `--system`, set_system());
     # the teacher can change both live.
     Setting("model", str, None, "模型名", "model id", flag=False, admin=True, public=True),
@@ -101,9 +110,11 @@ _WIRING = [
     ("secrets", Tuple[str, ...], dataclasses.field(default=(), repr=False)),
 ]
 
+# An admin setting left at None was not given for this run: the value kept in the store (or
+# the row's default) applies, so a restart does not undo what the teacher changed on the page.
 ServerSettings = dataclasses.make_dataclass(
     "ServerSettings",
-    [(s.name, Optional[s.type], dataclasses.field(default=s.default, repr=not s.secret))
+    [(s.name, Optional[s.type], dataclasses.field(default=None if s.admin else s.default, repr=not s.secret))
      for s in SETTINGS if s.name not in ("model", "system_prompt")] + _WIRING,
 )
 ServerSettings.__module__ = __name__
@@ -140,7 +151,8 @@ def check(name: str, value: Any) -> Any:
         ok = False
     if ok and kind is str:
         value = value.strip()
-        ok = len(value) <= setting.max_length
+        ok = len(value) <= setting.max_length and (
+            not setting.ascii_only or all(" " < c <= "~" for c in value))
         if not value:
             return None
     if not ok:
@@ -152,6 +164,10 @@ def check(name: str, value: Any) -> Any:
 def _expected(setting: Setting) -> Tuple[str, str]:
     if setting.type is bool:
         return "应是 true 或 false", "true or false"
+    if setting.type is str and setting.ascii_only:
+        return (f"应是不超过 {setting.max_length} 个英文字母、数字或符号，不能有中文和空格（浏览器和程序只能这样发送它），例如 math42",
+                f"at most {setting.max_length} ASCII letters, digits or symbols without spaces (browsers and "
+                f"programs can send only those), e.g. math42")
     if setting.type is str:
         return f"应是不超过 {setting.max_length} 字的文字", f"text of at most {setting.max_length} characters"
     low = "" if setting.minimum is None else f"，至少 {setting.minimum:g}"

@@ -64,8 +64,9 @@ class ServerThread:
         sock.bind((self.host, self._requested_port))
         self._sock = sock
         self._port = sock.getsockname()[1]
-        # log_config=None: never reconfigure the host process's logging.
-        config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="off",
+        # log_config=None: never reconfigure the host process's logging. The app's lifespan
+        # runs as under `xedullm serve` (the classroom server re-reads shared settings there).
+        config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="auto",
                                 timeout_graceful_shutdown=3)
         self._server = uvicorn.Server(config)
         self._loop = asyncio.new_event_loop()

@@ -20,7 +20,10 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Route
 
 from ...errors import ConfigurationError
+from ..class_address import class_url, qr_svg
 from ..classroom import student_tokens
+from ..classroom.token_sheet import sheet_csv, sheet_html
+from .alerts import alerts
 from .auth import CSRF_HEADER, Sessions, password_matches, retry_after, same_origin, wait_left
 from ..classroom.room import Classroom, today
 from ..settings import admin_changes
@@ -32,12 +35,18 @@ if TYPE_CHECKING:
     from ...client import Client
 
 ADMIN_DIR = Path(__file__).parent / "static"
-ASSETS = ("admin.js", "admin.css", "chart.js")
+ASSETS = ("admin.js", "admin.css", "chart.js", "review.js")
 SERIES_HOURS = 6
 SERIES_BUCKET = 600.0
 _MAX_FORM = 4096
 _MAX_JSON = 64 * 1024
-_HEADERS = dict(PAGE_HEADERS, **{"Cache-Control": "no-store"})
+REVIEW_LIMIT = 500
+# The admin pages keep the policy they were written for: the login page styles itself with a
+# <style> element, which the student page's stricter policy refuses.
+ADMIN_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+             "img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
+             "base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
+_HEADERS = dict(PAGE_HEADERS, **{"Content-Security-Policy": ADMIN_CSP, "Cache-Control": "no-store"})
 
 _LOGIN_MESSAGES = {
     "wrong": ("密码不对，请再试一次。", "Wrong password; try again."),
@@ -138,7 +147,44 @@ async def asset(request: Request) -> Response:
 
 async def overview(request: Request) -> Response:
     state = state_of(request)
-    return JSONResponse(await _room(request).call(_overview, _room(request), state.client))
+    data = await _room(request).call(_overview, _room(request), state.client)
+    data["class_url"] = class_url(request)
+    return JSONResponse(data)
+
+
+async def qr_code(request: Request) -> Response:
+    """The class address as a QR code, for the projector."""
+    return Response(qr_svg(class_url(request)), media_type="image/svg+xml", headers=_HEADERS)
+
+
+async def review(request: Request) -> Response:
+    """Today's kept conversations, newest first: one student's (``who``) or everyone's,
+    optionally only those containing ``q``."""
+    room = _room(request)
+    who = request.query_params.get("who") or None
+    query = (request.query_params.get("q") or "").strip()
+    if not room.review:
+        return JSONResponse({"review": False, "conversations": []})
+    rows = await room.call(room.store.conversations, today(), who, REVIEW_LIMIT)
+    found = [c for c in (_conversation(r) for r in rows) if _matches(c, query)]
+    return JSONResponse({"review": True, "conversations": found})
+
+
+async def create_batch(request: Request) -> Response:
+    room = _room(request)
+    data = await _json_body(request)
+    try:
+        limits = _limits(data)
+        count = student_tokens.positive(data.get("count"), "count")
+        pairs = await room.call(student_tokens.create_batch, room.store, str(data.get("prefix") or ""), count,
+                                limits)
+    except ConfigurationError as err:
+        return _bad(err)
+    url = class_url(request)
+    # The only time these tokens are ever shown, here and in the sheet the page offers to save.
+    return JSONResponse({"tokens": [{"name": n, "token": t} for n, t in pairs], "url": url,
+                         "sheet_html": sheet_html(pairs, url), "sheet_csv": sheet_csv(pairs, url)},
+                        headers={"Cache-Control": "no-store"})
 
 
 async def create_token(request: Request) -> Response:
@@ -186,6 +232,8 @@ async def change_settings(request: Request) -> Response:
     except ConfigurationError as err:
         return _bad(err)
     await _room(request).call(state.live.apply, changes)
+    if changes.get("access_code"):
+        state.secrets.append(changes["access_code"])  # kept out of log lines like the first one
     return JSONResponse({"ok": True})
 
 
@@ -206,6 +254,9 @@ def admin_routes() -> List[Route]:
         Route("/admin/api/tokens", _guarded(create_token, change=True), methods=["POST"]),
         Route("/admin/api/tokens/update", _guarded(update_token, change=True), methods=["POST"]),
         Route("/admin/api/tokens/revoke", _guarded(revoke_token, change=True), methods=["POST"]),
+        Route("/admin/api/tokens/batch", _guarded(create_batch, change=True), methods=["POST"]),
+        Route("/admin/api/qr.svg", _guarded(qr_code), methods=["GET"]),
+        Route("/admin/api/review", _guarded(review), methods=["GET"]),
         Route("/admin/api/settings", _guarded(change_settings, change=True), methods=["POST"]),
         Route("/admin/api/export.csv", _guarded(export), methods=["GET"]),
     ]
@@ -264,6 +315,8 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
     return {
         "day": day,
         "now": now,
+        "alerts": alerts(store.recent(200), now=now, provider=provider, tokens_today=totals.tokens,
+                         daily_budget=room.daily_budget),
         "totals": {"requests": totals.requests, "tokens": totals.tokens, "errors": totals.errors},
         "settings": {
             "system_prompt": live.get("system_prompt"), "model": live.get("model"),
@@ -271,12 +324,14 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
             "provider": provider.id if provider else None,
             "daily_budget": room.daily_budget, "per_student_daily": room.per_student_daily,
             "review": room.review, "access_code_required": room.access_code is not None,
+            "paused": room.paused, "require_name": room.require_name,
         },
         "series": [{"start": since + i * SERIES_BUCKET,
                     "tokens": series.get(since + i * SERIES_BUCKET, (0, 0))[0],
                     "requests": series.get(since + i * SERIES_BUCKET, (0, 0))[1]}
                    for i in range(int(SERIES_HOURS * 3600 / SERIES_BUCKET))],
-        "students": [{"who": s.who or None, "requests": s.requests, "tokens": s.tokens, "errors": s.errors,
+        "students": [{"who": s.who or None, "name": s.name, "requests": s.requests, "tokens": s.tokens,
+                      "errors": s.errors,
                       "limit": limit_of.get(s.who, room.per_student_daily) if s.who else None}
                      for s in totals.students],
         "recent": [_public_row(r, room.review) for r in store.recent(50)],
@@ -295,6 +350,24 @@ def _public_row(row: Dict[str, Any], review: bool) -> Dict[str, Any]:
     return row
 
 
+def _conversation(row: Dict[str, Any]) -> Dict[str, Any]:
+    kept = json.loads(row["conversation"])
+    messages = kept.get("messages") or []
+    asked = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
+    return {"id": row["id"], "started": row["started"], "who": row["who"], "name": row.get("name"),
+            "model": row["model"], "outcome": row["outcome"], "total_tokens": row["total_tokens"],
+            "question": asked, "answer": kept.get("answer") or "", "messages": messages}
+
+
+def _matches(conversation: Dict[str, Any], query: str) -> bool:
+    if not query:
+        return True
+    query = query.casefold()
+    texts = [conversation["name"] or "", conversation["who"] or "", conversation["answer"]]
+    texts += [str(m.get("content") or "") for m in conversation["messages"]]
+    return any(query in text.casefold() for text in texts)
+
+
 def _token_view(token: StudentToken, used: int) -> Dict[str, Any]:
     limits = token.limits
     return {"name": token.name, "created": token.created, "revoked": token.revoked, "used_today": used,
@@ -304,7 +377,7 @@ def _token_view(token: StudentToken, used: int) -> Dict[str, Any]:
 
 
 _CSV_COLUMNS = ("id", "time", "who", "model", "stream", "status", "outcome", "prompt_tokens",
-                "completion_tokens", "total_tokens", "charged", "latency_ms")
+                "completion_tokens", "total_tokens", "charged", "latency_ms", "name")
 
 
 def _csv(room: Classroom) -> bytes:

@@ -88,7 +88,7 @@ class ChatCall:
             who=self._admission.who, model=self._admission.model, stream=self._body.stream,
             status=499 if self._outcome == "disconnected" else self._status,
             outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
-            messages=self._chat.messages, answer="".join(self._answer)))
+            messages=self._chat.messages, answer="".join(self._answer), name=self._admission.name))
 
     @staticmethod
     async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:

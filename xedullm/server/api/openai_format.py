@@ -31,6 +31,7 @@ from ...errors import (
     ServerError,
 )
 from ...types import ChatChunk, ChatResult, Usage
+from ..classroom.steering import ClassPaused, NameNeeded
 
 DONE = b"data: [DONE]\n\n"
 
@@ -63,6 +64,10 @@ class ServerStopping(ServerError):
 _SHAPES = (
     (ServerStopping, ErrorShape(
         503, "server_error", "server_stopping", "", "")),
+    (ClassPaused, ErrorShape(
+        503, "server_error", "class_paused", "", "")),
+    (NameNeeded, ErrorShape(
+        400, "invalid_request_error", "name_required", "", "")),
     (AuthenticationError, ErrorShape(
         401, "authentication_error", "invalid_api_key",
         "老师的密钥无效或已失效，请告诉老师。",
@@ -144,7 +149,12 @@ def error_reply(err: BaseException, *, own_message: bool = False) -> ErrorReply:
         detail = getattr(err, "detail", None)
         if shape.show_detail and detail:
             message += f" 详情 Detail: {detail}"
-    error = {"message": message, "type": shape.type, "param": getattr(err, "param", None), "code": shape.code}
+    code = shape.code
+    if shape.status == 401 and (own_message or getattr(err, "student_facing", False)):
+        # The classroom refused the student's code or token: told apart from the provider
+        # refusing the teacher's key (invalid_api_key), so the page asks again only here.
+        code = "invalid_access_code"
+    error = {"message": message, "type": shape.type, "param": getattr(err, "param", None), "code": code}
     headers: Dict[str, str] = {}
     retry_after = getattr(err, "retry_after", None)
     if shape.status == 429 and not isinstance(err, QuotaExceededError):

@@ -26,6 +26,7 @@ class LedgerEntry:
     ticket: Any = None        # Admission.ticket
     messages: Optional[List[Dict[str, str]]] = None   # what went upstream (for classroom review)
     answer: str = ""          # the answer text sent to the student, as far as it got
+    name: Optional[str] = None   # Admission.name: what the teacher sees beside ``who``
 
 
 class NullLedger:

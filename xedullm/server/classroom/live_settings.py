@@ -21,11 +21,15 @@ REFRESH = 1.0
 
 
 class LiveSettings:
-    def __init__(self, store: Optional[Store], given: Dict[str, Any], model_scope: str) -> None:
+    def __init__(self, store: Optional[Store], given: Dict[str, Any], *, model_scope: str,
+                 fallbacks: Optional[Dict[str, Any]] = None) -> None:
+        """``given``: values to use and keep now; ``fallbacks``: used where nothing is kept."""
         self._store = store
         # The model only means something for one provider: it is remembered per provider.
         self._model_key = f"model@{model_scope}"
-        self._values: Dict[str, Any] = {name: BY_NAME[name].default for name in ADMIN_EDITABLE}
+        self._fallbacks = {name: BY_NAME[name].default for name in ADMIN_EDITABLE}
+        self._fallbacks.update(fallbacks or {})
+        self._values: Dict[str, Any] = dict(self._fallbacks)
         if store is None:
             self._values.update({k: v for k, v in given.items() if v is not None})
             return
@@ -49,7 +53,8 @@ class LiveSettings:
             return
         for name in ADMIN_EDITABLE:
             raw = self._store.get_setting(self._key(name))
-            self._values[name] = BY_NAME[name].default if raw is None else decode(name, raw)
+            value = None if raw is None else decode(name, raw)
+            self._values[name] = self._fallbacks[name] if value is None else value
 
     def apply(self, changes: Dict[str, Any]) -> None:
         """Keep checked changes (see settings.admin_changes) and use them from now on."""

@@ -26,6 +26,7 @@ from ...errors import AuthenticationError, LLMError, QuotaExceededError, RateLim
 from ...types import ChatRequest
 from . import student_tokens
 from .answer_sizes import ANSWER_ESTIMATE  # noqa: F401 - kept for importers
+from .steering import ClassPaused, NameNeeded, name_from
 from .room import Classroom, today
 from .open_policy import Admission
 from ..store.contract import Claim, ClaimResult, StudentToken
@@ -40,6 +41,7 @@ _HELD_POLL = 1.0
 class Caller:
     who: str                              # token name, 'browser:<id>', 'code:<ip>' or 'ip:<ip>'
     token: Optional[StudentToken] = None
+    name: Optional[str] = None            # shown to the teacher: the token's name, or what the page sent
 
 
 @dataclass(frozen=True)
@@ -99,10 +101,12 @@ class ClassroomPolicy:
         code = self._room.access_code
         if code is not None and key is not None and hmac.compare_digest(key.encode(), code.encode()):
             return self._anonymous(request, "code")
-        if key is not None and key.startswith(student_tokens.PREFIX):
+        if key is not None and student_tokens.looks_like_token(key):
             token = await self._room.call(self._room.store.token_by_digest, student_tokens.digest(key))
-            _check_token(token)
-            return Caller(who=token.name, token=token)
+            # A short key that is no token may still be some program's placeholder api_key.
+            if token is not None or key.startswith(student_tokens.PREFIX):
+                _check_token(token)
+                return Caller(who=token.name, token=token, name=token.name)
         if code is not None:
             raise AccessDenied(
                 "这个课堂需要访问码：请向老师要访问码（或你的学生令牌），在网页里输入，或在程序里把它作为 api_key。/ "
@@ -113,14 +117,20 @@ class ClassroomPolicy:
     @staticmethod
     def _anonymous(request: Any, kind: str) -> Caller:
         session = "".join(c for c in request.headers.get("x-xedullm-session", "") if c.isprintable())
+        name = name_from(request)
         if session:
-            return Caller(who=f"browser:{session[:_SESSION_MAX]}")
+            return Caller(who=f"browser:{session[:_SESSION_MAX]}", name=name)
         # The address, as uvicorn saw it (or as the teacher's named proxy forwarded it).
-        return Caller(who=f"{kind}:{request.client.host if request.client else 'unknown'}")
+        return Caller(who=f"{kind}:{request.client.host if request.client else 'unknown'}", name=name)
 
     async def admit(self, request: Any, requested_model: Optional[str], *, caller: Caller,
                     chat: ChatRequest) -> Admission:
         room = self._room
+        # Checked per request, so the teacher's pause and name rule apply from the next one on.
+        if room.paused:
+            raise ClassPaused()
+        if caller.name is None and room.require_name:
+            raise NameNeeded()
         token = caller.token
         limits = token.limits if token else None
         model = room.settings.get("model")
@@ -146,7 +156,7 @@ class ClassroomPolicy:
             # Answers still running hold the rest: wait for one to end, then ask again.
             await room.released(min(left, _HELD_POLL))
         return Admission(who=caller.who, model=model, ticket=Ticket(claim.id, result.held, chars),
-                         max_tokens=answer_cap)
+                         max_tokens=answer_cap, name=caller.name)
 
 
 def _check_token(token: Optional[StudentToken]) -> None:

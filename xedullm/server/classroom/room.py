@@ -32,11 +32,9 @@ def today(now: Optional[float] = None) -> str:
 class Classroom:
     """The store, the live settings and the secrets of one class, reached from the event loop."""
 
-    def __init__(self, store: Store, settings: LiveSettings, *, access_code: Optional[str] = None,
-                 admin_password: Optional[str] = None) -> None:
+    def __init__(self, store: Store, settings: LiveSettings, *, admin_password: Optional[str] = None) -> None:
         self.store = store
         self.settings = settings
-        self.access_code = access_code or None
         self.password_generated = not admin_password
         # Generated passwords are easy to read aloud and type: 12 characters, no 0/O or 1/l.
         self.admin_password = admin_password or "".join(
@@ -64,6 +62,19 @@ class Classroom:
     @property
     def store_location(self) -> str:
         return self.store.location
+
+    @property
+    def access_code(self) -> Optional[str]:
+        # Read per request, so a code the teacher changes on the admin page ends the old one at once.
+        return self.settings.get("access_code")
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.settings.get("paused"))
+
+    @property
+    def require_name(self) -> bool:
+        return bool(self.settings.get("require_name"))
 
     @property
     def daily_budget(self) -> Optional[int]:
@@ -134,7 +145,7 @@ class StoreLedger:
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
             total_tokens=usage.total_tokens if usage else None,
-            charged=charged, conversation=conversation)
+            charged=charged, conversation=conversation, name=entry.name)
         claim_id = ticket.claim_id if ticket else None
         if ticket is not None and entry.outcome == "ok" and usage is not None:
             self._classroom.answer_sizes.note(ticket.prompt_chars, usage.prompt_tokens, usage.completion_tokens)

@@ -1,7 +1,10 @@
 """Student tokens: made here, shown once, kept only as a hash.
 
-A token is random (24 bytes), so a plain SHA-256 of it is as hard to reverse as the token is
-to guess; a slow password hash would only slow every request down.
+A token is short enough to copy from a paper slip: 8 characters (6 to 12 on request) from an
+alphabet without 0/o, 1/l/i, typed in either case. Eight of 31 characters are about 40 bits:
+far more than anyone can try over a classroom network in a term, while a plain SHA-256 keeps
+the store from holding the tokens themselves (a slow password hash would only slow every
+request down). Tokens made by older versions (``xs-`` and 32 characters) keep working.
 """
 from __future__ import annotations
 
@@ -10,28 +13,48 @@ import hashlib
 import re
 import secrets
 import time
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, List, Optional, Tuple
 
 from ...errors import ConfigurationError
 from ..store.contract import Store, TokenLimits
 
-PREFIX = "xs-"
+PREFIX = "xs-"   # tokens of older versions
+ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+LENGTH = 8
+LENGTHS = range(6, 13)
+BATCH_MAX = 500
 RESERVED_NAMES = ("anonymous",)
 RESERVED_PREFIXES = ("browser:", "code:", "ip:")   # names the server gives callers without a token
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 
 
-def new_token() -> str:
-    return PREFIX + secrets.token_urlsafe(24)
+def new_token(length: int = LENGTH) -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
+def looks_like_token(key: str) -> bool:
+    """Whether ``key`` has a token's shape (and is worth looking up in the store)."""
+    if key.startswith(PREFIX):
+        return True
+    return len(key) in LENGTHS and all(c in ALPHABET for c in key.lower())
 
 
 def digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+    # Short tokens are read off paper: 'AB3K' and 'ab3k' are the same token.
+    text = token if token.startswith(PREFIX) else token.strip().lower()
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
 
 
-def create_token(store: Store, name: str, limits: TokenLimits) -> str:
+def check_length(length: Any) -> int:
+    if isinstance(length, bool) or not isinstance(length, int) or length not in LENGTHS:
+        raise ConfigurationError(f"令牌长度应是 {LENGTHS[0]} 到 {LENGTHS[-1]} 个字符，收到 {length!r}。/ "
+                                 f"A token is {LENGTHS[0]} to {LENGTHS[-1]} characters long; got {length!r}.")
+    return length
+
+
+def create_token(store: Store, name: str, limits: TokenLimits, length: int = LENGTH) -> str:
     """Make a token for ``name`` and keep its hash; the token itself is returned, shown once."""
-    token = new_token()
+    token = new_token(check_length(length))
     try:
         store.add_token(name, digest(token), limits, time.time())
     except ValueError:
@@ -39,6 +62,28 @@ def create_token(store: Store, name: str, limits: TokenLimits) -> str:
                                  f"A token named '{name}' already exists; pick another name or revoke it first: "
                                  f"xedullm tokens revoke {name}") from None
     return token
+
+
+def create_batch(store: Store, prefix: str, count: Any, limits: TokenLimits,
+                 length: int = LENGTH) -> List[Tuple[str, str]]:
+    """``count`` tokens named ``prefix`` + a number (学生01, 学生02, …), skipping names in use,
+    so a second batch goes on from where the first ended. Returns (name, token) pairs."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= BATCH_MAX:
+        raise ConfigurationError(f"一次可以创建 1 到 {BATCH_MAX} 个令牌，收到 {count!r}。/ "
+                                 f"A batch is 1 to {BATCH_MAX} tokens; got {count!r}.")
+    prefix = (prefix or "").strip()
+    check_name(prefix + "1")
+    check_length(length)
+    taken = {t.name for t in store.tokens() if t.revoked is None}
+    width = max(2, len(str(count)))
+    made: List[Tuple[str, str]] = []
+    number = 0
+    while len(made) < count:
+        number += 1
+        name = f"{prefix}{number:0{width}d}"
+        if name not in taken:
+            made.append((check_name(name), create_token(store, name, limits, length)))
+    return made
 
 
 def check_name(name: Any) -> str:

@@ -39,10 +39,8 @@ def open_store(url: Optional[str] = None, data_dir: Union[str, Path, None] = Non
             f"例如 sqlite:///D:/课堂数据。/ Unknown store URL scheme {scheme!r}: use one of "
             f"{', '.join(s + '://' for s in BACKENDS)}, e.g. sqlite:///home/teacher/class.")
     if scheme == "sqlite":
-        path = urlsplit(url).path
-        # sqlite:///C:/x on Windows gives '/C:/x'
-        if len(path) > 2 and path[0] == "/" and path[2] == ":":
-            path = path[1:]
+        # As SQLAlchemy spells it: sqlite:///relative/dir, sqlite:////absolute/dir, sqlite:///C:/dir
+        path = urlsplit(url).path[1:]
         return _backend("sqlite")(path or data_dir or default_data_dir())
     return _backend(scheme)(url)
 

@@ -17,8 +17,6 @@ their holds.
 """
 from __future__ import annotations
 
-import os
-import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +81,7 @@ class LedgerRow:
     total_tokens: Optional[int]
     charged: int                      # what counts against budgets
     conversation: Optional[str] = None   # JSON, only with classroom review on
+    name: Optional[str] = None        # the name shown beside ``who`` (token name or the page's name)
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,7 @@ class WhoTotals:
     requests: int
     tokens: int
     errors: int
+    name: Optional[str] = None        # the latest name this caller gave today
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,14 @@ class Store(ABC):
     @abstractmethod
     def rows(self) -> Iterator[Dict]:
         """Every ledger row as a dict, oldest first (for export)."""
+
+    def conversations(self, day: str, who: Optional[str] = None, limit: int = 500) -> List[Dict]:
+        """``day``'s ledger rows that kept a conversation (classroom review), newest first.
+
+        This reads every row; a store with an index on the day should answer it directly."""
+        found = [r for r in self.rows()
+                 if r["day"] == day and r.get("conversation") and (who is None or r["who"] == who)]
+        return found[::-1][:limit]
 
     # -- student tokens -------------------------------------------------------------------
     @abstractmethod
@@ -201,13 +209,6 @@ class Store(ABC):
 
 def default_data_dir() -> Path:
     """``$XEDULLM_HOME/server``, else the user's data directory + ``xedullm/server``."""
-    home = os.environ.get("XEDULLM_HOME")
-    if home:
-        return Path(home).expanduser() / "server"
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "xedullm" / "server"
+    from ...paths import server_data_dir
+
+    return server_data_dir()

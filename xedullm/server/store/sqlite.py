@@ -19,7 +19,7 @@ from .contract import (Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, 
                     TokenLimits, WhoTotals)
 
 DB_NAME = "classroom.sqlite3"
-_SCHEMA_VERSION = 2   # 2: admin_sessions
+_SCHEMA_VERSION = 3   # 2: names; 3: admin_sessions
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY,
@@ -27,12 +27,13 @@ CREATE TABLE IF NOT EXISTS ledger (
     who TEXT, model TEXT, stream INTEGER NOT NULL, status INTEGER NOT NULL, outcome TEXT NOT NULL,
     admitted INTEGER NOT NULL,
     prompt_tokens INTEGER, completion_tokens INTEGER, total_tokens INTEGER,
-    charged INTEGER NOT NULL, conversation TEXT);
+    charged INTEGER NOT NULL, conversation TEXT, name TEXT);
 CREATE INDEX IF NOT EXISTS ledger_started ON ledger(started);
 CREATE INDEX IF NOT EXISTS ledger_admitted ON ledger(who, started) WHERE admitted = 1;
+CREATE INDEX IF NOT EXISTS ledger_review ON ledger(day, who) WHERE conversation IS NOT NULL;
 CREATE TABLE IF NOT EXISTS daily (
     day TEXT NOT NULL, who TEXT NOT NULL, requests INTEGER NOT NULL, tokens INTEGER NOT NULL,
-    errors INTEGER NOT NULL, PRIMARY KEY (day, who)) WITHOUT ROWID;
+    errors INTEGER NOT NULL, name TEXT, PRIMARY KEY (day, who)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS holds (
     id TEXT PRIMARY KEY, who TEXT NOT NULL, started REAL NOT NULL, tokens INTEGER NOT NULL,
     expires REAL NOT NULL);
@@ -47,8 +48,15 @@ CREATE TABLE IF NOT EXISTS admin_sessions (digest TEXT PRIMARY KEY, expires REAL
 # Expired sessions are dropped when a new one starts; anything ending this long before the
 # new one's expiry (a session lasts 12 hours) is certainly over.
 SESSION_KEEP = 24 * 3600.0
+# From each schema version to the next, for data files written by older versions.
+_MIGRATIONS = {
+    1: ("ALTER TABLE ledger ADD COLUMN name TEXT",
+        "ALTER TABLE daily ADD COLUMN name TEXT",
+        "CREATE INDEX IF NOT EXISTS ledger_review ON ledger(day, who) WHERE conversation IS NOT NULL"),
+    2: ("CREATE TABLE IF NOT EXISTS admin_sessions (digest TEXT PRIMARY KEY, expires REAL NOT NULL)",),
+}
 _ROW_COLUMNS = ("started", "day", "latency", "who", "model", "stream", "status", "outcome", "admitted",
-                "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation")
+                "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation", "name")
 
 
 class SQLiteStore(Store):
@@ -72,10 +80,16 @@ class SQLiteStore(Store):
             # NORMAL under WAL: a power cut may lose the last commits, never corrupt the file.
             self._db.execute("PRAGMA synchronous=NORMAL")
             with self._write() as db:
-                if db.execute("PRAGMA user_version").fetchone()[0] < _SCHEMA_VERSION:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version == 0:
                     for statement in _SCHEMA.split(";"):
                         if statement.strip():
                             db.execute(statement)
+                else:
+                    for step in range(version, _SCHEMA_VERSION):
+                        for statement in _MIGRATIONS[step]:
+                            db.execute(statement)
+                if version < _SCHEMA_VERSION:
                     db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         except (OSError, sqlite3.Error) as exc:
             raise ConfigurationError(
@@ -143,10 +157,11 @@ class SQLiteStore(Store):
                 db.execute("DELETE FROM holds WHERE id = ?", (claim_id,))
             db.execute(f"INSERT INTO ledger ({', '.join(_ROW_COLUMNS)}) "
                        f"VALUES ({', '.join('?' * len(_ROW_COLUMNS))})", values)
-            db.execute("INSERT INTO daily (day, who, requests, tokens, errors) VALUES (?, ?, 1, ?, ?) "
+            db.execute("INSERT INTO daily (day, who, requests, tokens, errors, name) VALUES (?, ?, 1, ?, ?, ?) "
                        "ON CONFLICT (day, who) DO UPDATE SET requests = requests + 1, "
-                       "tokens = tokens + excluded.tokens, errors = errors + excluded.errors",
-                       (row.day, row.who or "", row.charged, int(row.outcome != "ok")))
+                       "tokens = tokens + excluded.tokens, errors = errors + excluded.errors, "
+                       "name = COALESCE(excluded.name, name)",
+                       (row.day, row.who or "", row.charged, int(row.outcome != "ok"), row.name))
 
     def used(self, day: str, who: Optional[str] = None) -> int:
         with self._lock:
@@ -156,9 +171,10 @@ class SQLiteStore(Store):
     def day_totals(self, day: str) -> DayTotals:
         with self._lock:
             rows = self._db.execute(
-                "SELECT who, requests, tokens, errors FROM daily WHERE day = ? ORDER BY tokens DESC, who",
+                "SELECT who, requests, tokens, errors, name FROM daily WHERE day = ? ORDER BY tokens DESC, who",
                 (day,)).fetchall()
-        students = [WhoTotals(who or "", requests, tokens, errors) for who, requests, tokens, errors in rows]
+        students = [WhoTotals(who or "", requests, tokens, errors, name)
+                    for who, requests, tokens, errors, name in rows]
         return DayTotals(requests=sum(s.requests for s in students), tokens=sum(s.tokens for s in students),
                          errors=sum(s.errors for s in students), students=students)
 
@@ -174,6 +190,14 @@ class SQLiteStore(Store):
         with self._lock:
             cursor = self._db.execute(
                 f"SELECT id, {', '.join(_ROW_COLUMNS)} FROM ledger {where} ORDER BY id DESC LIMIT ?", (limit,))
+            return [_row_dict(cursor, r) for r in cursor.fetchall()]
+
+    def conversations(self, day: str, who: Optional[str] = None, limit: int = 500) -> List[Dict]:
+        where = "day = ? AND conversation IS NOT NULL" + ("" if who is None else " AND who = ?")
+        with self._lock:
+            cursor = self._db.execute(
+                f"SELECT id, {', '.join(_ROW_COLUMNS)} FROM ledger WHERE {where} ORDER BY id DESC LIMIT ?",
+                (day, limit) if who is None else (day, who, limit))
             return [_row_dict(cursor, r) for r in cursor.fetchall()]
 
     def rows(self) -> Iterator[Dict]:

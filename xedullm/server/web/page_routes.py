@@ -14,7 +14,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 # The page renders model output; even if rendering ever slipped, the browser must refuse
 # to run injected script or fetch anything from outside the teacher's server.
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+# KaTeX positions the parts of a formula with style attributes, so those (and only those:
+# no <style> elements, no inline script) are allowed; its fonts come from /static.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; style-src-attr 'unsafe-inline'; "
             "img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; "
             "base-uri 'none'; form-action 'self'; frame-ancestors 'self'")
 PAGE_HEADERS = {"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff",

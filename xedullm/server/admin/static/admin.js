@@ -2,6 +2,7 @@
 // form values, never as HTML: names, session ids and conversations are students' input.
 
 import { drawChart } from "./chart.js";
+import { reviewRefresh, showStudent } from "./review.js";
 
 const $ = (id) => document.getElementById(id);
 const POST_HEADERS = { "Content-Type": "application/json", "X-Xedullm-Admin": "1" };
@@ -30,6 +31,16 @@ function notice(text) {
 const time = (s) => new Date(s * 1000).toLocaleTimeString();
 const num = (v) => (v === null || v === undefined ? "—" : String(v));
 const whoText = (who) => who || "（未识别 / unidentified）";
+
+// A name with the caller id beside it, so two students both called 张三 stay apart.
+function whoView(who, name) {
+  if (!name || name === who) return whoText(who);
+  const span = document.createElement("span");
+  span.className = "who";
+  span.appendChild(document.createElement("strong")).textContent = name;
+  span.appendChild(document.createElement("small")).textContent = ` ${whoText(who)}`;
+  return span;
+}
 
 function cells(row, values) {
   for (const v of values) {
@@ -98,22 +109,59 @@ function tokenActions(t) {
   return span;
 }
 
+function showAlerts(alerts) {
+  $("alerts").replaceChildren(...alerts.map((a) => {
+    const p = document.createElement("p");
+    p.className = `alert alert-${a.kind}`;
+    p.dataset.kind = a.kind;
+    p.textContent = a.message;
+    return p;
+  }));
+}
+
+let paused = false;
+
+function showPaused(isPaused) {
+  paused = isPaused;
+  $("paused-banner").hidden = !isPaused;
+  $("pause").textContent = isPaused ? "继续上课 / Resume class" : "暂停课堂 / Pause class";
+  $("pause").classList.toggle("resume", isPaused);
+  document.body.classList.toggle("is-paused", isPaused);
+}
+
+function reviewButton(r) {
+  if (!r.who) return "";
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "ghost small";
+  button.textContent = "对话 / Conversations";
+  button.addEventListener("click", () => showStudent(r.who));
+  return button;
+}
+
 function render(data) {
   $("day").textContent = data.day;
   const s = data.settings;
+  showAlerts(data.alerts || []);
+  showPaused(Boolean(s.paused));
+  if ($("class-url").textContent !== data.class_url) {
+    $("class-url").textContent = data.class_url;
+    $("qr").src = "/admin/api/qr.svg";
+  }
+  $("access-code-state").textContent = s.access_code_required ? "（已开启 / on）" : "（未开启 / off）";
   $("t-requests").textContent = String(data.totals.requests);
   $("t-tokens").textContent = String(data.totals.tokens);
   $("t-errors").textContent = String(data.totals.errors);
   $("t-budget").textContent = s.daily_budget ? `${data.totals.tokens} / ${s.daily_budget}` : "不限 / no limit";
   $("t-meter").style.width = s.daily_budget ? `${Math.min(100, (100 * data.totals.tokens) / s.daily_budget)}%` : "0";
   drawChart($("chart"), data.series);
-  fillTable("students", data.students, (r) => [whoText(r.who), String(r.requests), String(r.tokens),
-    String(r.errors), num(r.limit)]);
+  fillTable("students", data.students, (r) => [whoView(r.who, r.name), String(r.requests), String(r.tokens),
+    String(r.errors), num(r.limit), s.review ? reviewButton(r) : ""]);
   fillTable("tokens", data.tokens, (t) => [t.name, String(t.used_today), num(t.daily_tokens), num(t.rpm),
     num(t.concurrent), t.models.join(", ") || "—", t.expires || "—",
     t.revoked ? "已停用 / revoked" : t.expired ? "已过期 / expired" : "有效 / active", tokenActions(t)]);
-  fillTable("errors", data.errors, (r) => [time(r.started), whoText(r.who), String(r.status), r.outcome]);
-  fillTable("recent", data.recent, (r) => [time(r.started), whoText(r.who), r.model || "—",
+  fillTable("errors", data.errors, (r) => [time(r.started), whoView(r.who, r.name), String(r.status), r.outcome]);
+  fillTable("recent", data.recent, (r) => [time(r.started), whoView(r.who, r.name), r.model || "—",
     num(r.total_tokens === null ? null : r.total_tokens), `${r.latency_ms} ms`, r.outcome,
     conversationView(r.conversation, r.id)]);
   if (!loaded) {
@@ -123,6 +171,7 @@ function render(data) {
   }
   const list = $("model-list");
   list.replaceChildren(...s.models.map((m) => Object.assign(document.createElement("option"), { value: m })));
+  reviewRefresh(api, s.review, data.students);
 }
 
 function fillSettings(s) {
@@ -131,6 +180,7 @@ function fillSettings(s) {
   $("budget").value = s.daily_budget || "";
   $("per-student").value = s.per_student_daily || "";
   $("review").checked = Boolean(s.review);
+  $("require-name").checked = Boolean(s.require_name);
 }
 
 async function refresh() {
@@ -203,17 +253,64 @@ $("settings").addEventListener("submit", async (event) => {
   event.preventDefault();
   $("settings-status").textContent = "";
   try {
-    await api("/admin/api/settings", {
+    const changes = {
       system_prompt: $("system").value,
       model: $("model").value,
       daily_budget: orNull($("budget").value),
       per_student_daily: orNull($("per-student").value),
       review: $("review").checked,
-    });
+      require_name: $("require-name").checked,
+    };
+    // The access code is never shown here: typing a new one replaces it, the box turns it off.
+    if ($("no-access-code").checked) changes.access_code = null;
+    else if ($("access-code").value.trim()) changes.access_code = $("access-code").value.trim();
+    await api("/admin/api/settings", changes);
+    $("access-code").value = "";
+    $("no-access-code").checked = false;
     $("settings-status").textContent = "已保存，下一个请求起生效 / Saved; applies from the next request";
     await refresh();
   } catch (err) {
     $("settings-status").textContent = err.message;
+  }
+});
+
+$("pause").addEventListener("click", async () => {
+  try {
+    await api("/admin/api/settings", { paused: !paused });
+    await refresh();
+  } catch (err) { notice(err.message); }
+});
+
+$("qr-large").addEventListener("click", () => {
+  const on = $("join").classList.toggle("projector");
+  $("qr-large").textContent = on ? "退出投影 / Close" : "投影显示 / Show on projector";
+});
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && $("join").classList.contains("projector")) $("qr-large").click();
+});
+
+let sheetUrls = [];
+
+$("batch-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("batch-status").textContent = "";
+  try {
+    const made = await api("/admin/api/tokens/batch", {
+      count: Number($("batch-count").value), prefix: $("batch-prefix").value.trim(),
+    });
+    for (const url of sheetUrls) URL.revokeObjectURL(url);
+    sheetUrls = [
+      URL.createObjectURL(new Blob([made.sheet_html], { type: "text/html;charset=utf-8" })),
+      URL.createObjectURL(new Blob([made.sheet_csv], { type: "text/csv;charset=utf-8" })),
+    ];
+    $("batch-html").href = sheetUrls[0];
+    $("batch-csv").href = sheetUrls[1];
+    fillTable("batch-table", made.tokens, (t) => [t.name, t.token]);
+    $("batch-result").hidden = false;
+    $("batch-status").textContent = `已创建 ${made.tokens.length} 个令牌 / Created ${made.tokens.length} tokens`;
+    await refresh();
+  } catch (err) {
+    $("batch-status").textContent = err.message;
   }
 });
 

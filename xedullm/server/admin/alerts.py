@@ -1,0 +1,80 @@
+"""What the teacher must know at once: problems only the teacher can fix.
+
+One student's typo is that student's business; the provider refusing the teacher's key, an
+empty balance, or an unreachable provider stop the whole class. They are told apart in the
+ledger: such failures happened to requests the classroom had already *admitted* (a student
+refused by our own policy never reached the provider). An alert stays while the latest
+admitted request within ``WINDOW`` seconds failed that way, and clears with the next answer.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, List, Optional
+
+WINDOW = 600.0
+NEARLY = 0.9
+
+# The outcome (OpenAI error code) a ledger row records for each upstream trouble.
+_UPSTREAM = {
+    "invalid_api_key": "upstream_auth",
+    "insufficient_quota": "upstream_quota",
+    "upstream_unreachable": "upstream_down",
+    "upstream_timeout": "upstream_down",
+    "upstream_error": "upstream_down",
+}
+
+
+def alerts(rows: Iterable[Dict[str, Any]], *, now: float, provider: Any, tokens_today: int,
+           daily_budget: Optional[int]) -> List[Dict[str, Any]]:
+    """The alerts for the overview, from the latest ledger rows (newest first)."""
+    found: List[Dict[str, Any]] = []
+    for row in rows:
+        if row["started"] < now - WINDOW:
+            break
+        if not row.get("admitted"):
+            continue
+        if row["outcome"] in ("ok", "disconnected"):
+            break
+        kind = _UPSTREAM.get(row["outcome"])
+        if kind and all(a["kind"] != kind for a in found):
+            found.append(_alert(kind, provider, since=row["started"]))
+    if daily_budget and tokens_today >= NEARLY * daily_budget:
+        found.append(_budget_alert(tokens_today, daily_budget))
+    return found
+
+
+def _alert(kind: str, provider: Any, since: float) -> Dict[str, Any]:
+    label_zh = provider.label_zh if provider else "服务商"
+    label_en = provider.label_en if provider else "the provider"
+    key_url = getattr(provider, "key_url", "") or ""
+    pid = provider.id if provider else "PROVIDER"
+    if kind == "upstream_auth":
+        where_zh = f"到 {key_url} 查看或新建密钥，" if key_url else "检查或换一个密钥，"
+        where_en = f"check or create a key at {key_url}, " if key_url else "check or replace the key, "
+        zh = (f"{label_zh}拒绝了老师的密钥：全班现在都用不了。请{where_zh}"
+              f"用 xedullm key set {pid} 保存，然后重启服务器。")
+        en = (f"{label_en} refused your key: the whole class is stopped. Please {where_en}"
+              f"save it with `xedullm key set {pid}`, then restart the server.")
+    elif kind == "upstream_quota":
+        where_zh = f"（{key_url} 所在的控制台）" if key_url else ""
+        where_en = f" (the console at {key_url})" if key_url else ""
+        zh = f"{label_zh}账户的余额或免费额度已用完：全班现在都用不了。请到控制台{where_zh}充值，或换一个有余额的密钥。"
+        en = (f"Your {label_en} account has run out of balance or free quota: the whole class is stopped. "
+              f"Top it up in the console{where_en}, or use another key with balance.")
+    else:
+        zh = f"连不上{label_zh}，或它一直出错：请检查这台电脑的网络；一直这样请换一个服务商或稍后再上课。"
+        en = (f"{label_en} cannot be reached or keeps failing: check this computer's network; if it "
+              f"persists, switch provider or try again later.")
+    return {"kind": kind, "since": since, "zh": zh, "en": en, "message": f"{zh} / {en}"}
+
+
+def _budget_alert(used: int, budget: int) -> Dict[str, Any]:
+    percent = min(100, round(100 * used / budget))
+    if used >= budget:
+        zh = f"全班今天的 token 预算已用完（{used}/{budget}）：学生的请求都会被拒绝。需要时在下面的设置里调高预算。"
+        en = (f"The class's token budget for today is used up ({used}/{budget}): students' requests are "
+              f"refused. Raise the budget in the settings below if needed.")
+    else:
+        zh = f"全班今天的 token 预算已用 {percent}%（{used}/{budget}）：需要时在下面的设置里调高预算。"
+        en = (f"{percent}% of the class's token budget for today is used ({used}/{budget}): raise it in "
+              f"the settings below if needed.")
+    return {"kind": "budget_nearly_used", "since": None, "zh": zh, "en": en, "message": f"{zh} / {en}"}
