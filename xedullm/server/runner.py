@@ -86,7 +86,7 @@ def make_server(client: "Client", sock: socket.socket, **options: Any):
     import uvicorn
 
     from .app import create_app
-    from .connection_guard import guarded_protocol
+    from .api.connection_guard import guarded_protocol
     from .settings import server_settings
     from .store.contract import default_data_dir
 
