@@ -101,6 +101,10 @@ def test_a_lone_surrogate_is_a_400_naming_the_field_and_holds_nothing(teacher_fa
             "messages[0].content": b'{"messages": [{"role": "user", "content": "hi \\ud800"}]}',
             "stop": b'{"messages": [{"role": "user", "content": "hi"}], "stop": "\\udfff"}',
             "model": b'{"messages": [{"role": "user", "content": "hi"}], "model": "m\\ud83d"}',
+            "user": b'{"messages": [{"role": "user", "content": "hi"}], "user": "\\udc00"}',
+            "messages[0]": b'{"messages": [{"role": "user", "content": "hi", "\\ud800": "\\ud800"}]}',
+            "messages[0].content[0].text":
+                b'{"messages": [{"role": "user", "content": [{"type": "text", "text": "\\ud800"}]}]}',
         }
         for param, raw in cases.items():
             reply = post(room, raw)

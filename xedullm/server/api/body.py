@@ -36,6 +36,7 @@ class ChatBody:
 def parse_chat_body(data: Any, limits: Limits = DEFAULT) -> ChatBody:
     if not isinstance(data, dict):
         raise InvalidRequest("请求体必须是 JSON 对象。", "The request body must be a JSON object.")
+    _check_text(data)
     body = ChatBody(messages=_messages(data.get("messages"), limits))
     body.stream = _flag(data, "stream")
     options = data.get("stream_options")
@@ -53,7 +54,7 @@ def parse_chat_body(data: Any, limits: Limits = DEFAULT) -> ChatBody:
     model = data.get("model")
     if model is not None and not isinstance(model, str):
         raise InvalidRequest("model 必须是字符串。", "model must be a string.", "model")
-    body.model = _text(model, "model") if model is not None else None
+    body.model = model
     return body
 
 
@@ -76,7 +77,7 @@ def _messages(value: Any, limits: Limits) -> List[Dict[str, str]]:
         if role is None:
             raise InvalidRequest(f"{param}.role 必须是 system、user 或 assistant。",
                                  f"{param}.role must be system, user or assistant.", f"{param}.role")
-        content = _text(_content(item.get("content"), f"{param}.content"), f"{param}.content")
+        content = _content(item.get("content"), f"{param}.content")
         if len(content) > limits.max_content_chars:
             raise InvalidRequest(f"{param}.content 太长（最多 {limits.max_content_chars} 个字符），请缩短。",
                                  f"{param}.content is too long (at most {limits.max_content_chars} characters); shorten it.",
@@ -96,12 +97,24 @@ def _content(value: Any, param: str) -> str:
                          f"{param} must be text (a string); images and other parts are not supported here.", param)
 
 
-def _text(value: str, param: str) -> str:
-    if _LONE_SURROGATE.search(value):
-        raise InvalidRequest(f"{param} 里有无法编码的字符（单独的 UTF-16 代理项，如 \\ud800），请删掉后重发。",
-                             f"{param} contains a character that cannot be encoded (a lone UTF-16 surrogate such "
-                             f"as \\ud800); remove it and send again.", param)
-    return value
+def _check_text(data: Any) -> None:
+    """Every string in the body, keys included, at any depth: no lone surrogate. Walked
+    without recursion, since the nesting may be as deep as the JSON parser allowed."""
+    pending: List[Any] = [(data, "")]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                param = path or "body"
+                raise InvalidRequest(f"{param} 里有无法编码的字符（单独的 UTF-16 代理项，如 \\ud800），请删掉后重发。",
+                                     f"{param} contains a character that cannot be encoded (a lone UTF-16 "
+                                     f"surrogate such as \\ud800); remove it and send again.", param)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                pending.append((item, f"{path}.{key}" if path else str(key)))
+                pending.append((key, path or "body"))   # looked at first: the path names it
+        elif isinstance(value, list):
+            pending.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
 
 
 def _flag(data: Dict[str, Any], name: str, param: Optional[str] = None) -> bool:
@@ -143,8 +156,8 @@ def _stop(value: Any) -> Optional[List[str]]:
     if value is None:
         return None
     if isinstance(value, str):
-        return [_text(value, "stop")]
+        return [value]
     if isinstance(value, list) and len(value) <= 4 and all(isinstance(s, str) for s in value):
-        return [_text(s, f"stop[{i}]") for i, s in enumerate(value)]
+        return value
     raise InvalidRequest("stop 必须是字符串或最多 4 个字符串的列表。",
                          "stop must be a string or a list of up to 4 strings.", "stop")
