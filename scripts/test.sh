@@ -18,4 +18,12 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[local,test]"
 
+# Third-party OpenAI clients (openai SDK, langchain-openai, LiteLLM), each in a venv of its own,
+# for tests/test_third_party_clients.py. If one cannot be made, those tests fail and say why;
+# the rest of the suite still runs.
+bash scripts/client-venvs.sh >/dev/null || echo "scripts/client-venvs.sh failed: tests/test_third_party_clients.py will fail" >&2
+# The original XEdu programs the interop tests run (tests/test_gradio_interop.py), in venvs of
+# their own; a failure here fails the run rather than letting those tests be skipped.
+bash scripts/interop-venvs.sh >/dev/null
+
 exec .venv/bin/python -m pytest "$@"

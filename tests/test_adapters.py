@@ -51,6 +51,11 @@ def test_done_and_reasoning():
 @pytest.mark.parametrize("provider,status,body,cls", [
     ("deepseek", 402, {"error": {"message": "Insufficient Balance", "type": "unknown_error", "param": None,
                                  "code": "invalid_request_error"}}, E.QuotaExceededError),
+    # DeepSeek's unknown model: a 400 whose only clue is the message (protocols.md 1.6)
+    ("deepseek", 400, {"error": {"message": "Model Not Exist", "type": "invalid_request_error", "param": None,
+                                 "code": "invalid_request_error"}}, E.ModelNotFoundError),
+    ("deepseek", 400, {"error": {"message": "Invalid request body.", "type": "invalid_request_error", "param": None,
+                                 "code": "invalid_request_error"}}, E.BadRequestError),
     ("deepseek", 401, {"error": {"message": "bad key", "type": "authentication_error"}}, E.AuthenticationError),
     ("deepseek", 422, {"error": {"message": "bad param", "type": "invalid_request_error"}}, E.BadRequestError),
     ("deepseek", 503, {"error": {"message": "busy"}}, E.ServerError),
@@ -159,6 +164,31 @@ def test_dashscope_error_classes(status, code, cls):
 def test_dashscope_legacy_text_form():
     result = qwen().parse_chat(b'{"output":{"text":"Hello!","finish_reason":"stop"},"usage":{"input_tokens":1,"output_tokens":2,"total_tokens":3}}')
     assert result.text == "Hello!" and result.usage == Usage(1, 2, 3)
+
+
+def test_dashscope_tool_calls_whole_and_in_a_stream():
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"北京"}'}}
+    result = qwen().parse_chat(json.dumps({"output": {"choices": [{"finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": "", "tool_calls": [call]}}]},
+        "usage": {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3}}).encode())
+    assert result.tool_calls == [call] and result.finish_reason == "tool_calls" and result.text == ""
+    piece = {"index": 0, "function": {"arguments": '{"ci'}}
+    chunk = qwen().parse_event(ev({"output": {"choices": [{"message": {"role": "assistant", "content": "",
+                                                                        "tool_calls": [piece]},
+                                                            "finish_reason": "null"}]}}, "result"))
+    assert chunk.tool_calls == [piece]
+
+
+def test_dashscope_sends_tool_turns_with_text_content():
+    history = [{"role": "user", "content": "天气？"},
+               {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function",
+                                                                      "function": {"name": "f", "arguments": "{}"}}]},
+               {"role": "tool", "tool_call_id": "c", "content": "晴"}]
+    http = qwen().chat_request(ChatRequest(model="qwen-turbo", messages=history, extra={"tools": [], "user": "u"}),
+                               Connection("http://h/api/v1", "sk-q"))
+    assert http.json["input"]["messages"][1]["content"] == ""
+    assert http.json["input"]["messages"][2] == history[2]
+    assert http.json["parameters"]["tools"] == [] and "user" not in http.json["parameters"]
 
 
 # -- ERNIE v1 ------------------------------------------------------------------------------

@@ -165,7 +165,7 @@ def test_tokens_settings_and_export_through_the_admin_api(room):
     upstream = r.fake.chat_requests[-1]["json"]
     assert upstream["model"] == "deepseek-reasoner"
     assert upstream["messages"][0] == {"role": "system", "content": "只用中文回答。"}
-    assert httpx.get(f"{r.url}/api/info").json()["system_prompt"] == "只用中文回答。"
+    assert httpx.get(f"{r.url}/api/info", headers={"Authorization": f"Bearer {CODE}"}).json()["system_prompt"] == "只用中文回答。"
     settings = http.get("/admin/api/overview").json()["settings"]
     assert (settings["daily_budget"], settings["review"], settings["model"]) == (100000, True, "deepseek-reasoner")
     assert change(http, "/admin/api/settings", {"daily_budget": "lots"}).status_code == 400

@@ -138,3 +138,20 @@ def test_compat_shim_is_the_same_class():
     import importlib.util
 
     assert importlib.util.find_spec("XEdu").origin in (None, "namespace")  # no XEdu/__init__.py
+
+
+@pytest.mark.parametrize("message,wrong", [
+    ({"role": "assistant", "content": None}, "content"),                      # no text and no tool calls
+    ({"role": "tool", "content": "晴"}, "tool_call_id"),
+    ({"role": "user", "content": None, "tool_calls": [{"id": "c"}]}, "tool_calls"),
+    ({"role": "robot", "content": "x"}, "role"),
+])
+def test_tool_turns_are_checked_before_anything_is_sent(message, wrong):
+    bot = Client(provider="deepseek", api_key="sk-x", verbose=False)
+    with pytest.raises(BadRequestError, match=wrong):
+        bot.build_request([{"role": "user", "content": "天气？"}, message])
+    ok = [{"role": "user", "content": "天气？"},
+          {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function",
+                                                                 "function": {"name": "f", "arguments": "{}"}}]},
+          {"role": "tool", "tool_call_id": "c", "content": "晴"}]
+    assert bot.build_request(ok).messages == ok

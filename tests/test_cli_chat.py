@@ -269,3 +269,22 @@ def test_spinner_shows_in_a_terminal_until_the_answer(env, fake):
     child.expect("你好！你刚才说：hello")
     child.expect("you> ")
     finish(child)
+
+
+def test_a_reasoning_models_thinking_is_shown_dimmed_and_kept_out_of_the_history(env, fake):
+    child = spawn(env, *online(fake), "-m", "deepseek-reasoner", extra_env=with_key())
+    child.sendline("why")
+    child.expect("you> ")
+    shown = child.before
+    thinking = shown.index("\x1b[2m（思考）用户说：why")
+    assert shown.index("\x1b[22m") > thinking and shown.index("你好！你刚才说：why") > shown.index("\x1b[22m")
+    child.sendline("again")
+    child.expect("you> ")
+    finish(child)
+    assert fake.chat_requests[-1]["json"]["messages"][1] == {"role": "assistant", "content": "你好！你刚才说：why"}
+
+
+def test_thinking_stays_out_of_piped_output(env, fake):
+    proc = run(env, "chat", *online(fake), "-m", "deepseek-reasoner", stdin="why\n", extra_env=with_key())
+    assert proc.returncode == 0 and "你好！你刚才说：why" in proc.stdout
+    assert "思考" not in proc.stdout and "\x1b[" not in proc.stdout

@@ -251,6 +251,10 @@ def test_validation_errors(http, fake):
         assert (r.status_code, error["code"]) == (400, "1211")
     elif fake.flavor == "openrouter":
         assert (r.status_code, error["code"]) == (404, 404)
+    elif fake.flavor == "deepseek":  # the body public bug reports show (protocols.md 1.6)
+        assert r.status_code == 400
+        assert error == {"message": "Model Not Exist", "type": "invalid_request_error", "param": None,
+                         "code": "invalid_request_error"}
     else:
         assert (r.status_code, error["code"]) == (404, "model_not_found")
     bad_temp = chat(http, fake, temperature=3)

@@ -43,8 +43,8 @@ def test_a_bad_flag_value_is_refused_with_the_settings_own_words():
 def test_admin_changes_survive_a_restart_and_unknown_keys_are_named(teacher_fake, tmp_path):
     with serving(teacher_fake, tmp_path, admin_password=PASSWORD) as r:
         http = teacher(r.url)
-        refused = change(http, "/admin/api/settings", {"paused": True, "review": True})
-        assert refused.status_code == 400 and "paused" in refused.json()["error"]["message"]
+        refused = change(http, "/admin/api/settings", {"holiday": True, "review": True})
+        assert refused.status_code == 400 and "holiday" in refused.json()["error"]["message"]
         assert _info(r.url)["system_prompt"] is None
         bad = change(http, "/admin/api/settings", {"daily_budget": "lots"})
         assert bad.status_code == 400 and "daily_budget" in bad.json()["error"]["message"]

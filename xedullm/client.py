@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from .engines.engine import Engine
     from .classroom_presets import Preset
 
-Messages = Union[str, List[Dict[str, str]]]
-_ROLES = ("system", "user", "assistant")
+Messages = Union[str, List[Dict[str, Any]]]
+_ROLES = ("system", "user", "assistant", "tool")
 # build_request(system=...) left out: use the client's own system prompt.
 _CLIENT_SYSTEM = object()
 # Parameters with a field of their own in ChatRequest; any other keyword goes to ``extra``.
@@ -36,7 +36,7 @@ def _check_range(name: str, value: Optional[float], high: float) -> Optional[flo
     return float(value)
 
 
-def _messages(input: Messages) -> List[Dict[str, str]]:
+def _messages(input: Messages) -> List[Dict[str, Any]]:
     """Validate what the caller passed to inference() and normalize it to messages."""
     if isinstance(input, str):
         return [{"role": "user", "content": input}]
@@ -44,24 +44,75 @@ def _messages(input: Messages) -> List[Dict[str, str]]:
         raise BadRequestError(
             "inference() 的输入应是字符串，或非空的消息列表 [{'role': 'user', 'content': '...'}]。/ "
             "inference() takes a string or a non-empty list of {'role', 'content'} messages.")
-    messages = []
-    for i, item in enumerate(input):
-        if not isinstance(item, dict) or "role" not in item or "content" not in item:
-            raise BadRequestError(
-                f"第 {i + 1} 条消息应是含 'role' 和 'content' 的字典，收到 {type(item).__name__}。/ "
-                f"Message {i + 1} must be a dict with 'role' and 'content'.")
-        role, content = item["role"], item["content"]
-        if role not in _ROLES:
-            raise BadRequestError(
-                f"第 {i + 1} 条消息的 role {role!r} 不支持，可选 system / user / assistant。/ "
-                f"Message {i + 1} has role {role!r}; use system, user or assistant.")
-        if not isinstance(content, str):
-            raise BadRequestError(
-                f"第 {i + 1} 条消息的 content 应是字符串。/ Message {i + 1} content must be a string.")
-        messages.append({"role": role, "content": content})
+    messages = [_message(i, item) for i, item in enumerate(input)]
     if all(m["role"] == "system" for m in messages):
         raise BadRequestError("消息里至少要有一条用户消息。/ Add at least one user message.")
     return messages
+
+
+def _message(i: int, item: Any) -> Dict[str, Any]:
+    """One message: text content; an assistant turn may instead carry ``tool_calls``
+    (content None), and a ``tool`` turn answers one of them by ``tool_call_id``."""
+    n = i + 1
+    if not isinstance(item, dict) or "role" not in item:
+        raise BadRequestError(
+            f"第 {n} 条消息应是含 'role' 和 'content' 的字典，收到 {type(item).__name__}。/ "
+            f"Message {n} must be a dict with 'role' and 'content'.")
+    role, content, calls = item["role"], item.get("content"), item.get("tool_calls")
+    if role not in _ROLES:
+        raise BadRequestError(
+            f"第 {n} 条消息的 role {role!r} 不支持，可选 system / user / assistant / tool。/ "
+            f"Message {n} has role {role!r}; use system, user, assistant or tool.")
+    if calls is not None and (role != "assistant" or not isinstance(calls, list)
+                              or not all(isinstance(c, dict) for c in calls)):
+        raise BadRequestError(
+            f"第 {n} 条消息的 tool_calls 应是助手消息里的字典列表。/ "
+            f"Message {n}: tool_calls must be a list of dicts on an assistant message.")
+    if not isinstance(content, str) and not (calls and content is None):
+        raise BadRequestError(
+            f"第 {n} 条消息的 content 应是字符串。/ Message {n} content must be a string.")
+    message: Dict[str, Any] = {"role": role, "content": content}
+    if calls:
+        message["tool_calls"] = calls
+    if role == "tool":
+        if not isinstance(item.get("tool_call_id"), str):
+            raise BadRequestError(
+                f"第 {n} 条消息（role 为 tool）需要 tool_call_id：它回答的是哪一次工具调用。/ "
+                f"Message {n} (role tool) needs tool_call_id: the tool call it answers.")
+        message["tool_call_id"] = item["tool_call_id"]
+    return message
+
+
+def _check_ascii_keys(credentials: Any, what_zh: str, what_en: str) -> None:
+    # An HTTP header carries only ASCII; httpx would raise a bare UnicodeEncodeError.
+    for key in (credentials.api_key, credentials.secret_key):
+        if key and not (key.isascii() and key.isprintable()):
+            raise ConfigurationError(
+                f"{what_zh}里有中文、全角或不可见字符，无法随请求发送：请重新复制，只保留英文字母、数字和符号。/ "
+                f"The {what_en} contains non-ASCII or invisible characters, which cannot be sent with "
+                f"a request: copy it again, keeping only letters, digits and symbols.")
+
+
+def _unsupported(message: str, param: str) -> BadRequestError:
+    err = BadRequestError(message, code="unsupported_parameter")
+    err.param = param  # the field to name in the server's 400
+    return err
+
+
+def _join_tool_calls(calls: List[Dict[str, Any]], pieces: List[Dict[str, Any]]) -> None:
+    """Add streamed tool-call pieces to ``calls`` (joined by ``index``, OpenAI's rule)."""
+    for piece in pieces:
+        index = piece.get("index", len(calls))
+        while len(calls) <= index:
+            calls.append({"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+        call = calls[index]
+        for name in ("id", "type"):
+            if piece.get(name):
+                call[name] = piece[name]
+        function = piece.get("function") or {}
+        for name in ("name", "arguments"):
+            if isinstance(function.get(name), str):
+                call["function"][name] += function[name]
 
 
 class Client:
@@ -95,6 +146,8 @@ class Client:
         self.last_reasoning = ""
         #: which provider gave the last answer (a fallback's id when the primary failed)
         self.last_provider: Optional[str] = None
+        #: the tools the model asked to call in the last answer (OpenAI's shape), else []
+        self.last_tool_calls: List[Dict[str, Any]] = []
         self._engine: Optional[Engine] = None
         self.xedu_url = xedu_url.rstrip("/") if xedu_url else None
 
@@ -104,6 +157,7 @@ class Client:
             self.base_url = f"{self.xedu_url}/v1"
             self.model = model
             self._credentials = _classroom_credentials(api_key)
+            _check_ascii_keys(self._credentials, "访问码（或学生令牌）", "access code (or student token)")
         elif provider is None and base_url:
             self.provider = None
             self.base_url = base_url.rstrip("/")
@@ -112,6 +166,7 @@ class Client:
                     "使用 base_url 时请同时指定 model。/ Pass model= together with base_url.")
             self.model = model
             self._credentials = resolve_credentials(catalog.GENERIC_OPENAI, api_key, secret_key)
+            _check_ascii_keys(self._credentials, "密钥", "API key")
         else:
             if provider is None:
                 if api_key:
@@ -124,6 +179,7 @@ class Client:
             self.base_url = (base_url or self.provider.base_url).rstrip("/")
             self.model = model or self.provider.default_model
             self._credentials = resolve_credentials(self.provider, api_key, secret_key)
+            _check_ascii_keys(self._credentials, "密钥", "API key")
             missing = self.provider.needs_key and not self._credentials.api_key or (
                 self.provider.needs_secret and not self._credentials.secret_key)
             if missing:
@@ -248,6 +304,7 @@ class Client:
         if system:
             messages.insert(0, {"role": "system", "content": system})
         known = {name: kwargs.pop(name) for name in _REQUEST_FIELDS if name in kwargs}
+        self._check_options(kwargs, messages)
         stop = known.get("stop")
         return ChatRequest(
             model=kwargs.pop("model", None) or self.model or "default",
@@ -259,6 +316,37 @@ class Client:
             stop=[stop] if isinstance(stop, str) else stop,
             extra=kwargs,
         )
+
+    def _option_table(self) -> Any:
+        """The OpenAI options (``tools``, ``seed``…) this client's protocol carries, as a table
+        ``{option: name on the wire or None}``; see protocols/options.py."""
+        protocol = self.provider.protocol if self.provider else "openai"
+        if protocol == "local":
+            from .engines.local import OPTIONS
+            return OPTIONS
+        from .protocols import options_for
+
+        return options_for(protocol)
+
+    def _check_options(self, kwargs: Dict[str, Any], messages: List[Dict[str, Any]]) -> None:
+        from .protocols.options import TOOLS, has_tool_turns, unsupported
+
+        table = self._option_table()
+        refused = unsupported(kwargs, table)
+        where = self.provider.label_zh if self.provider else "这个服务"
+        where_en = self.provider.label_en if self.provider else "this server"
+        if refused:
+            names = ", ".join(refused)
+            raise _unsupported(
+                f"{where}不支持参数 {names}，请去掉它，或换一个支持它的服务商。/ "
+                f"{where_en} does not support {names}: leave it out, or use a provider that does.",
+                refused[0])
+        turn = has_tool_turns(messages)
+        if turn is not None and TOOLS not in table:
+            raise _unsupported(
+                f"{where}不支持工具调用，第 {turn + 1} 条消息却是工具调用的一部分。/ "
+                f"{where_en} does not support tool calls, but message {turn + 1} is part of one.",
+                f"messages[{turn}]")
 
     def chat(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
              top_p: Optional[float] = None, **kwargs: Any) -> ChatResult:
@@ -284,7 +372,7 @@ class Client:
             chunks, answered = attempt.answerer.stream(req), False
             try:
                 for chunk in chunks:
-                    answered = answered or bool(chunk.text or chunk.reasoning)
+                    answered = answered or bool(chunk.text or chunk.reasoning or chunk.tool_calls)
                     yield self._arrived(chunk, attempt.label)
             except LLMError as err:
                 attempt.failed(err, answered)  # never a second provider once text was shown
@@ -315,7 +403,7 @@ class Client:
             chunks, answered = attempt.answerer.astream(req), False
             try:
                 async for chunk in chunks:
-                    answered = answered or bool(chunk.text or chunk.reasoning)
+                    answered = answered or bool(chunk.text or chunk.reasoning or chunk.tool_calls)
                     yield self._arrived(chunk, attempt.label)
             except LLMError as err:
                 attempt.failed(err, answered)
@@ -333,7 +421,7 @@ class Client:
         if result.provider is None:
             result.provider = label
         self.last_provider = result.provider
-        self._remember(result.usage, result.reasoning)
+        self._remember(result.usage, result.reasoning, result.tool_calls)
         return result
 
     def _arrived(self, chunk: ChatChunk, label: str) -> ChatChunk:
@@ -343,21 +431,26 @@ class Client:
         self._note_chunk(chunk)
         return chunk
 
-    def _remember(self, usage: Optional[Usage], reasoning: str) -> None:
+    def _remember(self, usage: Optional[Usage], reasoning: str, tool_calls: Optional[List[Dict[str, Any]]] = None) -> None:
         self.last_usage = usage
         self.last_reasoning = reasoning
+        self.last_tool_calls = list(tool_calls or [])
 
     def _note_chunk(self, chunk: ChatChunk) -> None:
         if chunk.usage is not None:
             self.last_usage = chunk.usage
         if chunk.reasoning:
             self.last_reasoning += chunk.reasoning
+        if chunk.tool_calls:
+            _join_tool_calls(self.last_tool_calls, chunk.tool_calls)
 
     def inference(self, input: Messages, temperature: Optional[float] = None,
                   top_p: Optional[float] = None, stream: bool = False, **kwargs: Any):
         """The answer as a str, or with ``stream=True`` an iterator of str pieces.
 
         Only the answer: a reasoning model's thinking is in ``last_reasoning``, never mixed in.
+        With ``tools=[...]`` the tools the model wants called are in ``last_tool_calls``
+        (the text is then often empty); ``chat()`` gives them on its result too.
         """
         req = self.build_request(input, temperature, top_p, stream, **kwargs)  # bad input fails now
         if stream:

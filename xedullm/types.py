@@ -29,34 +29,48 @@ class ChatRequest:
     another model or another stream flag makes a copy (``dataclasses.replace``).
 
     ``messages`` is already validated: a list of ``{'role', 'content'}`` dicts whose roles are
-    system/user/assistant (the system prompt, if any, first).
+    system/user/assistant/tool (the system prompt, if any, first); an assistant turn that
+    called tools has ``tool_calls`` (and may have ``content: None``), a tool turn has
+    ``tool_call_id``.
     """
 
     model: str
-    messages: List[Dict[str, str]]
+    messages: List[Dict[str, Any]]
     stream: bool = False
     temperature: Optional[float] = None
     top_p: Optional[float] = None
     max_tokens: Optional[int] = None
     stop: Optional[List[str]] = None
-    # Provider-specific extras passed through untouched (e.g. ``seed``, ``enable_search``).
+    # OpenAI options (``tools``, ``response_format``, ``seed``…, see protocols/options.py)
+    # and provider-specific extras (``enable_search``), passed on as the protocol declares.
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class ChatChunk:
-    """One piece of a streamed answer. Any field may be empty."""
+    """One piece of a streamed answer. Any field may be empty.
+
+    ``tool_calls`` are the provider's delta pieces as they came (``index``, and ``id``,
+    ``type``, ``function.name`` / ``function.arguments`` fragments): join them by ``index``.
+    """
 
     text: str = ""
     reasoning: str = ""
     finish_reason: Optional[str] = None
     usage: Optional[Usage] = None
     provider: Optional[str] = None    # who answered (set by the Client; a fallback's id if one did)
+    tool_calls: List[Dict[str, Any]] = field(default_factory=list)
+    logprobs: Optional[Dict[str, Any]] = None
 
 
 @dataclass
 class ChatResult:
-    """A whole answer: ``text`` is the answer only; a reasoning model's thinking is apart."""
+    """A whole answer: ``text`` is the answer only; a reasoning model's thinking is apart.
+
+    ``tool_calls``: the tools the model asks to call, in OpenAI's shape
+    ``{"id", "type": "function", "function": {"name", "arguments": "<JSON text>"}}``
+    (``finish_reason`` is then ``"tool_calls"`` and ``text`` often empty).
+    """
 
     text: str
     finish_reason: Optional[str] = None
@@ -64,6 +78,8 @@ class ChatResult:
     model: Optional[str] = None
     reasoning: str = ""
     provider: Optional[str] = None    # who answered (set by the Client; a fallback's id if one did)
+    tool_calls: List[Dict[str, Any]] = field(default_factory=list)
+    logprobs: Optional[Dict[str, Any]] = None
 
 
 @dataclass

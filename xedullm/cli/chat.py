@@ -6,8 +6,9 @@ stderr. The work is the library's: these commands only read input and print piec
 """
 from __future__ import annotations
 
+import os
 import sys
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from .output import t, warn
 
@@ -245,22 +246,40 @@ def _switch_model(client, model: str, args):
 
 
 def _stream_answer(client, history: List[Dict[str, str]], args):
-    """Print the answer as it streams. Returns (answer so far, whether Ctrl-C stopped it)."""
-    pieces = client.inference(list(history), stream=True, **_options(args))
+    """Print the answer as it streams. Returns (answer so far, whether Ctrl-C stopped it).
+
+    A reasoning model's thinking is shown dimmed before the answer in a terminal (plain
+    under NO_COLOR, left out when stdout is a pipe) and never enters the history.
+    """
+    chunks = client.chat_stream(list(history), **_options(args))
     parts: List[str] = []
-    spinner = _Spinner(args.lang) if sys.stdout.isatty() else None
+    terminal = sys.stdout.isatty()
+    dim, undim = ("", "") if os.environ.get("NO_COLOR") else (_DIM, _UNDIM)
+    thinking = False
+    spinner = _Spinner(args.lang) if terminal else None
     try:
-        for piece in _with_spinner(pieces, spinner):
-            sys.stdout.write(piece)
+        for chunk in _with_spinner(chunks, spinner):
+            if chunk.reasoning and terminal:
+                if not thinking:
+                    sys.stdout.write(dim)
+                    thinking = True
+                sys.stdout.write(chunk.reasoning)
+            if chunk.text:
+                if thinking:
+                    sys.stdout.write(undim + "\n\n")
+                    thinking = False
+                sys.stdout.write(chunk.text)
+                parts.append(chunk.text)
             sys.stdout.flush()
-            parts.append(piece)
         stopped = False
     except KeyboardInterrupt:
         stopped = True
     finally:
         if spinner:
             spinner.stop()
-        pieces.close()  # stops generation (local) or closes the connection (online)
+        if thinking:
+            sys.stdout.write(undim)
+        chunks.close()  # stops generation (local) or closes the connection (online)
     answer = "".join(parts)
     if answer and not answer.endswith("\n"):
         sys.stdout.write("\n")
@@ -268,7 +287,11 @@ def _stream_answer(client, history: List[Dict[str, str]], args):
     return answer, stopped
 
 
-def _with_spinner(pieces: Iterator[str], spinner: Optional["_Spinner"]) -> Iterator[str]:
+# ANSI "faint" and "normal intensity": thinking is there to read, but is not the answer.
+_DIM, _UNDIM = "\x1b[2m", "\x1b[22m"
+
+
+def _with_spinner(pieces: Iterator[Any], spinner: Optional["_Spinner"]) -> Iterator[Any]:
     if spinner is None:
         yield from pieces
         return

@@ -27,4 +27,10 @@ def open_engine(provider: Optional[Provider], conn: Connection, model: Optional[
     adapter = adapter_for(protocol, provider)
     # A classroom server already wrote a student-facing bilingual message.
     adapter.relay_server_messages = relay_server_messages
-    return HTTPEngine(adapter, conn, timeout=timeout, max_retries=max_retries)
+    engine = HTTPEngine(adapter, conn, timeout=timeout, max_retries=max_retries)
+    if relay_server_messages:
+        # A teacher's server: ours, or an old XEduLLM (Gradio) one; found on first use.
+        from .classroom import ClassroomEngine
+
+        return ClassroomEngine(engine)
+    return engine

@@ -44,6 +44,9 @@ TEMPERATURE = 0.2
 TOP_P = 0.9
 # Small models fall into loops easily; a mild penalty keeps answers moving.
 REPEAT_PENALTY = 1.1
+# The OpenAI options the local model takes (protocols/options.py): a 135M model cannot call
+# tools or keep to a JSON schema, and our sampler has no penalties or logprobs to give.
+OPTIONS = {"seed": "seed", "user": None, "stream_options": None}
 
 _DONE = object()
 

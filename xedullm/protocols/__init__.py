@@ -13,7 +13,15 @@ ADAPTERS: Dict[str, Tuple[str, str]] = {
     "openai": ("openai_compat", "OpenAICompatAdapter"),
     "dashscope": ("dashscope", "DashScopeAdapter"),
     "ernie": ("ernie", "ErnieAdapter"),
+    # An old XEduLLM teacher server (Client(xedu_url=…) finds out on first use).
+    "gradio": ("gradio", "GradioAdapter"),
 }
+
+
+def options_for(protocol: str):
+    """The OpenAI options an HTTP protocol carries (its module's ``OPTIONS`` table)."""
+    module, _ = ADAPTERS[protocol]
+    return importlib.import_module(f".{module}", __name__).OPTIONS
 
 
 def adapter_for(protocol: str, provider: Optional[Provider]) -> Adapter:

@@ -13,6 +13,15 @@ from .. import errors as E
 from ..sse import SSEEvent
 from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
 from .adapter import Adapter, EventResult, join_url, load_json, retry_after_seconds, usage_from
+from .openai_compat import _dicts
+from .options import wire_options
+
+# protocols.md 2.2: the parameters the SDK passes through. DashScope has no
+# frequency_penalty (its repetition_penalty means something else), so that one is refused;
+# it has no end-user field, and usage comes with every event.
+OPTIONS = {name: name for name in ("tools", "tool_choice", "parallel_tool_calls", "response_format",
+                                   "seed", "logprobs", "top_logprobs", "presence_penalty")}
+OPTIONS.update({"user": None, "stream_options": None})
 
 _CODES = {
     "InvalidApiKey": E.AuthenticationError,
@@ -50,7 +59,7 @@ class DashScopeAdapter(Adapter):
                             ("max_tokens", req.max_tokens), ("stop", req.stop)):
             if value is not None:
                 parameters[name] = value
-        parameters.update(req.extra)
+        parameters.update(wire_options(req.extra, OPTIONS))
         headers = {
             "Authorization": f"Bearer {conn.api_key}",
             "Content-Type": "application/json; charset=utf-8",
@@ -62,7 +71,9 @@ class DashScopeAdapter(Adapter):
             parameters["incremental_output"] = True
             headers.update({"Accept": "text/event-stream", "X-DashScope-SSE": "enable",
                             "X-Accel-Buffering": "no"})
-        body = {"model": req.model, "input": {"messages": req.messages}, "parameters": parameters}
+        # An assistant turn that only called tools has content None; DashScope wants text.
+        messages = [dict(m, content=m.get("content") or "") for m in req.messages]
+        body = {"model": req.model, "input": {"messages": messages}, "parameters": parameters}
         url = join_url(conn.base_url, "services/aigc/text-generation/generation")
         return HTTPRequest("POST", url, headers, body)
 
@@ -82,14 +93,16 @@ class DashScopeAdapter(Adapter):
             raise self._error(None, data, {})  # "200 + code" is an error (SDK v2)
         output = data.get("output") or {}
         choices = output.get("choices")
+        tool_calls: list = []
         if choices:
             message = choices[0].get("message") or {}
             text, reasoning = message.get("content") or "", message.get("reasoning_content") or ""
             finish = _finish(choices[0].get("finish_reason"))
+            tool_calls = _dicts(message.get("tool_calls"))
         else:  # legacy text form
             text, reasoning, finish = output.get("text") or "", "", _finish(output.get("finish_reason"))
         return ChatResult(text=_content_text(text), reasoning=reasoning, finish_reason=finish,
-                          usage=usage_from(data.get("usage")), model=None)
+                          usage=usage_from(data.get("usage")), model=None, tool_calls=tool_calls)
 
     def parse_event(self, event: SSEEvent) -> EventResult:
         if not event.data.strip():
@@ -102,15 +115,17 @@ class DashScopeAdapter(Adapter):
             return None
         output = data.get("output") or {}
         choices = output.get("choices")
+        tool_calls: list = []
         if choices:
             message = choices[0].get("message") or {}
             text = _content_text(message.get("content") or "")
             reasoning = message.get("reasoning_content") or ""
             finish = _finish(choices[0].get("finish_reason"))
+            tool_calls = _dicts(message.get("tool_calls"))
         else:
             text, reasoning, finish = output.get("text") or "", "", _finish(output.get("finish_reason"))
         return ChatChunk(text=text, reasoning=reasoning, finish_reason=finish,
-                         usage=usage_from(data.get("usage")))
+                         usage=usage_from(data.get("usage")), tool_calls=tool_calls)
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> E.LLMError:
         try:

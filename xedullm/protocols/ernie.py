@@ -13,6 +13,13 @@ from .. import errors as E
 from ..sse import SSEEvent
 from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
 from .adapter import Adapter, EventResult, load_json, retry_after_seconds, usage_from
+from .options import wire_options
+
+# protocols.md 3.3: what every v1 chat endpoint takes. Its tools, response_format and
+# function calling differ per model and are unconfirmed, so they are refused with a clear
+# error instead of being sent and failing in an unknown way; v1 has no seed or logprobs.
+OPTIONS = {"frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty",
+           "user": "user_id", "stream_options": None}
 
 _CHAT_PATH = "rpc/2.0/ai_custom/v1/wenxinworkshop/chat/"
 
@@ -99,7 +106,7 @@ class ErnieAdapter(Adapter):
                             ("max_output_tokens", req.max_tokens), ("stop", req.stop)):
             if value is not None:
                 body[name] = value
-        body.update(req.extra)
+        body.update(wire_options(req.extra, OPTIONS))
         if req.stream:
             body["stream"] = True
         url = f"{conn.base_url.rstrip('/')}/{_CHAT_PATH}{self.endpoint(req.model)}"

@@ -8,7 +8,11 @@ from typing import Any, Dict, Mapping, Optional
 from .. import errors as E
 from ..sse import SSEEvent
 from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
-from .adapter import Adapter, EventResult, STREAM_END, load_json, join_url, retry_after_seconds, usage_from
+from .adapter import STREAM_END, Adapter, EventResult, join_url, load_json, retry_after_seconds, usage_from
+from .options import OPENAI_OPTIONS, wire_options
+
+# Every OpenAI option goes upstream under its own name (protocols/options.py).
+OPTIONS = {name: name for name in OPENAI_OPTIONS}
 
 # Specific provider codes/types decide the class even against the HTTP status
 # (protocols.md 0.2: classify by provider code first, status second).
@@ -45,6 +49,12 @@ _SPECIFIC = {
     "timeout_error": E.APITimeoutError,
 }
 
+# Messages that decide the class where the code is only generic, lower-cased
+# (protocols.md 1.6: DeepSeek answers an unknown model with 400 "Model Not Exist").
+_BY_MESSAGE = {
+    "model not exist": E.ModelNotFoundError,
+}
+
 _BY_STATUS = {
     400: E.BadRequestError, 401: E.AuthenticationError, 402: E.QuotaExceededError,
     403: E.AuthenticationError, 404: E.ModelNotFoundError, 408: E.ServerError,
@@ -64,10 +74,13 @@ _MEANINGS = {"content_filter": E.ContentFilterError, "quota": E.QuotaExceededErr
              "rate_limit": E.RateLimitError, "auth": E.AuthenticationError}
 
 
-def class_for(status: Optional[int], codes, default=E.ServerError):
+def class_for(status: Optional[int], codes, default=E.ServerError, message: str = ""):
     for code in codes:
         if code is not None and str(code) in _SPECIFIC:
             return _SPECIFIC[str(code)]
+    by_message = _BY_MESSAGE.get(message.strip().lower())
+    if by_message is not None:
+        return by_message
     if status is None:
         for code in codes:
             if code is not None and str(code) in _GENERIC:
@@ -112,10 +125,12 @@ class OpenAICompatAdapter(Adapter):
                             ("max_tokens", req.max_tokens), ("stop", req.stop)):
             if value is not None:
                 body[name] = value
-        body.update(req.extra)
+        body.update(wire_options(req.extra, OPTIONS))
         if req.stream:
             body["stream"] = True
             body.setdefault("stream_options", {"include_usage": True})
+        else:
+            body.pop("stream_options", None)  # OpenAI refuses it without stream
         headers = self._headers(conn)
         if req.stream:
             headers["Accept"] = "text/event-stream"
@@ -143,6 +158,8 @@ class OpenAICompatAdapter(Adapter):
             finish_reason=finish,
             usage=usage_from(data.get("usage")) or usage_from(first.get("usage")),
             model=data.get("model"),
+            tool_calls=_dicts(message.get("tool_calls")),
+            logprobs=_dict_or_none(first.get("logprobs")),
         )
 
     def parse_event(self, event: SSEEvent) -> EventResult:
@@ -163,6 +180,8 @@ class OpenAICompatAdapter(Adapter):
             delta = choice.get("delta") or {}
             chunk.text = delta.get("content") or ""
             chunk.reasoning = delta.get("reasoning_content") or ""
+            chunk.tool_calls = _dicts(delta.get("tool_calls"))
+            chunk.logprobs = _dict_or_none(choice.get("logprobs"))
             chunk.finish_reason = choice.get("finish_reason")
             chunk.usage = chunk.usage or usage_from(choice.get("usage"))  # Moonshot puts it here
             self._raise_on_filtered(chunk.finish_reason, after_text=bool(chunk.text))
@@ -196,7 +215,8 @@ class OpenAICompatAdapter(Adapter):
         if status_hint in meanings and str(code) not in _SPECIFIC and str(etype) not in _SPECIFIC:
             cls = _MEANINGS[meanings[status_hint]]
         else:
-            cls = class_for(status_hint, [code, etype], default=E.ServerError)
+            cls = class_for(status_hint, [code, etype], default=E.ServerError,
+                            message=str(err.get("message") or ""))
         detail = str(err.get("message") or "")[:500] or None
         return cls(
             detail if self.relay_server_messages else None,
@@ -205,6 +225,14 @@ class OpenAICompatAdapter(Adapter):
             retry_after=retry_after_seconds(headers) if headers else None,
         )
 
+
+def _dicts(value: Any) -> list:
+    # Passed on as they came: a tool call's pieces are the caller's to join by index.
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _dict_or_none(value: Any) -> Optional[dict]:
+    return value if isinstance(value, dict) else None
 
 
 def _strip_reasoning(messages):

@@ -2,7 +2,8 @@
 
 ``create_app`` only assembles: the routes of each face (``api/`` for OpenAI-shaped programs,
 ``web/`` for the student page, ``admin/`` for the teacher), the state they share on
-``app.state.xedullm`` (state.py), and the store chosen by the settings. The teacher's key
+``app.state.xedullm`` (state.py), and the store chosen by the settings. ``api/gradio.py``
+answers the old XEdu student client (``/config``, ``/queue/*``). The teacher's key
 lives only inside the Client; nothing here ever writes it out.
 """
 from __future__ import annotations
@@ -21,13 +22,14 @@ from starlette.responses import JSONResponse, Response
 
 from .admin.admin_routes import admin_routes
 from .api.openai_routes import openai_routes
+from .api.gradio import GradioFace, gradio_routes
 from .classroom.gate import Gate
 from .classroom.ledger import NullLedger
 from .classroom.live_settings import LiveSettings
 from .classroom.open_policy import OpenPolicy
 from .classroom.policy import ClassroomPolicy
 from .classroom.room import Classroom, StoreLedger
-from .settings import ADMIN_EDITABLE, ServerSettings, secret_values
+from .settings import ADMIN_EDITABLE, ServerSettings, check, secret_values
 from .state import ServerState
 from .web.page_routes import web_routes
 
@@ -40,6 +42,8 @@ __all__ = ["ServerSettings", "create_app"]
 
 def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -> Starlette:
     settings = settings or ServerSettings()
+    if settings.access_code is not None:
+        check("access_code", settings.access_code)  # also when ServerSettings was built directly
     _register_mime_types()
     store = _open_store(settings)
     provider = client.provider
@@ -66,6 +70,7 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
         routes=[
             *web_routes(),
             *openai_routes(),
+            *gradio_routes(),   # the old XEdu student client (gradio_client)
             *(admin_routes() if classroom else []),
         ],
         middleware=[Middleware(_PublicCORS, allow_origins=["*"], allow_methods=["GET", "POST"],
@@ -74,6 +79,7 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
         lifespan=_lifespan,
     )
     app.state.xedullm = state
+    app.state.gradio = GradioFace(settings.limits, settings.allow_legacy_clients)
     return app
 
 

@@ -55,6 +55,9 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("access_code", str, None, "课堂访问码：学生在网页输入，程序作 api_key",
             "class access code: students enter it on the page, programs pass it as api_key",
             admin=True, secret=True, ascii_only=True),
+    # The old XEdu student client (xedu-python) cannot send an access code.
+    Setting("allow_legacy_clients", bool, False, "有访问码时也让旧版 XEdu 客户端（xedu-python，发送不了访问码）使用",
+            "let the old XEdu client (xedu-python, which cannot send an access code) in even with an access code"),
     Setting("admin_password", str, None, "老师管理页 /admin 的密码（不填则每次启动生成并显示）",
             "password for the teacher's /admin page (default: generated and shown at start)", secret=True),
     Setting("daily_budget", int, None, "全班每天最多用多少 token", "tokens per day for the whole class",

@@ -19,11 +19,19 @@ Servers (each also has ``.start()`` / ``.stop()``; ``port=`` picks a fixed port)
   chunks without ``object``; moonshot: inside the final choice), comments
   (``: keep-alive`` deepseek, ``: OPENROUTER PROCESSING`` openrouter), ``reasoning_content``
   for ``deepseek-reasoner``. Unknown model: 404 ``model_not_found`` / moonshot
-  ``resource_not_found_error`` / glm 400 "1211". GLM also accepts Zhipu JWTs.
+  ``resource_not_found_error`` / glm 400 "1211" / deepseek 400 "Model Not Exist" with the
+  generic code ``invalid_request_error``. GLM also accepts Zhipu JWTs. A request with
+  ``tools`` is answered with tool calls (``finish_reason: "tool_calls"``, content null; streamed
+  as a head piece with index/id/name, then argument fragments), a last ``tool`` message with
+  "工具结果是：…", ``response_format`` json_object / json_schema with JSON text; see
+  ``answer_shapes.py`` for the exact rules. ``logprobs: true``: ``choice.logprobs.content``
+  lists each answer piece as one token at logprob -0.5 (``top_logprobs`` copies of it).
 - ``FakeDashScopeServer(api_key='sk-test', models=None, reply=None, token_delay=0.0)``:
   ``base_url`` = ``.../api/v1``; ``POST /api/v1/services/aigc/text-generation/generation``
   (SSE only with header ``X-DashScope-SSE: enable``; ``incremental_output``,
-  ``result_format``); ``compatible_base_url`` = ``.../compatible-mode/v1`` (flavor qwen).
+  ``result_format``; ``parameters.tools`` / ``response_format`` answered as the OpenAI fake
+  does, tool calls as ``message.tool_calls`` pieces); ``compatible_base_url`` =
+  ``.../compatible-mode/v1`` (flavor qwen).
 - ``FakeErnieServer(api_key='test-ak', secret_key='test-sk', reply=None, token_delay=0.0)``:
   ``base_url`` = host root; ``POST /oauth/2.0/token`` and
   ``POST /rpc/2.0/ai_custom/v1/wenxinworkshop/chat/<endpoint>``. Extra: ``token_requests``,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .fake_server import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps
+from .answer_shapes import shape_answer
+from .fake_server import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps, split_pieces
 from .openai_fake import OpenAIEndpoints, default_models
 
 GENERATION_PATH = "/api/v1/services/aigc/text-generation/generation"
@@ -51,10 +52,13 @@ class DashScopeWire(Wire):
         return {"input_tokens": usage["prompt_tokens"], "output_tokens": usage["completion_tokens"],
                 "total_tokens": usage["total_tokens"]}
 
-    def _payload(self, ctx: _Ctx, text: str, finish: str, usage: Dict[str, int]) -> Dict[str, Any]:
+    def _payload(self, ctx: _Ctx, text: str, finish: str, usage: Dict[str, int],
+                 tool_calls: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
         if ctx.message_format:
-            output: Dict[str, Any] = {"choices": [{"message": {"role": "assistant", "content": text},
-                                                   "finish_reason": finish}]}
+            message: Dict[str, Any] = {"role": "assistant", "content": text}
+            if tool_calls:
+                message["tool_calls"] = tool_calls
+            output: Dict[str, Any] = {"choices": [{"message": message, "finish_reason": finish}]}
         else:
             output = {"text": text, "finish_reason": finish}
         return {"output": output, "usage": self._usage(usage), "request_id": ctx.request_id}
@@ -65,6 +69,8 @@ class DashScopeWire(Wire):
                 + b"data:" + data + b"\n\n")
 
     def stream_frames(self, ctx: _Ctx, answer: Answer) -> List[Tuple[bytes, Optional[dict]]]:
+        if answer.tool_calls:
+            return self._tool_call_frames(ctx, answer)
         frames = []
         last = len(answer.pieces) - 1
         for i, piece in enumerate(answer.pieces):
@@ -73,6 +79,22 @@ class DashScopeWire(Wire):
             payload = self._payload(ctx, text, "stop" if i == last else "null", usage)
             frames.append((self._event(i, "result", 200, dumps(payload)), usage))
         return frames
+
+    def _tool_call_frames(self, ctx: _Ctx, answer: Answer) -> List[Tuple[bytes, Optional[dict]]]:
+        # OpenAI-style pieces inside message.tool_calls (index, id and name first, then argument
+        # fragments), finish_reason "tool_calls" on the last event (protocols.md 2.4; the exact
+        # piece layout is unconfirmed), always incremental.
+        pieces = []
+        for index, call in enumerate(answer.tool_calls):
+            pieces.append({"index": index, "id": call["id"], "type": "function",
+                           "function": {"name": call["function"]["name"], "arguments": ""}})
+            pieces += [{"index": index, "function": {"arguments": part}}
+                       for part in split_pieces(call["function"]["arguments"])]
+        usage = answer.usage()
+        last = len(pieces) - 1
+        return [(self._event(i, "result", 200, dumps(self._payload(
+                    ctx, "", "tool_calls" if i == last else "null", usage, [piece]))), usage if i == last else None)
+                for i, piece in enumerate(pieces)]
 
     def malformed_frame(self, ctx: _Ctx, index: int) -> bytes:
         return self._event(index, "result", 200, b'{"output":{"choices":[{"message":{"content":"')
@@ -93,7 +115,8 @@ class DashScopeWire(Wire):
         return self._event(index, "error", status, dumps(body))
 
     def body(self, ctx: _Ctx, answer: Answer) -> bytes:
-        return dumps(self._payload(ctx, answer.text, "stop", answer.usage()))
+        finish = "tool_calls" if answer.tool_calls else "stop"
+        return dumps(self._payload(ctx, answer.text, finish, answer.usage(), answer.tool_calls))
 
     def error_body(self, ctx: _Ctx, code: Any, message: Optional[str]) -> bytes:
         return dumps(self._error_object(ctx, code, message)[1])
@@ -159,6 +182,7 @@ class FakeDashScopeServer(FakeServer):
         if messages is not None:
             if not isinstance(messages, list) or not all(
                     isinstance(m, dict) and m.get("role") in _ROLES and "content" in m
+                    and (m.get("role") != "tool" or isinstance(m.get("tool_call_id"), str))
                     for m in messages):
                 return self._error(request_id, "InvalidParameter",
                                    "Each message needs a valid role and content.")
@@ -188,4 +212,7 @@ class FakeDashScopeServer(FakeServer):
                    incremental=parameters.get("incremental_output") is True,
                    message_format=parameters.get("result_format") == "message")
         stream = record["headers"].get("x-dashscope-sse", "").lower() == "enable"
-        return self.respond(self.wire, ctx, self._answer(messages, fault), fault, stream)
+        # Tools and response_format sit in ``parameters`` here; the OpenAI fake's rules apply.
+        answer = shape_answer({**parameters, "messages": messages}, self._answer(messages, fault),
+                              call_prefix=f"call_{request_id[-6:]}_")
+        return self.respond(self.wire, ctx, answer, fault, stream)

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple, Union
 
 from .faults import Fault
@@ -55,6 +55,9 @@ class Answer:
     pieces: List[str]
     reasoning: List[str]
     prompt_tokens: int
+    # OpenAI-shaped calls ({id, type, function: {name, arguments}}) when the fake answers a
+    # request that offered tools by calling them (openai_fake.py); then there are no pieces.
+    tool_calls: List[Dict[str, Any]] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -66,7 +69,8 @@ class Answer:
 
     @property
     def completion_tokens(self) -> int:
-        return len(self.pieces) + len(self.reasoning)
+        calls = sum(len(split_pieces(c["function"]["arguments"])) for c in self.tool_calls)
+        return len(self.pieces) + len(self.reasoning) + calls
 
     def usage(self, completion: Optional[int] = None) -> Dict[str, int]:
         done = self.completion_tokens if completion is None else completion

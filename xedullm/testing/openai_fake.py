@@ -9,7 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .fake_server import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps
+from .answer_shapes import shape_answer
+from .fake_server import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps, split_pieces
 
 FLAVORS = ("openai", "deepseek", "moonshot", "openrouter", "glm", "qwen")
 _OPENAI_STYLE = ("openai", "deepseek", "qwen")      # {"error":{message,type,param,code}}
@@ -64,7 +65,8 @@ _OPENAI_ERRORS: Dict[str, Dict[str, Tuple[str, Optional[str], str]]] = {
         "payment": ("unknown_error", "invalid_request_error", "Insufficient Balance"),
         "quota": ("unknown_error", "invalid_request_error", "Insufficient Balance"),
         "forbidden": ("invalid_request_error", "invalid_request_error", "Forbidden."),
-        "not_found": ("invalid_request_error", "model_not_found", "Model Not Exist"),
+        # protocols.md 1.6: HTTP 400 with the generic code; only the message says "model".
+        "not_found": ("invalid_request_error", "invalid_request_error", "Model Not Exist"),
         "unprocessable": ("invalid_request_error", "invalid_request_error",
                           "Invalid parameter value."),
         "rate": ("rate_limit_error", "invalid_request_error", "Rate Limit Reached"),
@@ -145,7 +147,7 @@ _OPENROUTER_MESSAGES = {
 _KIND_STATUS = {
     "quota": {"openai": 429, "deepseek": 402, "moonshot": 429, "openrouter": 402,
               "glm": 429, "qwen": 400},
-    "not_found": {"glm": 400},
+    "not_found": {"glm": 400, "deepseek": 400},
 }
 
 
@@ -180,6 +182,8 @@ class _Ctx:
     created: int
     include_usage: bool
     reasoning: bool
+    # ``logprobs: true`` asked: how many alternatives each token lists (``top_logprobs``)
+    top_logprobs: Optional[int] = None
 
 
 class OpenAIWire(Wire):
@@ -215,8 +219,21 @@ class OpenAIWire(Wire):
         chunk.update(extra)
         return chunk
 
-    def _choice(self, delta: Dict[str, Any], finish: Optional[str] = None) -> Dict[str, Any]:
+    @staticmethod
+    def _logprobs(ctx: _Ctx, pieces: List[str]) -> Optional[Dict[str, Any]]:
+        """A made-up but well-formed ``logprobs`` object: each piece one token at -0.5."""
+        if ctx.top_logprobs is None:
+            return None
+        def token(text: str, logprob: float) -> Dict[str, Any]:
+            return {"token": text, "logprob": logprob, "bytes": list(text.encode("utf-8"))}
+        return {"content": [dict(token(p, -0.5), top_logprobs=[token(p, -0.5)] * ctx.top_logprobs)
+                            for p in pieces]}
+
+    def _choice(self, delta: Dict[str, Any], finish: Optional[str] = None,
+                logprobs: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         choice: Dict[str, Any] = {"index": 0, "delta": delta}
+        if logprobs is not None:
+            choice["logprobs"] = logprobs
         if self.flavor != "glm" or finish is not None:
             choice["finish_reason"] = finish
         if self.flavor == "openrouter":
@@ -241,26 +258,44 @@ class OpenAIWire(Wire):
         null_usage = {"usage": None} if self.flavor in _PLAIN_USAGE and ctx.include_usage else {}
         deltas = [self._delta(ctx, False, None, r) for r in answer.reasoning]
         deltas += [self._delta(ctx, False, p, None) for p in answer.pieces]
-        deltas[0] = self._delta(ctx, True, deltas[0]["content"], deltas[0].get("reasoning_content"))
+        deltas += self._tool_call_deltas(ctx, answer)
+        first = self._delta(ctx, True, deltas[0]["content"], deltas[0].get("reasoning_content"))
+        deltas[0] = {**first, **{k: v for k, v in deltas[0].items() if k not in first}}
+        finish = "tool_calls" if answer.tool_calls else "stop"
+        # Only the answer's own pieces carry logprobs (OpenAI's shape: choice.logprobs.content).
+        scored = [None] * len(answer.reasoning) + [self._logprobs(ctx, [p]) for p in answer.pieces]
+        scored += [None] * (len(deltas) - len(scored))
         frames: List[Tuple[bytes, Optional[dict]]] = [
-            (self._frame(self._chunk(ctx, [self._choice(d)], **null_usage)), None)
-            for d in deltas]
+            (self._frame(self._chunk(ctx, [self._choice(d, logprobs=lp)], **null_usage)), None)
+            for d, lp in zip(deltas, scored)]
         usage = answer.usage()
         wire_usage = self._wire_usage(ctx, answer)
         if self.flavor == "glm":
-            final = self._chunk(ctx, [self._choice({"role": "assistant", "content": ""}, "stop")],
+            final = self._chunk(ctx, [self._choice({"role": "assistant", "content": ""}, finish)],
                                 usage=wire_usage)
             frames.append((self._frame(final), usage))
         elif self.flavor == "moonshot":
-            choice = self._choice({}, "stop")
+            choice = self._choice({}, finish)
             choice["usage"] = wire_usage
             frames.append((self._frame(self._chunk(ctx, [choice])), usage))
         else:
-            frames.append((self._frame(self._chunk(ctx, [self._choice({}, "stop")],
+            frames.append((self._frame(self._chunk(ctx, [self._choice({}, finish)],
                                                    **null_usage)), None))
             if self.flavor == "openrouter" or ctx.include_usage:
                 frames.append((self._frame(self._chunk(ctx, [], usage=wire_usage)), usage))
         return frames
+
+    def _tool_call_deltas(self, ctx: _Ctx, answer: Answer) -> List[Dict[str, Any]]:
+        """OpenAI's stream of a tool call: a first piece with index, id, type and name (empty
+        arguments), then pieces carrying only index and a fragment of the arguments."""
+        deltas: List[Dict[str, Any]] = []
+        for index, call in enumerate(answer.tool_calls):
+            head = {"index": index, "id": call["id"], "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""}}
+            deltas.append({"content": None, "tool_calls": [head]})
+            deltas += [{"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
+                       for piece in split_pieces(call["function"]["arguments"])]
+        return deltas
 
     def _wire_usage(self, ctx: _Ctx, answer: Answer) -> Dict[str, Any]:
         usage: Dict[str, Any] = answer.usage()
@@ -298,14 +333,20 @@ class OpenAIWire(Wire):
         return self._frame(error)
 
     def body(self, ctx: _Ctx, answer: Answer) -> bytes:
-        message: Dict[str, Any] = {"role": "assistant", "content": answer.text}
+        message: Dict[str, Any] = {"role": "assistant",
+                                   "content": None if answer.tool_calls else answer.text}
         if ctx.reasoning:
             message["reasoning_content"] = answer.reasoning_text
+        if answer.tool_calls:
+            message["tool_calls"] = answer.tool_calls
+        finish = "tool_calls" if answer.tool_calls else "stop"
         result: Dict[str, Any] = {"id": ctx.id}
         if self.flavor != "glm":
             result["object"] = "chat.completion"
         result.update({"created": ctx.created, "model": ctx.model,
-                       "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                       "choices": [{"index": 0, "message": message, "finish_reason": finish,
+                                    **({"logprobs": self._logprobs(ctx, answer.pieces)}
+                                       if ctx.top_logprobs is not None else {})}],
                        "usage": self._wire_usage(ctx, answer)})
         if self.flavor == "glm":
             result["request_id"] = ctx.id
@@ -393,14 +434,21 @@ class OpenAIEndpoints:
         if not isinstance(messages, list) or not messages:
             return self._error("bad_request", 400, "Missing required parameter: 'messages'.")
         for m in messages:
-            if not isinstance(m, dict) or m.get("role") not in _ROLES or "content" not in m:
+            calls_only = isinstance(m, dict) and m.get("role") == "assistant" and m.get("tool_calls")
+            if not isinstance(m, dict) or m.get("role") not in _ROLES or (
+                    "content" not in m and not calls_only):
                 return self._error("bad_request", 400,
                                    "Invalid message: each needs a valid 'role' and 'content'.")
+            if m.get("role") == "tool" and not isinstance(m.get("tool_call_id"), str):
+                return self._error("bad_request", 400,
+                                   "Invalid message: a 'tool' message needs 'tool_call_id'.")
             if model in REASONING_MODELS and "reasoning_content" in m:
                 return self._error("bad_request", 400,
                                    "reasoning_content must not be sent back in messages.")
         if model not in self.models:
-            return self._error("not_found", 404, f"The model `{model}` does not exist.")
+            # DeepSeek's body is fixed text; the others name the model.
+            message = None if self.flavor == "deepseek" else f"The model `{model}` does not exist."
+            return self._error("not_found", 404, message)
         for name, high in (("temperature", 2.0), ("top_p", 1.0)):
             value = data.get(name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -424,8 +472,10 @@ class OpenAIEndpoints:
                    + f"{fake._next_id():06d}",
                    created=int(time.time()),
                    include_usage=isinstance(options, dict) and options.get("include_usage") is True,
-                   reasoning=model in REASONING_MODELS)
-        answer = fake._answer(data["messages"], fault, reasoning=ctx.reasoning)
+                   reasoning=model in REASONING_MODELS,
+                   top_logprobs=int(data.get("top_logprobs") or 0) if data.get("logprobs") is True else None)
+        answer = shape_answer(data, fake._answer(data["messages"], fault, reasoning=ctx.reasoning),
+                              call_prefix=f"call_{ctx.id[-6:]}_")
         return fake.respond(self.wire, ctx, answer, fault, stream=data.get("stream") is True)
 
 

@@ -1,20 +1,25 @@
 """Checking a student's ``/v1/chat/completions`` body at the edge.
 
 Anything malformed becomes a clear 400 naming the field, never a 500 and never a request
-sent upstream on the teacher's key. Fields we do not use (``tools``, ``user``, penalties…)
-are ignored rather than forwarded: students do not get to set options the teacher pays for.
+sent upstream on the teacher's key. OpenAI's options (``tools``, ``response_format``,
+``seed``, penalties…, see protocols/options.py) are checked here for their shape and then
+forwarded where the teacher's provider carries them (the Client refuses the others by name);
+any other field is ignored. ``stream_options`` is ours: usage is always asked upstream.
 """
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from .limits import DEFAULT, Limits
 from .openai_format import InvalidRequest
 
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
+          "tool": "tool"}
+_FORMATS = ("text", "json_object", "json_schema")
+_TOOL_CHOICES = ("none", "auto", "required")
 # JSON may spell half of a UTF-16 pair ("\\ud800"); such text cannot be encoded, stored or sent.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # Beyond any model's answer length and beyond what a 32-bit field upstream can hold.
@@ -23,7 +28,7 @@ MAX_TOKENS_CEILING = 2 ** 31 - 1
 
 @dataclass
 class ChatBody:
-    messages: List[Dict[str, str]]
+    messages: List[Dict[str, Any]]
     stream: bool = False
     include_usage: bool = False
     temperature: Optional[float] = None
@@ -31,6 +36,7 @@ class ChatBody:
     max_tokens: Optional[int] = None
     stop: Optional[List[str]] = None
     model: Optional[str] = None   # what the student asked for; the policy decides what is used
+    options: Dict[str, Any] = field(default_factory=dict)   # checked OpenAI options to forward
 
 
 def parse_chat_body(data: Any, limits: Limits = DEFAULT) -> ChatBody:
@@ -55,10 +61,62 @@ def parse_chat_body(data: Any, limits: Limits = DEFAULT) -> ChatBody:
     if model is not None and not isinstance(model, str):
         raise InvalidRequest("model 必须是字符串。", "model must be a string.", "model")
     body.model = model
+    body.options = _options(data)
     return body
 
 
-def _messages(value: Any, limits: Limits) -> List[Dict[str, str]]:
+def _options(data: Dict[str, Any]) -> Dict[str, Any]:
+    """OpenAI's options, each checked for its shape (the provider checks the rest)."""
+    options: Dict[str, Any] = {}
+    tools = data.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list) or not all(
+                isinstance(t, dict) and t.get("type") == "function" and isinstance(t.get("function"), dict)
+                and isinstance(t["function"].get("name"), str) for t in tools):
+            raise InvalidRequest("tools 必须是列表，每项形如 {\"type\": \"function\", \"function\": {\"name\": ...}}。",
+                                 "tools must be a list of {\"type\": \"function\", \"function\": {\"name\": ...}}.",
+                                 "tools")
+        options["tools"] = tools
+    choice = data.get("tool_choice")
+    if choice is not None:
+        if not (choice in _TOOL_CHOICES or isinstance(choice, dict) and isinstance(choice.get("type"), str)):
+            raise InvalidRequest("tool_choice 必须是 none、auto、required 或 {\"type\": \"function\", ...}。",
+                                 "tool_choice must be none, auto, required or {\"type\": \"function\", ...}.",
+                                 "tool_choice")
+        options["tool_choice"] = choice
+    fmt = data.get("response_format")
+    if fmt is not None:
+        if not isinstance(fmt, dict) or fmt.get("type") not in _FORMATS:
+            raise InvalidRequest("response_format 必须形如 {\"type\": \"json_object\"}（或 text、json_schema）。",
+                                 "response_format must look like {\"type\": \"json_object\"} (or text, json_schema).",
+                                 "response_format")
+        options["response_format"] = fmt
+    for name in ("parallel_tool_calls", "logprobs"):
+        if data.get(name) is not None:
+            options[name] = _flag(data, name)
+    # A seed is a 64-bit integer everywhere upstream.
+    for name, low, high in (("seed", -2 ** 63, 2 ** 63 - 1), ("top_logprobs", 0, 20)):
+        value = data.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            span = f" {low}–{high}"
+            raise InvalidRequest(f"{name} 必须是整数{span}。", f"{name} must be a whole number{span}.", name)
+        options[name] = value
+    for name in ("frequency_penalty", "presence_penalty"):
+        value = _number(data, name, -2.0, 2.0)
+        if value is not None:
+            options[name] = value
+    user = data.get("user")
+    if user is not None:
+        if not isinstance(user, str) or len(user) > 256:
+            raise InvalidRequest("user 必须是不超过 256 字的字符串。", "user must be a string of at most 256 characters.",
+                                 "user")
+        options["user"] = user
+    return options
+
+
+def _messages(value: Any, limits: Limits) -> List[Dict[str, Any]]:
     if not isinstance(value, list) or not value:
         raise InvalidRequest("messages 必须是非空列表，例如 [{\"role\": \"user\", \"content\": \"你好\"}]。",
                              "messages must be a non-empty list, e.g. [{\"role\": \"user\", \"content\": \"hi\"}].",
@@ -75,15 +133,40 @@ def _messages(value: Any, limits: Limits) -> List[Dict[str, str]]:
         role = item.get("role")
         role = _ROLES.get(role) if isinstance(role, str) else None  # a list or dict is unhashable
         if role is None:
-            raise InvalidRequest(f"{param}.role 必须是 system、user 或 assistant。",
-                                 f"{param}.role must be system, user or assistant.", f"{param}.role")
-        content = _content(item.get("content"), f"{param}.content")
-        if len(content) > limits.max_content_chars:
+            raise InvalidRequest(f"{param}.role 必须是 system、user、assistant 或 tool。",
+                                 f"{param}.role must be system, user, assistant or tool.", f"{param}.role")
+        calls = _tool_calls(item.get("tool_calls"), role, param)
+        # An assistant turn that only called tools has no text (OpenAI sends content: null).
+        content = None if calls and item.get("content") is None else _content(item.get("content"), f"{param}.content")
+        if content is not None and len(content) > limits.max_content_chars:
             raise InvalidRequest(f"{param}.content 太长（最多 {limits.max_content_chars} 个字符），请缩短。",
                                  f"{param}.content is too long (at most {limits.max_content_chars} characters); shorten it.",
                                  f"{param}.content")
-        out.append({"role": role, "content": content})
+        message: Dict[str, Any] = {"role": role, "content": content}
+        if calls:
+            message["tool_calls"] = calls
+        if role == "tool":
+            call_id = item.get("tool_call_id")
+            if not isinstance(call_id, str):
+                raise InvalidRequest(f"{param}.tool_call_id 必须是字符串：这条工具结果回答的是哪一次调用。",
+                                     f"{param}.tool_call_id must be a string: the tool call this result answers.",
+                                     f"{param}.tool_call_id")
+            message["tool_call_id"] = call_id
+        out.append(message)
     return out
+
+
+def _tool_calls(value: Any, role: str, param: str) -> Optional[List[Dict[str, Any]]]:
+    if value is None:
+        return None
+    if role != "assistant" or not isinstance(value, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("id"), str) and isinstance(c.get("function"), dict)
+            and isinstance(c["function"].get("name"), str) and isinstance(c["function"].get("arguments"), str)
+            for c in value):
+        raise InvalidRequest(f"{param}.tool_calls 只能出现在 assistant 消息里，每项需要 id 和 function（name、arguments）。",
+                             f"{param}.tool_calls belongs on an assistant message; each needs id and function "
+                             f"(name, arguments).", f"{param}.tool_calls")
+    return value
 
 
 def _content(value: Any, param: str) -> str:

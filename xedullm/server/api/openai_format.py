@@ -178,7 +178,7 @@ class InvalidRequest(BadRequestError):
         """A validation error from the Client, already bilingual and about the student's input."""
         wrapped = cls.__new__(cls)
         BadRequestError.__init__(wrapped, str(err))
-        wrapped.param = None
+        wrapped.param = getattr(err, "param", None)
         return wrapped
 
 
@@ -187,15 +187,22 @@ def new_completion_id() -> str:
 
 
 def completion(result: ChatResult, *, completion_id: str, model: str) -> Dict[str, Any]:
-    message: Dict[str, Any] = {"role": "assistant", "content": result.text}
+    # OpenAI writes content null when the model only called tools.
+    content = None if result.tool_calls and not result.text else result.text
+    message: Dict[str, Any] = {"role": "assistant", "content": content}
     if result.reasoning:
         message["reasoning_content"] = result.reasoning
+    if result.tool_calls:
+        message["tool_calls"] = result.tool_calls
+    choice: Dict[str, Any] = {"index": 0, "message": message, "finish_reason": result.finish_reason or "stop"}
+    if result.logprobs is not None:
+        choice["logprobs"] = result.logprobs
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "finish_reason": result.finish_reason or "stop"}],
+        "choices": [choice],
         "usage": result.usage.as_dict() if result.usage else None,
     }
 
@@ -231,18 +238,21 @@ class ChunkWriter:
         delta: Dict[str, Any] = {}
         if not self._role_sent:
             delta["role"] = "assistant"
-            delta["content"] = ""
+            delta["content"] = None if chunk.tool_calls else ""
             self._role_sent = True
         if chunk.text:
             delta["content"] = chunk.text
         if chunk.reasoning:
             delta["reasoning_content"] = chunk.reasoning
+        if chunk.tool_calls:
+            delta["tool_calls"] = chunk.tool_calls   # the provider's pieces, as they came
+        extra = {"logprobs": chunk.logprobs} if chunk.logprobs is not None else {}
         if chunk.finish_reason and not self._finish_sent:
             self._finish_sent = True
-            return self._frame([{"index": 0, "delta": delta, "finish_reason": chunk.finish_reason}])
-        if not delta:
+            return self._frame([{"index": 0, "delta": delta, "finish_reason": chunk.finish_reason, **extra}])
+        if not delta and not extra:
             return b""
-        return self._frame([{"index": 0, "delta": delta, "finish_reason": None}])
+        return self._frame([{"index": 0, "delta": delta, "finish_reason": None, **extra}])
 
     def end(self) -> bytes:
         """The closing frames: finish_reason if upstream never sent one, usage, [DONE]."""

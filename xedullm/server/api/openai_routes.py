@@ -25,21 +25,57 @@ from .openai_format import InvalidRequest, error_reply
 
 
 async def info(request: Request) -> Response:
+    """What the page shows. Without a valid code (when the class has one) only enough to ask
+    for it: that a code is needed, and the server's own words on why the one sent failed."""
     state = state_of(request)
+    required = bool(state.policy.access_code_required)
+    try:
+        await _identify(state, request)
+    except LLMError as err:
+        return JSONResponse({"access_code_required": required, "access_code_accepted": False,
+                             "message": str(err)})
     provider = state.client.provider
     return JSONResponse({
         "provider": provider.id if provider else None,
         "provider_label": provider.label_zh if provider else None,
         **{name: state.live.get(name) for name in PUBLIC},
-        "access_code_required": bool(state.policy.access_code_required),
+        "access_code_required": required,
     })
 
 
 async def models(request: Request) -> Response:
     state = state_of(request)
+    try:
+        await _identify(state, request)
+    except LLMError as err:
+        return error_response(err)
+    return JSONResponse({"object": "list", "data": [_model(state, m) for m in state.policy.models()]})
+
+
+async def model(request: Request) -> Response:
+    state = state_of(request)
+    try:
+        await _identify(state, request)
+    except LLMError as err:
+        return error_response(err)
+    wanted = request.path_params["model_id"][:200]
+    if wanted not in state.policy.models():
+        return JSONResponse({"error": {
+            "message": f"这个服务器上没有模型 {wanted}：GET /v1/models 列出可用的模型。/ "
+                       f"No model {wanted} on this server: GET /v1/models lists the ones there are.",
+            "type": "invalid_request_error", "param": "model", "code": "model_not_found"}}, status_code=404)
+    return JSONResponse(_model(state, wanted))
+
+
+def _model(state: ServerState, model_id: str) -> dict:
     owner = state.client.provider.id if state.client.provider else "xedullm"
-    return JSONResponse({"object": "list", "data": [
-        {"id": m, "object": "model", "created": 0, "owned_by": owner} for m in state.policy.models()]})
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": owner}
+
+
+async def _identify(state: ServerState, request: Request) -> Any:
+    """The caller, by the policy's access rules (None for a policy without them)."""
+    identify = getattr(state.policy, "identify", None)
+    return None if identify is None else await identify(request)
 
 
 async def health(request: Request) -> Response:
@@ -64,7 +100,7 @@ async def chat_completions(request: Request) -> Any:
         # The teacher's system prompt goes first, ahead of any the student sent.
         chat = state.client.build_request(body.messages, temperature=body.temperature, top_p=body.top_p,
                                           stream=body.stream, max_tokens=body.max_tokens, stop=body.stop,
-                                          system=state.live.get("system_prompt"))
+                                          system=state.live.get("system_prompt"), **body.options)
     except LLMError as err:
         return error_response(InvalidRequest.wrap(err))
     try:
@@ -133,6 +169,10 @@ def openai_routes() -> List[BaseRoute]:
         Route("/api/info", info, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/", models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", model, methods=["GET"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        # Some clients add a slash; a redirect would lose a POST body in many of them.
+        Route("/v1/chat/completions/", chat_completions, methods=["POST"]),
         Route("/v1/usage", usage, methods=["GET"]),
     ]
