@@ -133,6 +133,13 @@ def test_absurd_numbers_are_a_400_naming_the_field(teacher_fake, tmp_path, field
         assert room.holds() == 0 and teacher_fake.chat_requests == []
 
 
+def test_a_non_finite_number_anywhere_is_a_400_naming_where(teacher_fake, tmp_path):
+    with serving(teacher_fake, tmp_path, daily_budget=20000) as room:
+        reply = post(room, '{"messages": [{"role": "user", "content": "hi"}], "metadata": {"x": [1, NaN]}}')
+        assert reply.status_code == 400 and reply.json()["error"]["param"] == "metadata.x[1]"
+        assert teacher_fake.chat_requests == []
+
+
 # -- redaction catches the key in every form a provider may echo --------------------------------
 def _redaction_cases():
     import base64

@@ -181,8 +181,9 @@ def _content(value: Any, param: str) -> str:
 
 
 def _check_text(data: Any) -> None:
-    """Every string in the body, keys included, at any depth: no lone surrogate. Walked
-    without recursion, since the nesting may be as deep as the JSON parser allowed."""
+    """Every string in the body, keys included, at any depth: no lone surrogate; every number
+    finite (JSON's parser takes NaN and Infinity, nothing upstream does). Walked without
+    recursion, since the nesting may be as deep as the JSON parser allowed."""
     pending: List[Any] = [(data, "")]
     while pending:
         value, path = pending.pop()
@@ -192,6 +193,10 @@ def _check_text(data: Any) -> None:
                 raise InvalidRequest(f"{param} 里有无法编码的字符（单独的 UTF-16 代理项，如 \\ud800），请删掉后重发。",
                                      f"{param} contains a character that cannot be encoded (a lone UTF-16 "
                                      f"surrogate such as \\ud800); remove it and send again.", param)
+        elif isinstance(value, float) and not math.isfinite(value):
+            param = path or "body"
+            raise InvalidRequest(f"{param} 必须是有限的数（不能是 NaN 或 Infinity）。",
+                                 f"{param} must be a finite number (not NaN or Infinity).", param)
         elif isinstance(value, dict):
             for key, item in value.items():
                 pending.append((item, f"{path}.{key}" if path else str(key)))
