@@ -11,6 +11,15 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# District tests: Debian's PostgreSQL (a throwaway cluster, started below as an unprivileged
+# user on 127.0.0.1) and nginx (started by the tests themselves, unprivileged, on 127.0.0.1).
+bash scripts/postgres-for-tests.sh install || echo "PostgreSQL could not be installed: its tests will say so."
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >/dev/null
+fi
+
 # A project virtualenv; the 'local' extra builds llama-cpp-python once (about 10 minutes on
 # two cores), later runs reuse pip's wheel cache.
 PYTHON="${PYTHON:-python3}"
@@ -26,4 +35,9 @@ bash scripts/client-venvs.sh >/dev/null || echo "scripts/client-venvs.sh failed:
 # their own; a failure here fails the run rather than letting those tests be skipped.
 bash scripts/interop-venvs.sh >/dev/null
 
-exec .venv/bin/python -m pytest "$@"
+# The throwaway cluster for the PostgreSQL tests (they skip without one, and fail under CI).
+if cluster="$(bash scripts/postgres-for-tests.sh start)"; then
+  eval "$cluster"
+  trap 'bash scripts/postgres-for-tests.sh stop "$XEDULLM_TEST_POSTGRES_DIR"; rm -rf "$XEDULLM_TEST_POSTGRES_DIR"' EXIT
+fi
+.venv/bin/python -m pytest "$@"

@@ -138,3 +138,60 @@ def classroom_server(teacher_fake):
             return Classroom(url=server.url, client=client, fake=teacher_fake, app=app)
 
         yield start
+
+
+# -- PostgreSQL (tests/test_store_contract.py, tests/test_district.py) ---------------------------
+# One throwaway cluster per test session (scripts/postgres-for-tests.sh), or the one scripts/test.sh
+# started and exported. Each test gets a schema of its own. Skipped only where PostgreSQL cannot
+# be had; under CI a missing PostgreSQL fails instead.
+@dataclass(eq=False)
+class Postgres:
+    url: str          # the cluster's URL (with its password: never print it)
+    dir: str          # its folder, for restart/stop
+
+    def script(self, command: str) -> None:
+        subprocess.run(["bash", str(ROOT / "scripts" / "postgres-for-tests.sh"), command, self.dir],
+                       check=True, capture_output=True)
+
+    def new_schema_url(self) -> str:
+        import secrets
+
+        import psycopg
+
+        name = f"t_{secrets.token_hex(6)}"
+        with psycopg.connect(self.url, autocommit=True) as db:
+            db.execute(f"CREATE SCHEMA {name}")
+        sep = "&" if "?" in self.url else "?"
+        return f"{self.url}{sep}options=-csearch_path%3D{name}"
+
+
+def _unavailable(why: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL is required in CI: {why}")
+    pytest.skip(f"PostgreSQL not available here: {why}")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError:
+        _unavailable("pip install -e '.[test]' (psycopg, psycopg-pool)")
+    url, folder = os.environ.get("XEDULLM_TEST_POSTGRES_URL"), os.environ.get("XEDULLM_TEST_POSTGRES_DIR")
+    if url and folder:
+        yield Postgres(url, folder)
+        return
+    script = str(ROOT / "scripts" / "postgres-for-tests.sh")
+    subprocess.run(["bash", script, "install"], capture_output=True)
+    started = subprocess.run(["bash", script, "start"], capture_output=True, text=True)
+    if started.returncode != 0:
+        _unavailable(started.stderr.strip()[-300:])
+    found = dict(line.split(" ", 1)[1].split("=", 1) for line in started.stdout.splitlines()
+                 if line.startswith("export "))
+    cluster = Postgres(found["XEDULLM_TEST_POSTGRES_URL"], found["XEDULLM_TEST_POSTGRES_DIR"])
+    try:
+        yield cluster
+    finally:
+        subprocess.run(["bash", script, "stop", cluster.dir], capture_output=True)
+        subprocess.run(["rm", "-rf", cluster.dir])

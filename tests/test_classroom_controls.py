@@ -464,7 +464,7 @@ def test_a_locked_or_failing_store_gives_a_clear_error_and_recovers(teacher_fake
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
-        assert refused.status_code == 502
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
         assert "用量记录暂时不可用" in refused.json()["error"]["message"]
         assert "Classroom store error" in caplog.text
         assert ask(r, content="三").status_code == 200

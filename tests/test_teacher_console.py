@@ -157,7 +157,8 @@ def test_pause_answers_503_for_everyone_until_resumed(room):
     http = teacher(r.url)
     token = make_token(r.store, "甲")
     assert change(http, "/admin/api/settings", {"paused": True}).status_code == 200
-    assert httpx.get(f"{r.url}/api/info").json()["paused"] is True
+    info = httpx.get(f"{r.url}/api/info", headers={"Authorization": f"Bearer {CODE}"}).json()
+    assert info["paused"] is True
     assert overview(http)["settings"]["paused"] is True
     before = len(r.fake.chat_requests)
     for key in (CODE, token):

@@ -1239,3 +1239,28 @@ def test_phone_layout_fits_and_screenshot(browser, classroom, tmp_path):
     if UPDATE_SCREENSHOTS:
         (ROOT / "docs").mkdir(exist_ok=True)
         (ROOT / "docs" / "screenshot-chat.png").write_bytes(shots[-1].read_bytes())
+
+
+def test_the_page_says_why_a_code_is_refused_and_asks_again_when_a_kept_one_stops_working(
+        context, teacher_fake, tmp_path):
+    from test_classroom_controls import serving
+
+    with serving(teacher_fake, tmp_path, access_code="math42", admin_password="pw-teacher-1") as room:
+        page = context.new_page()
+        page.goto(room.url + "/")
+        dialog, why = page.locator("#code-dialog"), page.locator("#code-why")
+        expect(dialog).to_be_visible()
+        expect(why).to_contain_text("访问码")           # the server's own words, not "cannot reach"
+        page.locator("#code-input").fill("wrong-1")
+        page.locator("#code-dialog button[value=ok]").click()
+        expect(dialog).to_be_visible()
+        expect(why).to_contain_text("访问码")
+        page.locator("#code-input").fill("math42")
+        page.locator("#code-dialog button[value=ok]").click()
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#model")).to_have_text("deepseek-chat")
+        # The teacher changes the code: the kept one stops working and is asked for again.
+        room.app.state.xedullm.live.apply({"access_code": "newcode7"})
+        page.reload()
+        expect(dialog).to_be_visible()
+        expect(why).not_to_be_empty()

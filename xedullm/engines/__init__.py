@@ -30,7 +30,7 @@ def open_engine(provider: Optional[Provider], conn: Connection, model: Optional[
     engine = HTTPEngine(adapter, conn, timeout=timeout, max_retries=max_retries)
     if relay_server_messages:
         # A teacher's server: ours, or an old XEduLLM (Gradio) one; found on first use.
-        from .classroom import ClassroomEngine
+        from .teacher_server import ClassroomEngine
 
         return ClassroomEngine(engine)
     return engine

@@ -34,11 +34,11 @@ from typing import Any, Dict, List, Mapping, Optional
 from .. import errors as E
 from ..sse import SSEEvent
 from ..types import ChatChunk, ChatRequest, ChatResult, HTTPRequest
-from .base import Adapter
+from .adapter import Adapter
 
 PROVIDER_NAME = "xedullm-gradio"
 _JSON = {"Accept": "application/json"}
-# What a xedullm server's own /config carries (server/api/gradio.py), besides Gradio's fields.
+# What a xedullm server's own /config carries (server/api/gradio_routes.py), besides Gradio's fields.
 OUR_MARKER = "xedullm"
 
 

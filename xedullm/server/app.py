@@ -2,7 +2,7 @@
 
 ``create_app`` only assembles: the routes of each face (``api/`` for OpenAI-shaped programs,
 ``web/`` for the student page, ``admin/`` for the teacher), the state they share on
-``app.state.xedullm`` (state.py), and the store chosen by the settings. ``api/gradio.py``
+``app.state.xedullm`` (state.py), and the store chosen by the settings. ``api/gradio_routes.py``
 answers the old XEdu student client (``/config``, ``/queue/*``). The teacher's key
 lives only inside the Client; nothing here ever writes it out.
 """
@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from .admin.admin_routes import admin_routes
 from .api.openai_routes import openai_routes
-from .api.gradio import GradioFace, gradio_routes
+from .api.gradio_routes import GradioFace, gradio_routes
 from .classroom.gate import Gate
 from .classroom.ledger import NullLedger
 from .classroom.live_settings import LiveSettings
@@ -63,7 +63,8 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
                   max_per_caller=lambda: live.get("max_per_caller")),
         policy=settings.policy or (ClassroomPolicy(classroom) if classroom else OpenPolicy(live)),
         ledger=settings.ledger or (StoreLedger(classroom) if classroom else NullLedger()),
-        secrets=[s for s in (*client.secrets(), *secret_values(settings), *settings.secrets) if s],
+        secrets=[s for s in (*client.secrets(), *secret_values(settings), *settings.secrets,
+                             *(store.secrets() if store is not None else ())) if s],
         classroom=classroom,
     )
     app = Starlette(
@@ -86,15 +87,17 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     state: ServerState = app.state.xedullm
-    refresher = None
+    loops = []
     if state.classroom is not None:
         # Settings changed on another server sharing this store reach this one within a second.
-        refresher = asyncio.ensure_future(state.live.refresh_forever(state.classroom.call))
+        loops.append(asyncio.ensure_future(state.live.refresh_forever(state.classroom.call)))
+        # Renews running answers' holds (stores with leases) and writes rows the store missed.
+        loops.append(asyncio.ensure_future(state.classroom.settle_forever()))
     try:
         yield
     finally:
-        if refresher is not None:
-            refresher.cancel()
+        for loop in loops:
+            loop.cancel()
 
 
 def _open_store(settings: ServerSettings):

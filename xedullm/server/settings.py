@@ -51,6 +51,9 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("store", str, None, "课堂数据存放处的地址：sqlite:///路径（默认：数据目录里的 SQLite）",
             "where classroom state lives: sqlite:///path (default: SQLite in the data directory)",
             secret=True, max_length=4096),
+    Setting("forwarded_allow_ips", str, None,
+            "信任哪些反向代理（如 nginx）转发的客户端地址：逗号分隔的 IP；默认谁也不信",
+            "proxies (e.g. nginx) whose X-Forwarded-For is trusted: comma-separated IPs; default none"),
     # Changing the access code live ends the old one at once (the classroom reads it per request).
     Setting("access_code", str, None, "课堂访问码：学生在网页输入，程序作 api_key",
             "class access code: students enter it on the page, programs pass it as api_key",
@@ -72,10 +75,6 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("budget_wait", float, 30.0, "额度被进行中的回答占满时，新请求最多等多少秒",
             "seconds a request waits while the rest of the budget is held by answers still running",
             admin=True, minimum=0),
-    Setting("forwarded_allow_ips", str, None,
-            "只在经反向代理（nginx）时填写代理的地址（逗号分隔），才信任它转发的 X-Forwarded-For",
-            "only behind a reverse proxy (nginx): its addresses, comma-separated; X-Forwarded-For is trusted "
-            "only from them", max_length=1000),
     Setting("read_timeout", float, 20.0, "一个请求（请求头和请求体）最多用多少秒发完，超时断开",
             "seconds a client may take to send a whole request (headers and body) before it is cut off",
             minimum=1),

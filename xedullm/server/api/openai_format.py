@@ -32,6 +32,7 @@ from ...errors import (
 )
 from ...types import ChatChunk, ChatResult, Usage
 from ..classroom.steering import ClassPaused, NameNeeded
+from ..classroom.room import StoreUnavailable
 
 DONE = b"data: [DONE]\n\n"
 
@@ -68,6 +69,8 @@ _SHAPES = (
         503, "server_error", "class_paused", "", "")),
     (NameNeeded, ErrorShape(
         400, "invalid_request_error", "name_required", "", "")),
+    (StoreUnavailable, ErrorShape(
+        503, "server_error", "store_unavailable", "", "", client_may_retry=True)),
     (AuthenticationError, ErrorShape(
         401, "authentication_error", "invalid_api_key",
         "老师的密钥无效或已失效，请告诉老师。",
@@ -157,7 +160,8 @@ def error_reply(err: BaseException, *, own_message: bool = False) -> ErrorReply:
     error = {"message": message, "type": shape.type, "param": getattr(err, "param", None), "code": code}
     headers: Dict[str, str] = {}
     retry_after = getattr(err, "retry_after", None)
-    if shape.status == 429 and not isinstance(err, QuotaExceededError):
+    if shape.status == 429 and not isinstance(err, QuotaExceededError) or \
+            shape.status == 503 and retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after or 1)))
     if not shape.client_may_retry:
         headers["x-should-retry"] = "false"

@@ -146,9 +146,11 @@ class ClassroomPolicy:
             now = time.time()
             claim = Claim(id=uuid.uuid4().hex, who=caller.who, now=now, day=today(now), estimate=estimate,
                           class_budget=room.daily_budget, who_budget=who_budget,
-                          rpm=limits.rpm if limits else None, concurrent=limits.concurrent if limits else None)
+                          rpm=limits.rpm if limits else None, concurrent=limits.concurrent if limits else None,
+                          hold_for=room.hold_for)
             result = await room.call(room.store.claim, claim)
             if result.granted:
+                room.running.add(claim.id)
                 break
             left = deadline - time.monotonic()
             if result.refusal not in ("class_held", "who_held") or left <= 0:

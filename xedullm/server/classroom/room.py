@@ -1,27 +1,32 @@
 """The classroom's controls while the server runs: the store, the budgets, the access code.
 
-The store is synchronous; the server reaches it through one dedicated thread, so a slow disk
-or a lock held by another server process never stalls the event loop, and SQLite sees one
-caller at a time.
+The store is synchronous; the server reaches it through its own threads (``Store.workers``:
+one for SQLite), so a slow disk or a lock held by another server process never stalls the
+event loop. Where holds are leases (``Store.lease``), this server renews the holds of the
+answers it is running until each is recorded.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import json
 import logging
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Deque, Optional, Set, Tuple
 
 from ...errors import LLMError, ServerError
 from .answer_sizes import AnswerSizes
 from .ledger import LedgerEntry
 from .live_settings import LiveSettings
-from ..store.contract import LedgerRow, Store
+from ..store.contract import DEFAULT_HOLD, LedgerRow, Store
 
 log = logging.getLogger("xedullm.server")
+
+UNRECORDED_RETRY = 5.0     # seconds between tries to write rows the store refused
+UNRECORDED_MAX = 10_000    # beyond this many, the oldest are given up (and logged)
 
 
 def today(now: Optional[float] = None) -> str:
@@ -39,11 +44,20 @@ class Classroom:
         # Generated passwords are easy to read aloud and type: 12 characters, no 0/O or 1/l.
         self.admin_password = admin_password or "".join(
             secrets.choice("abcdefghjkmnpqrstuvwxyz23456789") for _ in range(12))
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xedullm-store")
+        self._worker = ThreadPoolExecutor(max_workers=store.workers, thread_name_prefix="xedullm-store")
+        self.running: Set[str] = set()   # claim ids of answers this server holds budget for
+        # Rows the store could not take (it was away); written by settle_forever. Their holds
+        # stay in `running`, renewed, so the budget keeps counting them meanwhile.
+        self.unrecorded: Deque[Tuple[LedgerRow, Optional[str]]] = collections.deque(maxlen=UNRECORDED_MAX)
         self.answer_sizes = AnswerSizes()
         self.answer_sizes.seed(reversed([r["completion_tokens"] for r in store.recent(AnswerSizes.SAMPLES)
                                          if r.get("outcome") == "ok"]))
         self._released: Optional[asyncio.Event] = None
+
+    @property
+    def hold_for(self) -> float:
+        """Seconds a new hold lasts: the store's lease (renewed while running), else DEFAULT_HOLD."""
+        return self.store.lease or DEFAULT_HOLD
 
     async def released(self, timeout: float) -> None:
         """Wait until some request here gives back its hold, or ``timeout`` seconds."""
@@ -88,6 +102,23 @@ class Classroom:
     def review(self) -> bool:
         return bool(self.settings.get("review"))
 
+    async def settle_forever(self) -> None:
+        """Every few seconds: write the ledger rows the store refused while it was away, then
+        renew the holds of answers still running (stores with leases)."""
+        lease = self.store.lease
+        while True:
+            await asyncio.sleep(lease / 3 if lease else UNRECORDED_RETRY)
+            try:
+                while self.unrecorded:
+                    row, claim_id = self.unrecorded[0]
+                    await self.call(self.store.record, row, claim_id)
+                    self.unrecorded.popleft()
+                    self.running.discard(claim_id)
+                if lease:
+                    await self.call(self.store.renew, list(self.running), time.time() + lease)
+            except StoreUnavailable:
+                pass  # logged by call(); the next round tries again, well within the lease
+
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
@@ -103,12 +134,14 @@ class Classroom:
 
 
 class StoreUnavailable(ServerError):
+    """Answered as 503 (see api/openai_format.py): the server is fine, its store is away."""
+
     student_facing = True
 
     def __init__(self) -> None:
-        super().__init__("服务器的用量记录暂时不可用，请稍后再试；一直这样请告诉老师。/ "
-                         "The server's usage ledger is unavailable right now; try again later, and tell your "
-                         "teacher if it persists.")
+        super().__init__("服务器的用量记录暂时不可用，请几秒后再试；一直这样请告诉老师。/ "
+                         "The server's usage ledger is unavailable right now; try again in a few seconds, and "
+                         "tell your teacher if it persists.", retry_after=5)
 
 
 class StoreLedger:
@@ -149,21 +182,27 @@ class StoreLedger:
         claim_id = ticket.claim_id if ticket else None
         if ticket is not None and entry.outcome == "ok" and usage is not None:
             self._classroom.answer_sizes.note(ticket.prompt_chars, usage.prompt_tokens, usage.completion_tokens)
+        room = self._classroom
         try:
-            await self._classroom.call(self._classroom.store.record, row, claim_id)
-            return
+            await room.call(room.store.record, row, claim_id)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the hold must not outlive the request
             if not isinstance(exc, StoreUnavailable):   # that one is already in the teacher's log
                 log.error("记录用量失败，改记一行不含对话的记录 / Recording failed, writing a row without the "
                           "conversation: %s: %s", type(exc).__name__, exc)
-        # A row without the conversation text (the likeliest cause) still counts the tokens and
-        # gives back the hold; otherwise the class budget would stay held for hold_for.
-        try:
-            await self._classroom.call(self._classroom.store.record,
-                                       dataclasses.replace(row, conversation=None), claim_id)
-        except Exception as exc:  # noqa: BLE001
-            log.error("用量记录写不进去，这次的预留将在过期后释放 / The ledger cannot be written; this request's hold "
-                      "ends when it expires: %s: %s", type(exc).__name__, exc)
+            # A row without the conversation text (the likeliest cause) still counts the tokens
+            # and gives back the hold; a row that can never be written would hold it for ever.
+            row = dataclasses.replace(row, conversation=None)
+            try:
+                await room.call(room.store.record, row, claim_id)
+            except Exception:  # noqa: BLE001 - the store is away: kept to be written once it is back
+                if len(room.unrecorded) == room.unrecorded.maxlen:
+                    log.error("课堂数据库离线太久，最早的一条用量记录未能保存 / The store was away too long: "
+                              "the oldest unsaved ledger row is given up")
+                    room.running.discard(room.unrecorded[0][1])
+                room.unrecorded.append((row, claim_id))
+                return
+        if claim_id is not None:
+            room.running.discard(claim_id)
 
 
 def own_usage(classroom: Classroom, caller: Any) -> dict:

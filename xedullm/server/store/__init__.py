@@ -1,6 +1,7 @@
 """Where classroom state lives, chosen by URL: ``open_store(url)``.
 
-``sqlite:///path/to/dir`` (or a plain directory path) is the embedded default. A backend is
+``sqlite:///path/to/dir`` (or a plain directory path) is the embedded default;
+``postgresql://user:password@host:5432/db`` is shared by several servers. A backend is
 one module with a :class:`~.base.Store` subclass plus its scheme in ``BACKENDS``.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ STORE_ENV = "XEDULLM_STORE"
 # URL scheme -> (module, class); imported only when chosen
 BACKENDS: Dict[str, Tuple[str, str]] = {
     "sqlite": ("sqlite", "SQLiteStore"),
+    "postgresql": ("postgresql", "PostgreSQLStore"),
 }
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,9 @@ class StudentToken:
     revoked: Optional[float] = None
 
 
+DEFAULT_HOLD = 900.0   # seconds a hold counts if its request never reports back (no lease)
+
+
 @dataclass(frozen=True)
 class Claim:
     """What a request asks to hold before it goes upstream."""
@@ -53,7 +56,7 @@ class Claim:
     who_budget: Optional[int]     # tokens per day for this student
     rpm: Optional[int]
     concurrent: Optional[int]
-    hold_for: float = 900.0       # seconds a hold counts if its request never reports back
+    hold_for: float = DEFAULT_HOLD       # seconds a hold counts unless renewed (Store.lease) or released
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,13 @@ class DayTotals:
 
 
 class Store(ABC):
+    # Holds as leases: a store several servers share sets this to the seconds a hold lasts
+    # unless the server running its answer renews it (every lease / 3 s, see renew), so a
+    # killed server's holds lapse that soon. None: holds last Claim.hold_for, no renewal.
+    lease: Optional[float] = None
+    # Threads the server may call this store from at once (SQLite: one writer anyway).
+    workers: int = 1
+
     # -- requests -------------------------------------------------------------------------
     @abstractmethod
     def claim(self, claim: Claim) -> ClaimResult:
@@ -116,6 +126,10 @@ class Store(ABC):
     @abstractmethod
     def record(self, row: LedgerRow, claim_id: Optional[str] = None) -> None:
         """Write one ledger row and release the request's hold, in one transaction."""
+
+    @abstractmethod
+    def renew(self, claim_ids: Sequence[str], until: float) -> int:
+        """Extend these holds to last until ``until`` (never shorten one); how many were found."""
 
     @abstractmethod
     def used(self, day: str, who: Optional[str] = None) -> int:
@@ -202,6 +216,10 @@ class Store(ABC):
     def location(self) -> str:
         """Where the data lives, for the teacher's console (never with a password in it)."""
         return type(self).__name__
+
+    def secrets(self) -> Tuple[str, ...]:
+        """What the server must redact from anything it writes out (e.g. a database password)."""
+        return ()
 
     def close(self) -> None:
         return None

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ...errors import ConfigurationError
 from .contract import (Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, Store, StudentToken,
@@ -142,6 +142,11 @@ class SQLiteStore(Store):
             db.execute("INSERT INTO holds (id, who, started, tokens, expires) VALUES (?, ?, ?, ?, ?)",
                        (claim.id, claim.who, claim.now, held, claim.now + claim.hold_for))
             return ClaimResult(True, held=held)
+
+    def renew(self, claim_ids: Sequence[str], until: float) -> int:
+        with self._write() as db:
+            return sum(db.execute("UPDATE holds SET expires = MAX(expires, ?) WHERE id = ?", (until, claim_id)).rowcount
+                       for claim_id in claim_ids)
 
     @staticmethod
     def _used(db: sqlite3.Connection, day: str, who: Optional[str]) -> int:

@@ -68,7 +68,7 @@ const ui = {
   status: $("status"), lang: $("lang"), theme: $("theme"), provider: $("provider"), model: $("model"),
   system: $("system"), systemText: $("system-text"),
   history: $("history"), newChat: $("new-chat"), export: $("export"),
-  dialog: $("code-dialog"), codeForm: $("code-form"), codeInput: $("code-input"), codeCancel: $("code-cancel"),
+  dialog: $("code-dialog"), codeForm: $("code-form"), codeInput: $("code-input"), codeCancel: $("code-cancel"), codeWhy: $("code-why"),
   clearDialog: $("clear-dialog"),
 };
 
@@ -151,30 +151,44 @@ function showInfo() {
 }
 
 async function loadInfo() {
-  try {
-    const res = await fetch("api/info", { headers: headers() });
-    if (!res.ok) throw new Error(String(res.status));
-    state.info = await res.json();
-  } catch {
-    showError(ERRORS.info);
-    return;
+  let info;
+  let asked = false;
+  for (;;) {
+    try {
+      const res = await fetch("api/info", { headers: headers() });
+      if (!res.ok) throw new Error(String(res.status));
+      info = await res.json();
+    } catch {
+      showError(ERRORS.info);
+      return;
+    }
+    // A class with an access code says only that (and why) until a good code comes with it.
+    if (!info.access_code_required || info.access_code_accepted !== false) break;
+    if (accessCode()) saved.prefs.set("accessCode", null);   // stopped working: ask again
+    asked = true;
+    if (!(await askCode(info.message))) break;
   }
+  // A server that checks the code only on each question (an embedding app's own policy).
+  if (info.access_code_required && !accessCode() && !asked) await askCode();
+  state.info = info;
   showInfo();
   if (state.info.system_prompt) {
     ui.systemText.textContent = state.info.system_prompt;
     ui.system.hidden = false;
   }
-  if (state.info.access_code_required && !accessCode()) await askCode();
-  await showNotices(state.info);
+  await showNotices(state.info, headers);
 }
 
 // ---- access code (classroom controls) and confirmation -------------------------------------
 
 const accessCode = () => saved.prefs.get("accessCode");
 
-function askCode() {
+// ``why``: the server's own words when a code was missing, wrong or revoked.
+function askCode(why) {
   return new Promise((resolve) => {
     ui.codeInput.value = "";
+    ui.codeWhy.textContent = why || "";
+    ui.codeWhy.hidden = !why;
     const done = (code) => {
       ui.codeForm.removeEventListener("submit", onSubmit);
       ui.codeCancel.removeEventListener("click", onCancel);

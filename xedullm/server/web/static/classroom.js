@@ -2,9 +2,10 @@
 // turned on (review, pause). Kept apart from the chat code; the page uses two functions:
 //
 //   studentHeaders()  -> headers to add to every request (the name, percent-encoded UTF-8)
-//   showNotices(info) -> show the notices for /api/info's answer; asks for the name when the
-//                        teacher requires one (resolves once it is given). Call it once after
-//                        loading /api/info; it then keeps the notices current by itself.
+//   showNotices(info, headers) -> show the notices for /api/info's answer; asks for the name
+//                        when the teacher requires one (resolves once it is given). Call it once
+//                        after loading /api/info; it then keeps the notices current by itself,
+//                        asking /api/info with ``headers()`` (the page's, access code included).
 
 const NAME_KEY = "xedullm.name";
 const NAME_MAX = 32;
@@ -14,6 +15,7 @@ let bar = null;
 let asking = null;
 let polling = false;
 let lastInfo = null;
+let pageHeaders = () => ({});
 
 function savedName() {
   try { return localStorage.getItem(NAME_KEY) || ""; } catch { return ""; }
@@ -111,12 +113,13 @@ function render() {
 
 async function poll() {
   try {
-    const res = await fetch("api/info", { headers: studentHeaders() });
+    const res = await fetch("api/info", { headers: { ...pageHeaders(), ...studentHeaders() } });
     if (res.ok) await showNotices(await res.json());
   } catch { /* offline for a moment: keep what is shown */ }
 }
 
-export async function showNotices(info) {
+export async function showNotices(info, headers) {
+  if (headers) pageHeaders = headers;
   lastInfo = info || {};
   render();
   if (!polling) {

@@ -17,7 +17,7 @@ from .. import errors as E
 from ..protocols import adapter_for
 from ..protocols.gradio import GradioApp, ServerProbe
 from ..types import ChatChunk, ChatRequest, ChatResult, HTTPRequest
-from .base import Engine
+from .engine import Engine
 from .gradio_queue import GradioQueueEngine
 from .http import HTTPEngine, _RetryPlan
 
