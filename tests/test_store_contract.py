@@ -51,13 +51,13 @@ def claim(who="小明", estimate=100, now=NOW, day=DAY, class_budget=None, who_b
                  hold_for=hold_for)
 
 
-def row(who="小明", charged=10, started=NOW, day=DAY, outcome="ok", admitted=True, conversation=None):
+def row(who="小明", charged=10, started=NOW, day=DAY, outcome="ok", admitted=True, conversation=None, name=None):
     return LedgerRow(started=started, day=day, latency=0.5, who=who, model="deepseek-chat", stream=True,
                      status=200 if outcome == "ok" else 502, outcome=outcome, admitted=admitted,
                      prompt_tokens=charged // 2 if outcome == "ok" else None,
                      completion_tokens=charged - charged // 2 if outcome == "ok" else None,
                      total_tokens=charged if outcome == "ok" else None, charged=charged,
-                     conversation=conversation)
+                     conversation=conversation, name=name)
 
 
 # -- claim and record ------------------------------------------------------------------------------
@@ -156,8 +156,22 @@ def test_day_totals_series_recent_and_rows(store):
     assert rows[1]["conversation"] == '{"answer": "好"}' and rows[0]["prompt_tokens"] == 15
     assert set(rows[0]) == {"id", "started", "day", "latency", "who", "model", "stream", "status", "outcome",
                             "admitted", "prompt_tokens", "completion_tokens", "total_tokens", "charged",
-                            "conversation"}
+                            "conversation", "name"}
     assert rows[0]["id"] < rows[1]["id"] and rows[0]["started"] == NOW
+
+
+def test_names_and_todays_conversations_for_review(store):
+    store.record(row(who="browser:a1", name="张三", conversation='{"answer": "一"}'))
+    store.record(row(who="browser:b2", name="张三", started=NOW + 1, conversation='{"answer": "二"}'))
+    store.record(row(who="browser:a1", started=NOW + 2))                      # no name this time
+    store.record(row(who="browser:a1", name="张三丰", started=NOW + 3, conversation='{"answer": "三"}'))
+    store.record(row(who="browser:a1", day="2026-03-04", started=NOW - 86400, conversation='{"answer": "昨天"}'))
+    names = {s.who: s.name for s in store.day_totals(DAY).students}
+    assert names == {"browser:a1": "张三丰", "browser:b2": "张三"}   # two 张三 stay apart by browser id
+    today = store.conversations(DAY)
+    assert [r["conversation"] for r in today] == ['{"answer": "三"}', '{"answer": "二"}', '{"answer": "一"}']
+    assert [r["name"] for r in store.conversations(DAY, who="browser:a1")] == ["张三丰", "张三"]
+    assert len(store.conversations(DAY, limit=1)) == 1
 
 
 # -- tokens, settings, logins ----------------------------------------------------------------------
@@ -313,7 +327,10 @@ def test_the_schema_is_versioned_and_a_newer_one_is_refused(postgres):
     open_store(url).close()
     open_store(url).close()       # a second start finds it done
     with psycopg.connect(url) as db:
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        from xedullm.server.store.postgresql import _MIGRATIONS
+
+        versions = [(n,) for n in range(1, len(_MIGRATIONS) + 1)]
+        assert db.execute("SELECT version FROM schema_version ORDER BY version").fetchall() == versions
         db.execute("INSERT INTO schema_version (version) VALUES (99)")
     with pytest.raises(ConfigurationError, match="newer xedullm"):
         open_store(url)

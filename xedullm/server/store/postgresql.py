@@ -68,12 +68,19 @@ _MIGRATIONS: Tuple[str, ...] = (
     CREATE TABLE admin_logins (client TEXT PRIMARY KEY, failures BIGINT NOT NULL,
                                last DOUBLE PRECISION NOT NULL);
     """,
+    # 2: the name a student gives (the teacher's --require-name), kept beside the browser id.
+    """
+    ALTER TABLE ledger ADD COLUMN name TEXT;
+    ALTER TABLE daily ADD COLUMN name TEXT;
+    CREATE INDEX ledger_review ON ledger (day, who) WHERE conversation IS NOT NULL;
+    """,
+    # 3: the teacher's admin sessions (hashed ids), ended by logout and by a new password.
     """
     CREATE TABLE admin_sessions (digest TEXT PRIMARY KEY, expires DOUBLE PRECISION NOT NULL);
     """,
 )
 _ROW_COLUMNS = ("started", "day", "latency", "who", "model", "stream", "status", "outcome", "admitted",
-                "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation")
+                "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation", "name")
 _TOKEN_COLUMNS = "name, created, revoked, daily_tokens, rpm, concurrent, models, expires"
 # Holds lapsed longer ago than this are deleted when holds are renewed (a killed server's).
 _FORGET_LAPSED = 24 * 3600.0
@@ -251,10 +258,11 @@ class PostgreSQLStore(Store):
                 db.execute("DELETE FROM holds WHERE id = %s", (claim_id,))
             db.execute(f"INSERT INTO ledger ({', '.join(_ROW_COLUMNS)}) "
                        f"VALUES ({', '.join(['%s'] * len(_ROW_COLUMNS))})", values)
-            db.execute("INSERT INTO daily (day, who, requests, tokens, errors) VALUES (%s, %s, 1, %s, %s) "
+            db.execute("INSERT INTO daily (day, who, requests, tokens, errors, name) VALUES (%s, %s, 1, %s, %s, %s) "
                        "ON CONFLICT (day, who) DO UPDATE SET requests = daily.requests + 1, "
-                       "tokens = daily.tokens + EXCLUDED.tokens, errors = daily.errors + EXCLUDED.errors",
-                       (row.day, row.who or "", row.charged, int(row.outcome != "ok")))
+                       "tokens = daily.tokens + EXCLUDED.tokens, errors = daily.errors + EXCLUDED.errors, "
+                       "name = COALESCE(EXCLUDED.name, daily.name)",
+                       (row.day, row.who or "", row.charged, int(row.outcome != "ok"), row.name))
 
     def used(self, day: str, who: Optional[str] = None) -> int:
         with self._transaction() as db:
@@ -268,10 +276,10 @@ class PostgreSQLStore(Store):
     # -- reports ----------------------------------------------------------------------------
     def day_totals(self, day: str) -> DayTotals:
         with self._transaction() as db:
-            rows = db.execute("SELECT who, requests, tokens, errors FROM daily WHERE day = %s "
+            rows = db.execute("SELECT who, requests, tokens, errors, name FROM daily WHERE day = %s "
                               "ORDER BY tokens DESC, who COLLATE \"C\"", (day,)).fetchall()
-        students = [WhoTotals(who or "", int(requests), int(tokens), int(errors))
-                    for who, requests, tokens, errors in rows]
+        students = [WhoTotals(who or "", int(requests), int(tokens), int(errors), name)
+                    for who, requests, tokens, errors, name in rows]
         return DayTotals(requests=sum(s.requests for s in students), tokens=sum(s.tokens for s in students),
                          errors=sum(s.errors for s in students), students=students)
 
@@ -288,6 +296,14 @@ class PostgreSQLStore(Store):
         with self._transaction() as db:
             cursor = db.execute(f"SELECT id, {', '.join(_ROW_COLUMNS)} FROM ledger {where} "
                                 f"ORDER BY id DESC LIMIT %s", (limit,))
+            names = [d.name for d in cursor.description]
+            return [dict(zip(names, r)) for r in cursor.fetchall()]
+
+    def conversations(self, day: str, who: Optional[str] = None, limit: int = 500) -> List[Dict]:
+        where = "day = %s AND conversation IS NOT NULL" + ("" if who is None else " AND who = %s")
+        with self._transaction() as db:
+            cursor = db.execute(f"SELECT id, {', '.join(_ROW_COLUMNS)} FROM ledger WHERE {where} "
+                                f"ORDER BY id DESC LIMIT %s", (day, limit) if who is None else (day, who, limit))
             names = [d.name for d in cursor.description]
             return [dict(zip(names, r)) for r in cursor.fetchall()]
 
