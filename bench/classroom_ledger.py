@@ -120,7 +120,9 @@ def two_processes(budget: int = 600, concurrency: int = 24) -> str:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "xedullm", "serve", "-p", "deepseek", "--base-url", fake.base_url,
                  "--host", "127.0.0.1", "--port", "0", "--data-dir", folder, "--daily-budget", str(budget),
-                 "--admin-password", "bench-pass-1"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                 "--admin-password", "bench-pass-1",
+                 # The whole class comes from 127.0.0.1 here, as one caller.
+                 "--max-connections-per-address", "100000", "--max-per-caller", "100000"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 text=True, env=env, cwd=ROOT)
             procs.append(proc)
             for line in proc.stdout:

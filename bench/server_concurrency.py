@@ -119,7 +119,9 @@ def main():
         top = max(args.students)
         # The gate admits everyone at once: this measures the server, not the waiting line.
         server = spawn([sys.executable, "-m", "xedullm", "serve", "-p", "deepseek", "--base-url", base,
-                        "--host", "127.0.0.1", "--port", "0", "--max-concurrent", str(top)], env)
+                        "--host", "127.0.0.1", "--port", "0", "--max-concurrent", str(top),
+                        # The whole class comes from 127.0.0.1 here, as one caller.
+                        "--max-connections-per-address", "100000", "--max-per-caller", "100000"], env)
         url = first_line_matching(server, r"Running on local URL:\s+(http://\S+)")
         for pipe in (server.stdout, server.stderr, fake.stdout, fake.stderr):   # keep the pipes drained
             threading.Thread(target=pipe.read, daemon=True).start()

@@ -67,7 +67,10 @@ class ServeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "xedullm", "serve", "-p", "deepseek", "--base-url", upstream,
              "--host", "127.0.0.1", "--port", "0", "--data-dir", data_dir,
-             "--max-concurrent", str(max_concurrent)],
+             "--max-concurrent", str(max_concurrent),
+             # The whole class comes from 127.0.0.1 here, as one caller: lift the per-address
+             # and per-caller caps that keep one real student from holding the server.
+             "--max-connections-per-address", "100000", "--max-per-caller", "100000"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         self.banner: List[str] = []
         while not any(line.startswith("用量记录保存在") for line in self.banner):

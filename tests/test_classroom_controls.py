@@ -179,7 +179,7 @@ def test_without_access_code_everyone_is_let_in_and_browsers_are_told_apart(room
     assert ask(r, session="a" * 100).status_code == 200
     assert ask(r, session="tab\t2").status_code == 200
     wait_until(lambda: len(ledger(r)) == 3)
-    assert [row["who"] for row in ledger(r)] == ["anonymous", "browser:" + "a" * 64, "browser:tab2"]
+    assert [row["who"] for row in ledger(r)] == ["ip:127.0.0.1", "browser:" + "a" * 64, "browser:tab2"]
 
 
 def test_allowed_models_are_honoured_only_for_tokens_that_list_them(room):
@@ -373,7 +373,7 @@ def test_restart_keeps_the_ledger_tokens_and_limits(teacher_fake, tmp_path):
         assert ask(second, key=CODE, content=QUESTION).status_code == 200    # 12 -> 18 of 20
         assert ask(second, key=CODE, content=QUESTION).status_code == 200    # 18 < 20: admitted, ends at 24
         assert ask(second, key=CODE, content=QUESTION).json()["error"]["code"] == "insufficient_quota"
-        assert [row["who"] for row in ledger(second)][:3] == ["小红", "anonymous", "小红"]
+        assert [row["who"] for row in ledger(second)][:3] == ["小红", "code:127.0.0.1", "小红"]
         assert second.store.used(today()) == 24 == sum(u["total_tokens"] for u in teacher_fake.usage_log)
 
 
@@ -445,7 +445,7 @@ def test_xedullm_serve_with_classroom_options(teacher_fake, tmp_path):
     store = SQLiteStore(tmp_path)
     try:
         assert store.get_setting("daily_budget") == "1000" and store.get_setting("review") == "true"
-        assert [row["who"] for row in store.rows()] == ["anonymous"]
+        assert [row["who"] for row in store.rows()] == ["code:127.0.0.1"]
     finally:
         store.close()
     assert TEACHER_KEY not in "".join(lines) + out + err

@@ -192,7 +192,8 @@ def test_a_system_prompt_changed_on_one_admin_page_applies_on_the_other_within_2
 # -- faults ----------------------------------------------------------------------------------------
 def test_a_server_killed_mid_stream_loses_nothing_finished_and_its_holds_lapse(district):
     budget = 400
-    d = district("--daily-budget", str(budget))
+    # --budget-wait 0: refused at once while the dead server's hold lasts, not kept waiting for it.
+    d = district("--daily-budget", str(budget), "--budget-wait", "0")
     a, b = d.servers
     assert ask(a, "先问一个", max_tokens=20).status_code == 200       # finished before the kill
     d.fake.token_delay = 0.2
@@ -212,7 +213,7 @@ def test_a_server_killed_mid_stream_loses_nothing_finished_and_its_holds_lapse(d
     store = d.store()
     try:
         rows = list(store.rows())
-        assert rows[0]["outcome"] == "ok" and rows[0]["who"] == "anonymous"   # the finished answer is kept
+        assert rows[0]["outcome"] == "ok" and rows[0]["who"] == "ip:127.0.0.1"   # the finished answer is kept
         assert store.lease == 30.0
     finally:
         store.close()

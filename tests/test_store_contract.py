@@ -209,6 +209,19 @@ def test_settings_and_login_failures(store):
     assert store.login_failures("10.0.0.7") == LoginFailures()
 
 
+def test_admin_sessions_start_end_and_expire_for_every_server(stores):
+    first, second = stores(), stores()
+    first.add_session("a" * 64, NOW + 100)
+    first.add_session("b" * 64, NOW + 100)
+    assert second.session_valid("a" * 64, NOW) and not second.session_valid("a" * 64, NOW + 100)
+    assert not second.session_valid("c" * 64, NOW)
+    second.end_session("a" * 64)
+    second.end_session("c" * 64)   # unknown: no error
+    assert not first.session_valid("a" * 64, NOW) and first.session_valid("b" * 64, NOW)
+    first.end_sessions()
+    assert not second.session_valid("b" * 64, NOW)
+
+
 def test_a_second_server_sees_every_change_at_once(stores):
     one, two = stores(), stores()
     one.add_token("小明", "d1", TokenLimits(), NOW)

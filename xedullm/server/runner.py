@@ -86,6 +86,7 @@ def make_server(client: "Client", sock: socket.socket, **options: Any):
     import uvicorn
 
     from .app import create_app
+    from .api.connection_guard import guarded_protocol
     from .settings import server_settings
     from .store.contract import default_data_dir
 
@@ -94,6 +95,7 @@ def make_server(client: "Client", sock: socket.socket, **options: Any):
         # A real classroom always keeps its ledger, so limits hold across restarts.
         settings.data_dir = default_data_dir()
     app = create_app(client, settings=settings)
+    proxies = settings.forwarded_allow_ips
     config = uvicorn.Config(
         app,
         log_level="warning",
@@ -101,8 +103,13 @@ def make_server(client: "Client", sock: socket.socket, **options: Any):
         # Open answers end themselves at shutdown (see below); this only bounds the wait.
         timeout_graceful_shutdown=5,
         timeout_keep_alive=15,
-        # X-Forwarded-For is believed only from the proxies the teacher names (docs/district.md).
-        forwarded_allow_ips=settings.forwarded_allow_ips or "",
+        http=guarded_protocol(read_timeout=settings.read_timeout, send_timeout=settings.send_timeout,
+                              max_per_address=settings.max_connections_per_address,
+                              exempt=frozenset(a.strip() for a in (proxies or "").split(",") if a.strip())),
+        # X-Forwarded-For is believed only from the proxies the teacher names (docs/district.md);
+        # uvicorn's default would believe 127.0.0.1, so a student on this computer could be anyone.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or "",
     )
     state = app.state.xedullm
 

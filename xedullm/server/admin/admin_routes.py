@@ -64,7 +64,8 @@ def _room(request: Request) -> Classroom:
 def _sessions(request: Request) -> Sessions:
     state = state_of(request)
     if state.admin_sessions is None:
-        state.admin_sessions = Sessions(_room(request).store, _room(request).admin_password)
+        room = _room(request)
+        state.admin_sessions = Sessions(room.store, room.admin_password, room.call)
     return state.admin_sessions
 
 
@@ -84,7 +85,7 @@ def _denied(status: int = 401) -> Response:
 def _guarded(handler: Callable[[Request], Awaitable[Response]], *, change: bool = False):
     """Only the teacher's session; changes also need the admin page's CSRF header."""
     async def endpoint(request: Request) -> Response:
-        if not _sessions(request).valid(request):
+        if not await _sessions(request).valid(request):
             return _denied(401)
         if not same_origin(request) or (change and request.headers.get(CSRF_HEADER) != "1"):
             return _denied(403)
@@ -94,7 +95,7 @@ def _guarded(handler: Callable[[Request], Awaitable[Response]], *, change: bool 
 
 
 async def page(request: Request) -> Response:
-    if not _sessions(request).valid(request):
+    if not await _sessions(request).valid(request):
         return _login_page(401)
     return FileResponse(ADMIN_DIR / "index.html", headers=_HEADERS)
 
@@ -103,27 +104,35 @@ async def login(request: Request) -> Response:
     room = _room(request)
     if not same_origin(request):
         return _login_page(403, _message("foreign"))
+    # The socket's address, or the one a proxy the teacher named forwarded (runner.py).
     client = request.client.host if request.client else "unknown"
+    # The whole form first: nothing is decided while the attempt could still be arriving.
+    raw = await _read(request, _MAX_FORM)
     now = time.time()
-    failures = await room.call(room.store.login_failures, client)
-    wait = wait_left(failures, now)
+    before = await room.call(room.store.login_failures, client)
+    wait = wait_left(before, now)
     if wait > 0:
         return _login_page(429, _message("wait", s=retry_after(wait)), {"Retry-After": retry_after(wait)})
-    raw = await _read(request, _MAX_FORM)
+    # Counted before the password is looked at: of attempts sent together, only the one counted
+    # right after the count read above is evaluated; the others wait like any further try.
+    counted = await room.call(room.store.note_login_failure, client, now)
+    if counted.count != before.count + 1:
+        wait = max(1.0, wait_left(counted, now))
+        return _login_page(429, _message("wait", s=retry_after(wait)), {"Retry-After": retry_after(wait)})
     given = (parse_qs(raw.decode("utf-8", "replace")).get("password") or [""])[0]
     if not password_matches(given, room.admin_password):
-        failures = await room.call(room.store.note_login_failure, client, now)
-        wait = wait_left(failures, now)
+        wait = wait_left(counted, now)
         if wait > 0:
             return _login_page(429, _message("wait", s=retry_after(wait)), {"Retry-After": retry_after(wait)})
         return _login_page(401, _message("wrong"))
     await room.call(room.store.clear_login_failures, client)
     response = RedirectResponse("/admin", status_code=303, headers={"Cache-Control": "no-store"})
-    response.headers["Set-Cookie"] = _sessions(request).new_cookie()
+    response.headers["Set-Cookie"] = await _sessions(request).new_cookie()
     return response
 
 
 async def logout(request: Request) -> Response:
+    await _sessions(request).end(request)   # on the server: a copy of the cookie stops working too
     response = JSONResponse({"ok": True})
     response.headers["Set-Cookie"] = Sessions.ended_cookie()
     return response

@@ -1,12 +1,16 @@
 """The teacher's way in to /admin: password, throttle, session cookie, same-origin checks.
 
 - The password is compared in constant time (digests of equal length), so timing says nothing.
-- Failed logins are counted per client address in the store (they survive a restart): the
-  first few are free, then each further try must wait twice as long as the last, up to 15
+- Login attempts are counted per client address in the store (they survive a restart), each
+  one *before* its password is looked at, so many attempts sent at once cannot all be tried:
+  the first few are free, then each further try must wait twice as long as the last, up to 15
   minutes. While a client waits, even the right password is refused, so guessing gains nothing.
-- The session is a cookie ``<expiry>.<hmac>`` signed with a key derived from the store's
-  secret and the password: a new password ends every old session. HttpOnly (no script reads
-  it), SameSite=Strict (no other site's page sends it), Path=/admin.
+  The address is the socket's unless the teacher named a proxy (``--forwarded-allow-ips``):
+  a forged X-Forwarded-For header does not make a new client.
+- The session is a cookie ``<id>.<hmac>``: a random id signed with a key derived from the
+  store's secret and the password, and kept (hashed) in the store until it expires. Logging
+  out ends it on the server; a new password ends every session. HttpOnly (no script reads it),
+  SameSite=Strict (no other site's page sends it), Path=/admin.
 - Changes need a custom header and, when the browser says where a request comes from, the same
   origin: a cross-site form or script cannot make one (and /admin answers no CORS).
 """
@@ -17,7 +21,7 @@ import hmac
 import math
 import secrets
 import time
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from ..store.contract import LoginFailures, Store
 
@@ -43,32 +47,54 @@ def wait_left(failures: LoginFailures, now: float) -> float:
 
 
 class Sessions:
-    def __init__(self, store: Store, password: str) -> None:
+    """Admin sessions, kept in the store; ``call`` runs a store method on the store's thread."""
+
+    def __init__(self, store: Store, password: str, call: Callable[..., Awaitable[Any]]) -> None:
         secret = store.get_setting("session_secret")
         if secret is None:
             secret = secrets.token_hex(32)
             store.set_setting("session_secret", secret)
+        self._store = store
+        self._call = call
         self._key = hmac.new(bytes.fromhex(secret), password.encode("utf-8", "replace"), hashlib.sha256).digest()
+        # The password changed since sessions were last made: none of them may go on.
+        key_id = hashlib.sha256(self._key).hexdigest()[:16]
+        if store.get_setting("session_key_id") != key_id:
+            store.end_sessions()
+            store.set_setting("session_key_id", key_id)
 
-    def _sign(self, expires: int) -> str:
-        return hmac.new(self._key, f"admin.{expires}".encode(), hashlib.sha256).hexdigest()
+    def _sign(self, session_id: str) -> str:
+        return hmac.new(self._key, f"admin.{session_id}".encode(), hashlib.sha256).hexdigest()
 
-    def new_cookie(self, now: Optional[float] = None) -> str:
-        expires = int((now or time.time()) + SESSION_SECONDS)
-        value = f"{expires}.{self._sign(expires)}"
-        return (f"{COOKIE}={value}; Path=/admin; HttpOnly; SameSite=Strict; "
+    async def new_cookie(self, now: Optional[float] = None) -> str:
+        session_id = secrets.token_urlsafe(24)
+        await self._call(self._store.add_session, _digest(session_id), (now or time.time()) + SESSION_SECONDS)
+        return (f"{COOKIE}={session_id}.{self._sign(session_id)}; Path=/admin; HttpOnly; SameSite=Strict; "
                 f"Max-Age={SESSION_SECONDS}")
 
     @staticmethod
     def ended_cookie() -> str:
         return f"{COOKIE}=; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=0"
 
-    def valid(self, request: Any) -> bool:
-        value = request.cookies.get(COOKIE, "")
-        expires, _, signature = value.partition(".")
-        if not expires.isdigit() or not hmac.compare_digest(signature.encode(), self._sign(int(expires)).encode()):
-            return False
-        return time.time() < int(expires)
+    def _session_id(self, request: Any) -> Optional[str]:
+        session_id, _, signature = request.cookies.get(COOKIE, "").partition(".")
+        if not session_id or not hmac.compare_digest(signature.encode(), self._sign(session_id).encode()):
+            return None   # not one of ours: the store is not even asked
+        return session_id
+
+    async def valid(self, request: Any) -> bool:
+        session_id = self._session_id(request)
+        return session_id is not None and bool(
+            await self._call(self._store.session_valid, _digest(session_id), time.time()))
+
+    async def end(self, request: Any) -> None:
+        session_id = self._session_id(request)
+        if session_id is not None:
+            await self._call(self._store.end_session, _digest(session_id))
+
+
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
 
 
 def same_origin(request: Any) -> bool:

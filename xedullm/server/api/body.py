@@ -8,6 +8,8 @@ any other field is ignored. ``stream_options`` is ours: usage is always asked up
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -18,6 +20,10 @@ _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant"
           "tool": "tool"}
 _FORMATS = ("text", "json_object", "json_schema")
 _TOOL_CHOICES = ("none", "auto", "required")
+# JSON may spell half of a UTF-16 pair ("\\ud800"); such text cannot be encoded, stored or sent.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Beyond any model's answer length and beyond what a 32-bit field upstream can hold.
+MAX_TOKENS_CEILING = 2 ** 31 - 1
 
 
 @dataclass
@@ -36,6 +42,7 @@ class ChatBody:
 def parse_chat_body(data: Any, limits: Limits = DEFAULT) -> ChatBody:
     if not isinstance(data, dict):
         raise InvalidRequest("请求体必须是 JSON 对象。", "The request body must be a JSON object.")
+    _check_text(data)
     body = ChatBody(messages=_messages(data.get("messages"), limits))
     body.stream = _flag(data, "stream")
     options = data.get("stream_options")
@@ -87,12 +94,13 @@ def _options(data: Dict[str, Any]) -> Dict[str, Any]:
     for name in ("parallel_tool_calls", "logprobs"):
         if data.get(name) is not None:
             options[name] = _flag(data, name)
-    for name, low, high in (("seed", None, None), ("top_logprobs", 0, 20)):
+    # A seed is a 64-bit integer everywhere upstream.
+    for name, low, high in (("seed", -2 ** 63, 2 ** 63 - 1), ("top_logprobs", 0, 20)):
         value = data.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or (low is not None and not low <= value <= high):
-            span = f" {low}–{high}" if low is not None else ""
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            span = f" {low}–{high}"
             raise InvalidRequest(f"{name} 必须是整数{span}。", f"{name} must be a whole number{span}.", name)
         options[name] = value
     for name in ("frequency_penalty", "presence_penalty"):
@@ -172,6 +180,31 @@ def _content(value: Any, param: str) -> str:
                          f"{param} must be text (a string); images and other parts are not supported here.", param)
 
 
+def _check_text(data: Any) -> None:
+    """Every string in the body, keys included, at any depth: no lone surrogate; every number
+    finite (JSON's parser takes NaN and Infinity, nothing upstream does). Walked without
+    recursion, since the nesting may be as deep as the JSON parser allowed."""
+    pending: List[Any] = [(data, "")]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str):
+            if _LONE_SURROGATE.search(value):
+                param = path or "body"
+                raise InvalidRequest(f"{param} 里有无法编码的字符（单独的 UTF-16 代理项，如 \\ud800），请删掉后重发。",
+                                     f"{param} contains a character that cannot be encoded (a lone UTF-16 "
+                                     f"surrogate such as \\ud800); remove it and send again.", param)
+        elif isinstance(value, float) and not math.isfinite(value):
+            param = path or "body"
+            raise InvalidRequest(f"{param} 必须是有限的数（不能是 NaN 或 Infinity）。",
+                                 f"{param} must be a finite number (not NaN or Infinity).", param)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                pending.append((item, f"{path}.{key}" if path else str(key)))
+                pending.append((key, path or "body"))   # looked at first: the path names it
+        elif isinstance(value, list):
+            pending.extend((item, f"{path}[{i}]") for i, item in enumerate(value))
+
+
 def _flag(data: Dict[str, Any], name: str, param: Optional[str] = None) -> bool:
     value = data.get(name)
     if value is None:
@@ -186,7 +219,8 @@ def _number(data: Dict[str, Any], name: str, low: float, high: float) -> Optiona
     value = data.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            (isinstance(value, float) and not math.isfinite(value)) or not low <= value <= high:
         raise InvalidRequest(f"{name} 必须是 {low:g} 到 {high:g} 之间的数。",
                              f"{name} must be a number from {low:g} to {high:g}.", name)
     return float(value)
@@ -198,8 +232,10 @@ def _max_tokens(data: Dict[str, Any]) -> Optional[int]:
         value = data.get(name)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidRequest(f"{name} 必须是正整数。", f"{name} must be a positive integer.", name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOKENS_CEILING:
+            raise InvalidRequest(f"{name} 必须是 1 到 {MAX_TOKENS_CEILING} 之间的整数（老师另设了每个回答的上限）。",
+                                 f"{name} must be a whole number from 1 to {MAX_TOKENS_CEILING} (the teacher also "
+                                 f"caps each answer).", name)
         return value
     return None
 

@@ -7,6 +7,7 @@ and always give back its gate slot and write its ledger entry.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -19,7 +20,7 @@ from ...errors import LLMError
 from ...keys import redact
 from ...types import ChatRequest, Usage
 from .body import ChatBody
-from ..classroom.gate import ServerBusy
+from ..classroom.gate import CallerBusy, ServerBusy
 from ..classroom.ledger import LedgerEntry
 from .openai_format import (ChunkWriter, ServerStopping, completion, error_frame, error_reply,
                             new_completion_id)
@@ -44,6 +45,8 @@ class ChatCall:
         self._state = state
         self._body = body
         self._admission = admission
+        if admission.max_tokens is not None:   # the teacher's cap per answer
+            chat = dataclasses.replace(chat, max_tokens=admission.max_tokens)
         self._chat = chat
         self._started = started
         self._status = 499
@@ -73,12 +76,19 @@ class ChatCall:
             return
         self._recorded = True
         with anyio.CancelScope(shield=True):
-            await self._state.ledger.record(LedgerEntry(
-                started=self._started, latency=time.time() - self._started,
-                who=self._admission.who, model=self._admission.model, stream=self._body.stream,
-                status=499 if self._outcome == "disconnected" else self._status,
-                outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
-                messages=self._chat.messages, answer="".join(self._answer), name=self._admission.name))
+            try:
+                await self._write_ledger()
+            except Exception:  # noqa: BLE001 - a ledger given in ServerSettings may fail in any way
+                log.error("记录用量失败 / Recording usage failed:\n%s",
+                          redact(traceback.format_exc(), self._state.secrets))
+
+    async def _write_ledger(self) -> None:
+        await self._state.ledger.record(LedgerEntry(
+            started=self._started, latency=time.time() - self._started,
+            who=self._admission.who, model=self._admission.model, stream=self._body.stream,
+            status=499 if self._outcome == "disconnected" else self._status,
+            outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
+            messages=self._chat.messages, answer="".join(self._answer), name=self._admission.name))
 
     @staticmethod
     async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:
@@ -107,10 +117,12 @@ class ChatCall:
 
     async def _serve(self, send: Any) -> None:
         gate = self._state.gate
+        # Open servers (no classroom controls) know no one apart: every caller is 'anonymous'.
+        caller = None if self._admission.who == "anonymous" else self._admission.who
         try:
             try:
-                await gate.acquire()
-            except ServerBusy as err:
+                await gate.acquire(caller)
+            except (ServerBusy, CallerBusy) as err:
                 await self._send_error(send, err)
                 return
             try:
@@ -119,7 +131,7 @@ class ChatCall:
                 else:
                     await self._complete(send)
             finally:
-                gate.release()
+                gate.release(caller)
         except OSError:
             # The student went away while we were writing; nothing is left to tell them.
             self._status, self._outcome = 499, "disconnected"

@@ -25,6 +25,7 @@ class Admission:
     model: str     # the model this request will use
     ticket: Any = None   # what the policy holds for this request; the ledger settles it
     name: Optional[str] = None   # the name the teacher sees beside ``who`` (classroom names)
+    max_tokens: Optional[int] = None   # the answer's length cap, when the policy sets one
 
 
 class OpenPolicy:

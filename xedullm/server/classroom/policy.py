@@ -3,7 +3,16 @@
 Two steps. :meth:`ClassroomPolicy.identify` runs before the request body is read: a stranger
 hears "access code needed", not which fields were wrong. :meth:`ClassroomPolicy.admit` then
 checks every limit and holds the request's estimated tokens in the store, in one transaction
-(see store.py for what "exact" means), before anything is sent upstream.
+(see contract.py for what "exact" means), before anything is sent upstream.
+
+Fair holds: each answer is capped (``max_answer_tokens``), a hold is what answers in this class
+really use (:class:`AnswerSizes`), not the most they could, and a request refused only because
+answers still running hold the rest of the budget waits for them (``budget_wait``) instead
+of failing.
+
+Who a caller is, for per-student limits: a token's name; else the page's browser id
+(``browser:<id>``, kept in localStorage); else, for programs with only the access code, their
+address (``code:<ip>``), so one script cannot use up a budget everyone shares.
 """
 from __future__ import annotations
 
@@ -16,20 +25,21 @@ from typing import Any, List, Optional
 from ...errors import AuthenticationError, LLMError, QuotaExceededError, RateLimitError
 from ...types import ChatRequest
 from . import student_tokens
+from .answer_sizes import ANSWER_ESTIMATE  # noqa: F401 - kept for importers
 from .steering import ClassPaused, NameNeeded, name_from
 from .room import Classroom, today
 from .open_policy import Admission
 from ..store.contract import Claim, ClaimResult, StudentToken
 
-# What an answer may cost when the student does not say (max_tokens). Holds are clipped to
-# what is left of a budget, so a high guess never refuses a request while budget remains.
-ANSWER_ESTIMATE = 1024
 _SESSION_MAX = 64
+# How often a request waiting for held budget looks again when no answer here has ended
+# (another server on the same store may have released some).
+_HELD_POLL = 1.0
 
 
 @dataclass(frozen=True)
 class Caller:
-    who: str                              # token name, 'browser:<tab id>' or 'anonymous'
+    who: str                              # token name, 'browser:<id>', 'code:<ip>' or 'ip:<ip>'
     token: Optional[StudentToken] = None
     name: Optional[str] = None            # shown to the teacher: the token's name, or what the page sent
 
@@ -77,6 +87,7 @@ def prompt_chars(chat: ChatRequest) -> int:
 class ClassroomPolicy:
     def __init__(self, classroom: Classroom) -> None:
         self._room = classroom
+        self.answer_sizes = classroom.answer_sizes
 
     @property
     def access_code_required(self) -> bool:
@@ -89,7 +100,7 @@ class ClassroomPolicy:
         key = bearer(request)
         code = self._room.access_code
         if code is not None and key is not None and hmac.compare_digest(key.encode(), code.encode()):
-            return self._anonymous(request)
+            return self._anonymous(request, "code")
         if key is not None and student_tokens.looks_like_token(key):
             token = await self._room.call(self._room.store.token_by_digest, student_tokens.digest(key))
             # A short key that is no token may still be some program's placeholder api_key.
@@ -101,12 +112,16 @@ class ClassroomPolicy:
                 "这个课堂需要访问码：请向老师要访问码（或你的学生令牌），在网页里输入，或在程序里把它作为 api_key。/ "
                 "This classroom needs an access code: ask your teacher for it (or for your student token), "
                 "enter it on the page, or pass it as api_key in your program.")
-        return self._anonymous(request)
+        return self._anonymous(request, "ip")
 
     @staticmethod
-    def _anonymous(request: Any) -> Caller:
+    def _anonymous(request: Any, kind: str) -> Caller:
         session = "".join(c for c in request.headers.get("x-xedullm-session", "") if c.isprintable())
-        return Caller(who=f"browser:{session[:_SESSION_MAX]}" if session else "anonymous", name=name_from(request))
+        name = name_from(request)
+        if session:
+            return Caller(who=f"browser:{session[:_SESSION_MAX]}", name=name)
+        # The address, as uvicorn saw it (or as the teacher's named proxy forwarded it).
+        return Caller(who=f"{kind}:{request.client.host if request.client else 'unknown'}", name=name)
 
     async def admit(self, request: Any, requested_model: Optional[str], *, caller: Caller,
                     chat: ChatRequest) -> Admission:
@@ -121,19 +136,29 @@ class ClassroomPolicy:
         model = room.settings.get("model")
         if limits and requested_model in limits.models:
             model = requested_model
-        now = time.time()
         chars = prompt_chars(chat)
+        cap = room.settings.get("max_answer_tokens")
+        answer_cap = min(chat.max_tokens or cap, cap)
         who_budget = limits.daily_tokens if limits and limits.daily_tokens is not None else room.per_student_daily
-        claim = Claim(id=uuid.uuid4().hex, who=caller.who, now=now, day=today(now),
-                      estimate=chars + (chat.max_tokens or ANSWER_ESTIMATE),
-                      class_budget=room.daily_budget, who_budget=who_budget,
-                      rpm=limits.rpm if limits else None, concurrent=limits.concurrent if limits else None,
-                      hold_for=room.hold_for)
-        result = await room.call(room.store.claim, claim)
-        if not result.granted:
-            raise _refusal(result, claim)
-        room.running.add(claim.id)
-        return Admission(who=caller.who, model=model, ticket=Ticket(claim.id, result.held, chars), name=caller.name)
+        estimate = self.answer_sizes.estimate(chars, answer_cap)
+        deadline = time.monotonic() + room.settings.get("budget_wait")
+        while True:
+            now = time.time()
+            claim = Claim(id=uuid.uuid4().hex, who=caller.who, now=now, day=today(now), estimate=estimate,
+                          class_budget=room.daily_budget, who_budget=who_budget,
+                          rpm=limits.rpm if limits else None, concurrent=limits.concurrent if limits else None,
+                          hold_for=room.hold_for)
+            result = await room.call(room.store.claim, claim)
+            if result.granted:
+                room.running.add(claim.id)
+                break
+            left = deadline - time.monotonic()
+            if result.refusal not in ("class_held", "who_held") or left <= 0:
+                raise _refusal(result, claim)
+            # Answers still running hold the rest: wait for one to end, then ask again.
+            await room.released(min(left, _HELD_POLL))
+        return Admission(who=caller.who, model=model, ticket=Ticket(claim.id, result.held, chars),
+                         max_tokens=answer_cap, name=caller.name)
 
 
 def _check_token(token: Optional[StudentToken]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import logging
 import secrets
@@ -17,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Deque, Optional, Set, Tuple
 
 from ...errors import LLMError, ServerError
+from .answer_sizes import AnswerSizes
 from .ledger import LedgerEntry
 from .live_settings import LiveSettings
 from ..store.contract import DEFAULT_HOLD, LedgerRow, Store
@@ -47,11 +49,29 @@ class Classroom:
         # Rows the store could not take (it was away); written by settle_forever. Their holds
         # stay in `running`, renewed, so the budget keeps counting them meanwhile.
         self.unrecorded: Deque[Tuple[LedgerRow, Optional[str]]] = collections.deque(maxlen=UNRECORDED_MAX)
+        self.answer_sizes = AnswerSizes()
+        self.answer_sizes.seed(reversed([r["completion_tokens"] for r in store.recent(AnswerSizes.SAMPLES)
+                                         if r.get("outcome") == "ok"]))
+        self._released: Optional[asyncio.Event] = None
 
     @property
     def hold_for(self) -> float:
         """Seconds a new hold lasts: the store's lease (renewed while running), else DEFAULT_HOLD."""
         return self.store.lease or DEFAULT_HOLD
+
+    async def released(self, timeout: float) -> None:
+        """Wait until some request here gives back its hold, or ``timeout`` seconds."""
+        if self._released is None:   # made inside the server's loop (Python 3.9 binds it there)
+            self._released = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._released.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def note_released(self) -> None:
+        if self._released is not None:
+            self._released.set()
+            self._released = asyncio.Event()
 
     @property
     def store_location(self) -> str:
@@ -131,6 +151,13 @@ class StoreLedger:
         self._classroom = classroom
 
     async def record(self, entry: LedgerEntry) -> None:
+        try:
+            await self._record(entry)
+        finally:
+            # Requests waiting for held budget look again (see ClassroomPolicy.admit).
+            self._classroom.note_released()
+
+    async def _record(self, entry: LedgerEntry) -> None:
         ticket = entry.ticket
         usage = entry.usage
         if usage is not None:
@@ -153,19 +180,29 @@ class StoreLedger:
             total_tokens=usage.total_tokens if usage else None,
             charged=charged, conversation=conversation, name=entry.name)
         claim_id = ticket.claim_id if ticket else None
+        if ticket is not None and entry.outcome == "ok" and usage is not None:
+            self._classroom.answer_sizes.note(ticket.prompt_chars, usage.prompt_tokens, usage.completion_tokens)
+        room = self._classroom
         try:
-            await self._classroom.call(self._classroom.store.record, row, claim_id)
-        except StoreUnavailable:
-            # Already in the teacher's log; kept to be written once the store is back.
-            room = self._classroom
-            if len(room.unrecorded) == room.unrecorded.maxlen:
-                log.error("课堂数据库离线太久，最早的一条用量记录未能保存 / The store was away too long: "
-                          "the oldest unsaved ledger row is given up")
-                room.running.discard(room.unrecorded[0][1])
-            room.unrecorded.append((row, claim_id))
-            return
+            await room.call(room.store.record, row, claim_id)
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the hold must not outlive the request
+            if not isinstance(exc, StoreUnavailable):   # that one is already in the teacher's log
+                log.error("记录用量失败，改记一行不含对话的记录 / Recording failed, writing a row without the "
+                          "conversation: %s: %s", type(exc).__name__, exc)
+            # A row without the conversation text (the likeliest cause) still counts the tokens
+            # and gives back the hold; a row that can never be written would hold it for ever.
+            row = dataclasses.replace(row, conversation=None)
+            try:
+                await room.call(room.store.record, row, claim_id)
+            except Exception:  # noqa: BLE001 - the store is away: kept to be written once it is back
+                if len(room.unrecorded) == room.unrecorded.maxlen:
+                    log.error("课堂数据库离线太久，最早的一条用量记录未能保存 / The store was away too long: "
+                              "the oldest unsaved ledger row is given up")
+                    room.running.discard(room.unrecorded[0][1])
+                room.unrecorded.append((row, claim_id))
+                return
         if claim_id is not None:
-            self._classroom.running.discard(claim_id)
+            room.running.discard(claim_id)
 
 
 def own_usage(classroom: Classroom, caller: Any) -> dict:

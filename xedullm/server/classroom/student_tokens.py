@@ -24,7 +24,7 @@ LENGTH = 8
 LENGTHS = range(6, 13)
 BATCH_MAX = 500
 RESERVED_NAMES = ("anonymous",)
-RESERVED_PREFIXES = ("browser:",)
+RESERVED_PREFIXES = ("browser:", "code:", "ip:")   # names the server gives callers without a token
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,64}")
 
 
@@ -90,9 +90,9 @@ def check_name(name: Any) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name.strip()) or name.strip() in RESERVED_NAMES \
             or name.strip().startswith(RESERVED_PREFIXES):
         raise ConfigurationError(
-            "令牌名字应是 1 到 64 个字符（学生或小组的名字），不能是 anonymous，也不能以 browser: 开头。/ "
+            "令牌名字应是 1 到 64 个字符（学生或小组的名字），不能是 anonymous，也不能以 browser:、code: 或 ip: 开头。/ "
             "A token name is 1 to 64 characters (a student's or group's name), not 'anonymous' and not "
-            "starting with 'browser:'.")
+            "starting with 'browser:', 'code:' or 'ip:'.")
     return name.strip()
 
 

@@ -192,6 +192,26 @@ class Store(ABC):
     @abstractmethod
     def clear_login_failures(self, client: str) -> None: ...
 
+    # -- the teacher's admin sessions -----------------------------------------------------
+    # A session is known by the SHA-256 hex digest of its id (the cookie holds the id), so a
+    # copy of the store lets nobody log in. Logging out, or a new admin password, ends
+    # sessions here, on the server: a copied cookie stops working at once.
+    @abstractmethod
+    def add_session(self, digest: str, expires: float) -> None:
+        """Remember a new session until ``expires`` (epoch seconds); may drop expired ones."""
+
+    @abstractmethod
+    def session_valid(self, digest: str, now: float) -> bool:
+        """True while the session exists and ``now`` is before its expiry."""
+
+    @abstractmethod
+    def end_session(self, digest: str) -> None:
+        """Forget one session (logout); no error if it is unknown."""
+
+    @abstractmethod
+    def end_sessions(self) -> None:
+        """Forget every session (the admin password changed)."""
+
     @property
     def location(self) -> str:
         """Where the data lives, for the teacher's console (never with a password in it)."""

@@ -74,6 +74,10 @@ _MIGRATIONS: Tuple[str, ...] = (
     ALTER TABLE daily ADD COLUMN name TEXT;
     CREATE INDEX ledger_review ON ledger (day, who) WHERE conversation IS NOT NULL;
     """,
+    # 3: the teacher's admin sessions (hashed ids), ended by logout and by a new password.
+    """
+    CREATE TABLE admin_sessions (digest TEXT PRIMARY KEY, expires DOUBLE PRECISION NOT NULL);
+    """,
 )
 _ROW_COLUMNS = ("started", "day", "latency", "who", "model", "stream", "status", "outcome", "admitted",
                 "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation", "name")
@@ -375,6 +379,26 @@ class PostgreSQLStore(Store):
     def clear_login_failures(self, client: str) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM admin_logins WHERE client = %s", (client,))
+
+    # -- admin sessions -------------------------------------------------------------------
+    def add_session(self, digest: str, expires: float) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM admin_sessions WHERE expires <= %s", (expires - _FORGET_LAPSED,))
+            db.execute("INSERT INTO admin_sessions (digest, expires) VALUES (%s, %s) "
+                       "ON CONFLICT (digest) DO UPDATE SET expires = excluded.expires", (digest, expires))
+
+    def session_valid(self, digest: str, now: float) -> bool:
+        with self._transaction() as db:
+            row = db.execute("SELECT expires FROM admin_sessions WHERE digest = %s", (digest,)).fetchone()
+        return row is not None and now < row[0]
+
+    def end_session(self, digest: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM admin_sessions WHERE digest = %s", (digest,))
+
+    def end_sessions(self) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM admin_sessions")
 
 
 def _migrate(db: Any) -> None:

@@ -8,6 +8,7 @@ in their own small table so a budget check reads one row per student, not the wh
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -18,7 +19,7 @@ from .contract import (Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, 
                     TokenLimits, WhoTotals)
 
 DB_NAME = "classroom.sqlite3"
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3   # 2: names; 3: admin_sessions
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY,
@@ -42,12 +43,17 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS admin_logins (
     client TEXT PRIMARY KEY, failures INTEGER NOT NULL, last REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS admin_sessions (digest TEXT PRIMARY KEY, expires REAL NOT NULL);
 """
+# Expired sessions are dropped when a new one starts; anything ending this long before the
+# new one's expiry (a session lasts 12 hours) is certainly over.
+SESSION_KEEP = 24 * 3600.0
 # From each schema version to the next, for data files written by older versions.
 _MIGRATIONS = {
     1: ("ALTER TABLE ledger ADD COLUMN name TEXT",
         "ALTER TABLE daily ADD COLUMN name TEXT",
         "CREATE INDEX IF NOT EXISTS ledger_review ON ledger(day, who) WHERE conversation IS NOT NULL"),
+    2: ("CREATE TABLE IF NOT EXISTS admin_sessions (digest TEXT PRIMARY KEY, expires REAL NOT NULL)",),
 }
 _ROW_COLUMNS = ("started", "day", "latency", "who", "model", "stream", "status", "outcome", "admitted",
                 "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation", "name")
@@ -64,12 +70,13 @@ class SQLiteStore(Store):
         # One connection, shared by whichever thread calls (the server's store thread, the CLI).
         self._lock = threading.Lock()
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            _private_files(self.data_dir, self.path)
             # isolation_level=None: we write BEGIN IMMEDIATE ourselves, so the lock is taken
             # before the first read of a check-then-write.
             self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False,
                                        timeout=busy_timeout)
             self._db.execute("PRAGMA journal_mode=WAL")
+            _private_files(self.data_dir, self.path)   # the WAL and SHM files exist from here
             # NORMAL under WAL: a power cut may lose the last commits, never corrupt the file.
             self._db.execute("PRAGMA synchronous=NORMAL")
             with self._write() as db:
@@ -269,6 +276,45 @@ class SQLiteStore(Store):
     def clear_login_failures(self, client: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM admin_logins WHERE client = ?", (client,))
+
+    # -- admin sessions -------------------------------------------------------------------
+    def add_session(self, digest: str, expires: float) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM admin_sessions WHERE expires <= ?", (expires - SESSION_KEEP,))
+            db.execute("INSERT OR REPLACE INTO admin_sessions (digest, expires) VALUES (?, ?)", (digest, expires))
+
+    def session_valid(self, digest: str, now: float) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT expires FROM admin_sessions WHERE digest = ?", (digest,)).fetchone()
+        return row is not None and now < row[0]
+
+    def end_session(self, digest: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM admin_sessions WHERE digest = ?", (digest,))
+
+    def end_sessions(self) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM admin_sessions")
+
+
+# Review conversations, token hashes and the admin session secret live here: like the key
+# store, only the teacher's account may read them.
+_PRIVATE_DIR = 0o700
+_PRIVATE_FILE = 0o600
+
+
+def _private_files(data_dir: Path, db_path: Path) -> None:
+    """Data directory 0700 and the database with its WAL/SHM files 0600, made so or fixed so
+    (a folder from an older version was world-readable). No-op where modes mean nothing."""
+    data_dir.mkdir(mode=_PRIVATE_DIR, parents=True, exist_ok=True)
+    if os.name != "posix":
+        return
+    os.chmod(data_dir, _PRIVATE_DIR)
+    # Created here, not by sqlite3.connect, so the file is never readable by others for a moment.
+    os.close(os.open(str(db_path), os.O_RDWR | os.O_CREAT, _PRIVATE_FILE))
+    for path in (db_path, Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
+        if path.exists():
+            os.chmod(path, _PRIVATE_FILE)
 
 
 class _Transaction:
