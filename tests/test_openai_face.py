@@ -17,7 +17,7 @@ from xedullm import Client, ConfigurationError
 from xedullm.catalog import PROVIDERS
 from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.settings import server_settings
-from xedullm.testing import FakeDashScopeServer, FakeErnieServer, FakeOpenAIServer, ServerThread
+from xedullm.testing import FakeDashScopeServer, FakeErnieServer, ServerThread
 
 from conftest import TEACHER_KEY
 

@@ -6,7 +6,6 @@ over real sockets. Set XEDULLM_UPDATE_SCREENSHOT=1 to rewrite the screenshots in
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from urllib.parse import urlsplit

@@ -25,7 +25,6 @@ from typing import Any, List, Optional
 from ...errors import AuthenticationError, LLMError, QuotaExceededError, RateLimitError
 from ...types import ChatRequest
 from . import student_tokens
-from .answer_sizes import ANSWER_ESTIMATE  # noqa: F401 - kept for importers
 from .steering import ClassPaused, NameNeeded, name_from
 from .room import Classroom, today
 from .open_policy import Admission
