@@ -54,9 +54,9 @@ class Room:
 
 
 @contextlib.contextmanager
-def serving(fake, data_dir, system=None, **settings):
+def serving(fake, data_dir, system=None, api_key=TEACHER_KEY, **settings):
     """Our server on ``data_dir`` until the block ends (then it is stopped and its store closed)."""
-    client = Client(provider="deepseek", base_url=fake.base_url, api_key=TEACHER_KEY, timeout=10,
+    client = Client(provider="deepseek", base_url=fake.base_url, api_key=api_key, timeout=10,
                     max_retries=0, verbose=False)
     if system:
         client.set_system(system)

@@ -25,16 +25,16 @@ import zxingcpp
 from playwright.sync_api import expect
 
 from xedullm import Client
-from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.class_address import lan_addresses
 from xedullm.server.classroom import student_tokens
 from xedullm.server.store.contract import LedgerRow
 from xedullm.server.store.sqlite import SQLiteStore
-from xedullm.testing import Fault, ServerThread
+from xedullm.testing import Fault
 
 from conftest import TEACHER_KEY, serve_process
 from test_admin_page import PASSWORD, change, teacher
-from test_classroom_controls import ANSWER, CODE, Room, ask, make_token
+from test_classroom_controls import ANSWER, CODE, ask, make_token
+from test_classroom_controls import serving as classroom_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME_HEADER = "X-XEduLLM-Name"
@@ -42,17 +42,9 @@ NAME_HEADER = "X-XEduLLM-Name"
 expect.set_options(timeout=20_000)
 
 
-@contextlib.contextmanager
-def serving(fake, data_dir, api_key=TEACHER_KEY, **settings):
-    client = Client(provider="deepseek", base_url=fake.base_url, api_key=api_key, timeout=10, max_retries=0,
-                    verbose=False)
-    app = create_app(client, settings=ServerSettings(data_dir=data_dir, admin_password=PASSWORD, **settings))
-    try:
-        with ServerThread(app) as server:
-            yield Room(server.url, client, app, fake)
-    finally:
-        app.state.xedullm.classroom.close()
-        client.close()
+def serving(fake, data_dir, **settings):
+    """The classroom controls' server, with the teacher's admin password set."""
+    return classroom_serving(fake, data_dir, **{"admin_password": PASSWORD, **settings})
 
 
 @pytest.fixture
