@@ -485,6 +485,11 @@ class Client:
         """Serve the classroom web chat and OpenAI-compatible API until Ctrl-C."""
         from .server.runner import run_client_server
 
+        if options.get("compare") and not options.get("compare_clients"):
+            # Compare mode's columns: built like fallbacks, keys from the environment or key store.
+            specs = [spec.strip() for spec in str(options["compare"]).split(",") if spec.strip()]
+            options["compare_clients"] = tuple(_fallback_client(spec, self.timeout, self.max_retries)
+                                               for spec in specs)
         run_client_server(self, host=host, port=port, **options)
 
 

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from ...errors import LLMError
 from ..classroom.ledger import LedgerEntry
 from ..classroom.room import own_usage
+from ..classroom.compare_columns import column_for
 from ..settings import PUBLIC
 from ..state import ServerState, state_of
 from .body import parse_chat_body
@@ -40,6 +41,8 @@ async def info(request: Request) -> Response:
         "provider_label": provider.label_zh if provider else None,
         **{name: state.live.get(name) for name in PUBLIC},
         "access_code_required": required,
+        # Compare mode's columns; the page asks each one with model set to its id.
+        "compare": [column.public() for column in state.compare],
     })
 
 
@@ -97,8 +100,13 @@ async def chat_completions(request: Request) -> Any:
     except InvalidRequest as err:
         return error_response(err)
     try:
+        column = column_for(state.compare, body.model)
+    except InvalidRequest as err:
+        return error_response(err)
+    answerer = column.client if column is not None else state.client
+    try:
         # The teacher's system prompt goes first, ahead of any the student sent.
-        chat = state.client.build_request(body.messages, temperature=body.temperature, top_p=body.top_p,
+        chat = answerer.build_request(body.messages, temperature=body.temperature, top_p=body.top_p,
                                           stream=body.stream, max_tokens=body.max_tokens, stop=body.stop,
                                           system=state.live.get("system_prompt"), **body.options)
     except LLMError as err:
@@ -110,6 +118,9 @@ async def chat_completions(request: Request) -> Any:
             admission = await state.policy.admit(request, body.model)
     except LLMError as err:
         return await _refuse(state, err, started, body.stream)
+    if column is not None:
+        # The policy admitted one answer (budget, per-caller caps); the column's Client gives it.
+        admission = dataclasses.replace(admission, model=column.model, column=column.id)
     chat = dataclasses.replace(chat, model=admission.model)
     return ChatCall(state, body, admission, chat, started)
 
