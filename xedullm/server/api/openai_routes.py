@@ -36,13 +36,14 @@ async def info(request: Request) -> Response:
         return JSONResponse({"access_code_required": required, "access_code_accepted": False,
                              "message": str(err)})
     provider = state.client.provider
+    # Compare mode's columns, only when it is on; the page asks each with model set to its id.
+    compare = {"compare": [column.public() for column in state.compare]} if state.compare else {}
     return JSONResponse({
         "provider": provider.id if provider else None,
         "provider_label": provider.label_zh if provider else None,
         **{name: state.live.get(name) for name in PUBLIC},
         "access_code_required": required,
-        # Compare mode's columns; the page asks each one with model set to its id.
-        "compare": [column.public() for column in state.compare],
+        **compare,
     })
 
 
