@@ -12,11 +12,15 @@ import json
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
+from xedullm import Client
+from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.store.sqlite import SQLiteStore
-from xedullm.testing import FakeOpenAIServer
+from xedullm.testing import FakeOpenAIServer, ServerThread
 
 from conftest import serve_process
+from test_web_page import new_context, save_screenshot
 
 ANSWER_A = "甲：深度求索这样回答。"
 ANSWER_B = "乙：月之暗面这样回答。"
@@ -128,3 +132,85 @@ def test_a_compare_id_does_nothing_when_compare_mode_is_off(fakes, tmp_path):
         message = reply.json()["error"]["message"]
         assert "没有开启多模型对比" in message and "--compare" in message
     assert a.chat_requests == [] and b.chat_requests == []
+
+
+# ---- the page, in headless Chromium ------------------------------------------------------------
+
+LONG_A = "甲：" + "深度求索一步一步地讲。" * 6
+LONG_B = "乙：" + "月之暗面换一个角度讲。" * 6
+
+
+@contextlib.contextmanager
+def compare_page_server(fakes, data_dir, **settings):
+    """Our server (create_app, as `serve --compare` builds it) in front of both fakes."""
+    a, b = fakes
+    made = [Client(provider="deepseek", base_url=a.base_url, api_key="sk-page-a", timeout=10,
+                   max_retries=0, verbose=False),
+            Client(provider="deepseek", model="model-a", base_url=a.base_url, api_key="sk-page-a",
+                   timeout=10, max_retries=0, verbose=False),
+            Client(provider="moonshot", model="model-b", base_url=b.base_url, api_key="sk-page-b",
+                   timeout=10, max_retries=0, verbose=False)]
+    teacher, *columns = made
+    app = create_app(teacher, settings=ServerSettings(data_dir=data_dir, compare_clients=tuple(columns),
+                                                      **settings))
+    try:
+        with ServerThread(app) as server:
+            yield server.url, app
+    finally:
+        app.state.xedullm.classroom.close()
+        for client in made:
+            client.close()
+
+
+def column(page, column_id):
+    return page.locator(f'.compare-column[data-column="{column_id}"]')
+
+
+def test_the_compare_view_streams_each_model_into_its_own_column(browser, fakes, tmp_path):
+    a, b = fakes
+    a.reply, b.reply = LONG_A, LONG_B
+    a.token_delay = b.token_delay = 0.05
+    with compare_page_server(fakes, tmp_path) as (url, app):
+        ctx = new_context(browser, viewport={"width": 1100, "height": 700})
+        try:
+            page = ctx.new_page()
+            page.goto(url)
+            toggle = page.locator("#compare-toggle")
+            expect(toggle).to_have_text("并排对比 / Compare")
+            expect(page.locator("#compare")).to_be_hidden()
+            toggle.click()
+            expect(page.locator("#compare")).to_be_visible()
+            expect(page.locator("#composer")).to_be_hidden()   # the chat steps aside
+            expect(page.locator(".compare-column h3")).to_have_text(["幻方-深度求索model-a", "月之暗面-Kimimodel-b"])
+            page.locator("#compare-input").fill("讲讲光合作用")
+            page.locator("#compare-input").press("Enter")
+            first, second = column(page, "compare:deepseek"), column(page, "compare:moonshot")
+            # Text arrives in each column while the answers stream…
+            expect(first.locator(".compare-answer")).to_contain_text("甲：深度求索")
+            expect(second.locator(".compare-answer")).to_contain_text("乙：月之暗面")
+            # …and each ends with its own model's whole answer, none of the other's.
+            expect(first.locator(".compare-answer")).to_have_text(LONG_A)
+            expect(second.locator(".compare-answer")).to_have_text(LONG_B)
+            expect(first.locator(".compare-status")).to_contain_text("完成")
+            expect(second.locator(".compare-status")).to_contain_text("完成")
+            left, right = first.bounding_box(), second.bounding_box()
+            assert abs(left["y"] - right["y"]) < 1 and right["x"] >= left["x"] + left["width"]  # side by side
+            save_screenshot(page, "compare-view.png")
+            # Both questions went upstream once each, as the student's question with the column's model.
+            assert [r["json"]["model"] for r in a.chat_requests] == ["model-a"]
+            assert [r["json"]["model"] for r in b.chat_requests] == ["model-b"]
+            assert a.chat_requests[0]["json"]["messages"][-1]["content"] == "讲讲光合作用"
+            page.set_viewport_size({"width": 390, "height": 844})
+            top, bottom = first.bounding_box(), second.bounding_box()
+            assert abs(top["x"] - bottom["x"]) < 1 and bottom["y"] >= top["y"] + top["height"]  # stacked
+            assert top["x"] + top["width"] <= 390
+            box = toggle.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390   # the header fits the phone too
+            save_screenshot(page, "compare-phone.png")
+            toggle.click()
+            expect(page.locator("#composer")).to_be_visible()
+            ctx.watch.assert_clean()
+            html = page.content()
+            assert "sk-page-a" not in html and "sk-page-b" not in html
+        finally:
+            ctx.close()
