@@ -14,6 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+import xedullm
 from xedullm import Client
 from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.store.sqlite import SQLiteStore
@@ -24,6 +25,7 @@ from test_web_page import new_context, save_screenshot
 
 ANSWER_A = "甲：深度求索这样回答。"
 ANSWER_B = "乙：月之暗面这样回答。"
+ADMIN_PASSWORD = "teacher-compare-1357"
 
 
 @pytest.fixture
@@ -214,3 +216,38 @@ def test_the_compare_view_streams_each_model_into_its_own_column(browser, fakes,
             assert "sk-page-a" not in html and "sk-page-b" not in html
         finally:
             ctx.close()
+
+
+def test_the_preset_picker_fills_the_system_prompt_and_saving_changes_what_every_model_receives(
+        browser, fakes, tmp_path):
+    a, b = fakes
+    socratic = next(p for p in xedullm.presets() if p.id == "socratic")
+    with compare_page_server(fakes, tmp_path, admin_password=ADMIN_PASSWORD) as (url, app):
+        ctx = new_context(browser, viewport={"width": 1200, "height": 900})
+        try:
+            page = ctx.new_page()
+            page.goto(f"{url}/admin")
+            page.fill("#password", ADMIN_PASSWORD)
+            page.click("button[type=submit]")
+            picker = page.locator("#preset")
+            # Every preset is offered, by its Chinese and English names.
+            expect(picker.locator("option")).to_have_count(len(xedullm.presets()) + 1)
+            expect(picker).to_contain_text("苏格拉底式导师")
+            picker.select_option("socratic")
+            expect(page.locator("#system")).to_have_value(socratic.text)
+            expect(page.locator("#preset-description")).to_have_text(socratic.description)
+            save_screenshot(page, "preset-picker.png", page.locator("#settings"))
+            # Picking is not saving: students still get the old (empty) system prompt.
+            assert app.state.xedullm.live.get("system_prompt") is None
+            page.click("#settings button[type=submit]")
+            expect(page.locator("#settings-status")).to_contain_text("已保存")
+            # (The login page itself answers 401, so only script errors and CSP are checked here.)
+            assert ctx.watch.errors == [] and ctx.watch.csp_violations() == []
+        finally:
+            ctx.close()
+        assert streamed_text(ask(url, None, question="为什么天是蓝的")) == ANSWER_A
+        assert streamed_text(ask(url, "compare:moonshot", question="为什么天是蓝的")) == ANSWER_B
+    # The teacher's model and a compare column both got the preset first, then the question.
+    for fake in (a, b):
+        sent = fake.chat_requests[-1]["json"]["messages"]
+        assert sent == [{"role": "system", "content": socratic.text}, {"role": "user", "content": "为什么天是蓝的"}]
