@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -20,7 +23,7 @@ from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.store.sqlite import SQLiteStore
 from xedullm.testing import FakeOpenAIServer, ServerThread
 
-from conftest import serve_process
+from conftest import ROOT, serve_process
 from test_web_page import new_context, save_screenshot
 
 ANSWER_A = "甲：深度求索这样回答。"
@@ -81,6 +84,9 @@ def test_each_column_is_answered_by_its_provider_and_written_to_the_ledger(fakes
             {"id": "compare:deepseek", "label": "幻方-深度求索", "model": "model-a"},
             {"id": "compare:moonshot", "label": "月之暗面-Kimi", "model": "model-b"},
         ]
+        listed = [m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]]
+        assert listed == ["deepseek-chat", "compare:deepseek", "compare:moonshot"]
+        assert httpx.get(f"{url}/v1/models/compare:moonshot").status_code == 200
         first, second = ask(url, "compare:deepseek"), ask(url, "compare:moonshot")
         assert first.status_code == second.status_code == 200
         assert streamed_text(first) == ANSWER_A and streamed_text(second) == ANSWER_B
@@ -251,3 +257,18 @@ def test_the_preset_picker_fills_the_system_prompt_and_saving_changes_what_every
     for fake in (a, b):
         sent = fake.chat_requests[-1]["json"]["messages"]
         assert sent == [{"role": "system", "content": socratic.text}, {"role": "user", "content": "为什么天是蓝的"}]
+
+
+def test_a_compare_model_without_a_key_stops_the_start_naming_it(fakes, tmp_path):
+    a, _ = fakes
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DEEPSEEK_API_KEY="sk-compare-deepseek-111",
+               XEDULLM_HOME=str(tmp_path))
+    for name in ("ZHIPUAI_API_KEY", "GLM_API_KEY"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "-m", "xedullm", "serve", "-p", "deepseek", "--base-url", a.base_url,
+                           "--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path),
+                           "--compare", f"deepseek@{a.base_url},glm"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    assert done.returncode != 0
+    assert "对比模型 'glm'（--compare）" in done.stderr and "ZHIPUAI_API_KEY" in done.stderr
+    assert "sk-compare-deepseek-111" not in done.stdout + done.stderr

@@ -53,7 +53,7 @@ async def models(request: Request) -> Response:
         await _identify(state, request)
     except LLMError as err:
         return error_response(err)
-    return JSONResponse({"object": "list", "data": [_model(state, m) for m in state.policy.models()]})
+    return JSONResponse({"object": "list", "data": [_model(state, m) for m in _model_ids(state)]})
 
 
 async def model(request: Request) -> Response:
@@ -63,12 +63,17 @@ async def model(request: Request) -> Response:
     except LLMError as err:
         return error_response(err)
     wanted = request.path_params["model_id"][:200]
-    if wanted not in state.policy.models():
+    if wanted not in _model_ids(state):
         return JSONResponse({"error": {
             "message": f"这个服务器上没有模型 {wanted}：GET /v1/models 列出可用的模型。/ "
                        f"No model {wanted} on this server: GET /v1/models lists the ones there are.",
             "type": "invalid_request_error", "param": "model", "code": "model_not_found"}}, status_code=404)
     return JSONResponse(_model(state, wanted))
+
+
+def _model_ids(state: ServerState) -> List[str]:
+    """What a caller may name: the policy's models, then compare mode's columns (when on)."""
+    return [*state.policy.models(), *(column.id for column in state.compare)]
 
 
 def _model(state: ServerState, model_id: str) -> dict:
