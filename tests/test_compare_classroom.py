@@ -21,7 +21,7 @@ import xedullm
 from xedullm import Client
 from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.store.sqlite import SQLiteStore
-from xedullm.testing import FakeOpenAIServer, ServerThread
+from xedullm.testing import Fault, FakeOpenAIServer, ServerThread
 
 from conftest import ROOT, serve_process
 from test_web_page import new_context, save_screenshot
@@ -272,3 +272,20 @@ def test_a_compare_model_without_a_key_stops_the_start_naming_it(fakes, tmp_path
     assert done.returncode != 0
     assert "对比模型 'glm'（--compare）" in done.stderr and "ZHIPUAI_API_KEY" in done.stderr
     assert "sk-compare-deepseek-111" not in done.stdout + done.stderr
+
+
+def test_the_per_student_cap_on_running_answers_counts_every_column(fakes, tmp_path):
+    a, b = fakes
+    a.faults.append(Fault(pause=(60.0, 1)))   # the first column keeps streaming
+    with compare_page_server(fakes, tmp_path, max_per_caller=1) as (url, app):
+        body = {"model": "compare:deepseek", "stream": True, "messages": [{"role": "user", "content": "慢慢讲"}]}
+        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30,
+                          headers={"x-xedullm-session": "s1"}) as running:
+            assert running.status_code == 200
+            lines = running.iter_lines()   # kept: a dropped iterator would close the stream
+            assert "甲" in next(lines)      # its answer has begun
+            busy = ask(url, "compare:moonshot")
+            assert busy.status_code == 429 and "个回答在进行" in busy.json()["error"]["message"]
+            assert b.chat_requests == []
+            # Another student is not held up by this one's columns.
+            assert streamed_text(ask(url, "compare:moonshot", session="s2")) == ANSWER_B
