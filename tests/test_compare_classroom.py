@@ -146,6 +146,7 @@ def test_a_compare_id_does_nothing_when_compare_mode_is_off(fakes, tmp_path):
 
 LONG_A = "甲：" + "深度求索一步一步地讲。" * 6
 LONG_B = "乙：" + "月之暗面换一个角度讲。" * 6
+CODE_B = "print('乙')"
 
 
 @contextlib.contextmanager
@@ -176,7 +177,7 @@ def column(page, column_id):
 
 def test_the_compare_view_streams_each_model_into_its_own_column(browser, fakes, tmp_path):
     a, b = fakes
-    a.reply, b.reply = LONG_A, LONG_B
+    a.reply, b.reply = LONG_A, f"{LONG_B}\n\n```python\n{CODE_B}\n```"
     a.token_delay = b.token_delay = 0.05
     with compare_page_server(fakes, tmp_path) as (url, app):
         ctx = new_context(browser, viewport={"width": 1100, "height": 700})
@@ -198,7 +199,11 @@ def test_the_compare_view_streams_each_model_into_its_own_column(browser, fakes,
             expect(second.locator(".compare-answer")).to_contain_text("乙：月之暗面")
             # …and each ends with its own model's whole answer, none of the other's.
             expect(first.locator(".compare-answer")).to_have_text(LONG_A)
-            expect(second.locator(".compare-answer")).to_have_text(LONG_B)
+            expect(second.locator(".compare-answer p")).to_have_text(LONG_B)
+            # Markdown as in the chat: a highlighted code block with a labelled copy button.
+            expect(second.locator(".compare-answer .code-block code")).to_have_text(CODE_B)
+            expect(second.locator(".compare-answer .copy-code")).to_have_text("复制")
+            expect(first.locator(".code-block")).to_have_count(0)
             expect(first.locator(".compare-status")).to_contain_text("完成")
             expect(second.locator(".compare-status")).to_contain_text("完成")
             left, right = first.bounding_box(), second.bounding_box()

@@ -177,7 +177,7 @@ async function loadInfo() {
     ui.systemText.textContent = state.info.system_prompt;
     ui.system.hidden = false;
   }
-  showCompare(state.info, headers);
+  showCompare(state.info, headers, localize);
   await showNotices(state.info, headers);
 }
 

@@ -2,13 +2,15 @@
 // answers side by side. Each column is its own /v1/chat/completions stream with `model` set to
 // the column's id, so the server's policy, budget and ledger count every column.
 //
-//   showCompare(info, headers) -> when /api/info lists `compare` columns, adds a
+//   showCompare(info, headers, localize) -> when /api/info lists `compare` columns, adds a
 //                                 "并排对比 / Compare" button that switches the page to the
 //                                 side-by-side view (and back). `headers()` gives the page's
-//                                 request headers (browser id, access code, name).
+//                                 request headers (browser id, access code, name); `localize(node)`
+//                                 labels rendered parts (code blocks' copy buttons) as the chat does.
 //
 // A comparison is one question at a time and is not kept in the conversation history.
 
+import { copyText } from "./copy.js";
 import { MarkdownView } from "./render.js";
 import { readEvents } from "./sse.js";
 
@@ -51,10 +53,10 @@ function columnView(column, parent) {
   return { column, body, status, view: null };
 }
 
-async function askColumn(slot, question, headers, signal) {
+async function askColumn(slot, question, headers, localize, signal) {
   slot.body.replaceChildren();
   slot.body.classList.remove("compare-error");
-  slot.view = new MarkdownView(slot.body);
+  slot.view = new MarkdownView(slot.body, localize);
   slot.status.textContent = TEXT.waiting;
   const started = Date.now();
   let text = "";
@@ -89,7 +91,7 @@ async function askColumn(slot, question, headers, signal) {
   }
 }
 
-export function showCompare(info, headers) {
+export function showCompare(info, headers, localize = () => {}) {
   const columns = (info && info.compare) || [];
   if (!columns.length || document.getElementById("compare")) return;
   document.head.append(element("link", { rel: "stylesheet", href: "static/compare.css" }));
@@ -113,6 +115,15 @@ export function showCompare(info, headers) {
     (on ? input : document.getElementById("input")).focus();
   });
 
+  grid.addEventListener("click", async (event) => {
+    const button = event.target.closest("button.copy-code");
+    if (!button) return;
+    const copied = await copyText(button.closest(".code-block").querySelector("code").textContent);
+    button.classList.toggle("done", copied);
+    clearTimeout(button.restore);
+    button.restore = setTimeout(() => button.classList.remove("done"), 2000);
+  });
+
   let controller = null;
   const submit = async () => {
     const question = input.value.trim();
@@ -121,7 +132,7 @@ export function showCompare(info, headers) {
     controller = new AbortController();
     ask.disabled = true;
     // All columns at once: each streams into its own place as its model answers.
-    await Promise.all(slots.map((slot) => askColumn(slot, question, headers, controller.signal)));
+    await Promise.all(slots.map((slot) => askColumn(slot, question, headers, localize, controller.signal)));
     ask.disabled = false;
   };
   form.addEventListener("submit", (event) => { event.preventDefault(); submit(); });
