@@ -498,7 +498,7 @@ def _compare_client(spec: str, timeout: float, max_retries: int) -> Client:
         return _fallback_client(spec, timeout, max_retries)
     except ConfigurationError as err:
         # Several providers start at once: say which entry of --compare needs fixing.
-        raise ConfigurationError(f"对比模型 {spec!r}（--compare）：{err} / compare model {spec!r}: see above.") from None
+        raise ConfigurationError(f"对比模型 {spec!r}（--compare）/ compare model {spec!r}: {err}") from None
 
 
 def _classroom_credentials(access_code: Optional[str]):

@@ -113,8 +113,8 @@ async def chat_completions(request: Request) -> Any:
     try:
         # The teacher's system prompt goes first, ahead of any the student sent.
         chat = answerer.build_request(body.messages, temperature=body.temperature, top_p=body.top_p,
-                                          stream=body.stream, max_tokens=body.max_tokens, stop=body.stop,
-                                          system=state.live.get("system_prompt"), **body.options)
+                                      stream=body.stream, max_tokens=body.max_tokens, stop=body.stop,
+                                      system=state.live.get("system_prompt"), **body.options)
     except LLMError as err:
         return error_response(InvalidRequest.wrap(err))
     try:
