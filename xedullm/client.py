@@ -485,7 +485,20 @@ class Client:
         """Serve the classroom web chat and OpenAI-compatible API until Ctrl-C."""
         from .server.runner import run_client_server
 
+        if options.get("compare") and not options.get("compare_clients"):
+            # Compare mode's columns: built like fallbacks, keys from the environment or key store.
+            specs = [spec.strip() for spec in str(options["compare"]).split(",") if spec.strip()]
+            options["compare_clients"] = tuple(_compare_client(spec, self.timeout, self.max_retries)
+                                               for spec in specs)
         run_client_server(self, host=host, port=port, **options)
+
+
+def _compare_client(spec: str, timeout: float, max_retries: int) -> Client:
+    try:
+        return _fallback_client(spec, timeout, max_retries)
+    except ConfigurationError as err:
+        # Several providers start at once: say which entry of --compare needs fixing.
+        raise ConfigurationError(f"对比模型 {spec!r}（--compare）/ compare model {spec!r}: {err}") from None
 
 
 def _classroom_credentials(access_code: Optional[str]):

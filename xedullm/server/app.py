@@ -29,6 +29,8 @@ from .classroom.live_settings import LiveSettings
 from .classroom.open_policy import OpenPolicy
 from .classroom.policy import ClassroomPolicy
 from .classroom.room import Classroom, StoreLedger
+from ..errors import ConfigurationError
+from .classroom.compare_columns import make_columns
 from .settings import ADMIN_EDITABLE, ServerSettings, check, secret_values
 from .state import ServerState
 from .web.page_routes import web_routes
@@ -54,6 +56,12 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
     live = LiveSettings(store, dict(given, model=chosen_model, system_prompt=client.system_prompt),
                         model_scope=provider.id if provider else client.base_url,
                         fallbacks={"model": client.model})
+    if settings.compare and not settings.compare_clients:
+        raise ConfigurationError("compare 需要对应的 Client：用 Client.run(compare=...) 或 xedullm serve --compare，"
+                                 "或在 ServerSettings 里给 compare_clients。/ compare needs its Clients: use "
+                                 "Client.run(compare=...) or xedullm serve --compare, or pass compare_clients "
+                                 "in ServerSettings.")
+    compare = make_columns(settings.compare_clients)
     classroom = Classroom(store, live, admin_password=settings.admin_password) if store is not None else None
     state = ServerState(
         client=client,
@@ -63,9 +71,11 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
                   max_per_caller=lambda: live.get("max_per_caller")),
         policy=settings.policy or (ClassroomPolicy(classroom) if classroom else OpenPolicy(live)),
         ledger=settings.ledger or (StoreLedger(classroom) if classroom else NullLedger()),
-        secrets=[s for s in (*client.secrets(), *secret_values(settings), *settings.secrets,
+        secrets=[s for s in (*client.secrets(), *(k for c in compare for k in c.client.secrets()),
+                             *secret_values(settings), *settings.secrets,
                              *(store.secrets() if store is not None else ())) if s],
         classroom=classroom,
+        compare=compare,
     )
     app = Starlette(
         routes=[

@@ -91,6 +91,11 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("paused", bool, False, "暂停课堂：学生的请求先不回答，直到老师继续",
             "pause the class: students' requests are not answered until the teacher resumes",
             admin=True, public=True),
+    # Columns are Clients built at start (keys, local model), so this is a start-up flag only.
+    Setting("compare", str, None,
+            "多模型对比：学生一次问老师选的几个模型，逗号分隔的 PROVIDER[:MODEL][@BASE_URL]，如 deepseek,qwen,local",
+            "compare mode: students ask the teacher's chosen models at once; comma-separated "
+            "PROVIDER[:MODEL][@BASE_URL], e.g. deepseek,qwen,local", max_length=2000),
     # The model and the system prompt come from the Client (`-m`, `--system`, set_system());
     # the teacher can change both live.
     Setting("model", str, None, "模型名", "model id", flag=False, admin=True, public=True),
@@ -107,6 +112,8 @@ _WIRING = [
     ("limits", Limits, dataclasses.field(default_factory=Limits)),   # body size, message count, content length
     ("policy", Any, dataclasses.field(default=None)),      # default: open, or classroom controls
     ("ledger", Any, dataclasses.field(default=None)),      # default: none, or the store's ledger
+    # The Clients of compare mode's columns (Client.run builds them from ``compare``).
+    ("compare_clients", Tuple[Any, ...], dataclasses.field(default=(), repr=False)),
     # Log lines never show the client's keys, the access code or the admin password; list any
     # other secret here.
     ("secrets", Tuple[str, ...], dataclasses.field(default=(), repr=False)),

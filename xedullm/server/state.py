@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, List, Optional
 from .classroom.gate import Gate
 from .classroom.live_settings import LiveSettings
 from .classroom.room import Classroom
+from .classroom.compare_columns import Column
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -25,7 +26,16 @@ class ServerState:
     secrets: List[str] = field(repr=False)
     classroom: Optional[Classroom] = None
     admin_sessions: Any = None      # admin/auth.Sessions, made on the first admin request
+    compare: List[Column] = field(default_factory=list)   # compare mode's columns, [] when off
     _stopping: Optional[asyncio.Event] = field(default=None, repr=False)
+
+    def client_for(self, admission: Any) -> "Client":
+        """The Client that answers an admitted request: its compare column's, else the teacher's."""
+        wanted = getattr(admission, "column", None)   # an embedding app's own policy may not set it
+        for column in self.compare:
+            if column.id == wanted:
+                return column.client
+        return self.client
 
     def stopping(self) -> asyncio.Event:
         """Set when the server shuts down; answers still running end with a clear message."""

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from ...classroom_presets import presets
 from ...errors import ConfigurationError
 from ..class_address import class_url, qr_svg
 from ..classroom import student_tokens
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from ...client import Client
 
 ADMIN_DIR = Path(__file__).parent / "static"
-ASSETS = ("admin.js", "admin.css", "chart.js", "review.js")
+ASSETS = ("admin.js", "admin.css", "chart.js", "review.js", "presets.js")
 SERIES_HOURS = 6
 SERIES_BUCKET = 600.0
 _MAX_FORM = 4096
@@ -152,6 +153,12 @@ async def overview(request: Request) -> Response:
     return JSONResponse(data)
 
 
+async def preset_list(request: Request) -> Response:
+    """The classroom presets for the page's picker (it fills the system prompt box; saving
+    goes through the settings API like a prompt typed by hand)."""
+    return JSONResponse({"presets": [p.as_dict() for p in presets()]}, headers=_HEADERS)
+
+
 async def qr_code(request: Request) -> Response:
     """The class address as a QR code, for the projector."""
     return Response(qr_svg(class_url(request)), media_type="image/svg+xml", headers=_HEADERS)
@@ -256,6 +263,7 @@ def admin_routes() -> List[Route]:
         Route("/admin/api/tokens/revoke", _guarded(revoke_token, change=True), methods=["POST"]),
         Route("/admin/api/tokens/batch", _guarded(create_batch, change=True), methods=["POST"]),
         Route("/admin/api/qr.svg", _guarded(qr_code), methods=["GET"]),
+        Route("/admin/api/presets", _guarded(preset_list), methods=["GET"]),
         Route("/admin/api/review", _guarded(review), methods=["GET"]),
         Route("/admin/api/settings", _guarded(change_settings, change=True), methods=["POST"]),
         Route("/admin/api/export.csv", _guarded(export), methods=["GET"]),

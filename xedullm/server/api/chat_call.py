@@ -138,7 +138,7 @@ class ChatCall:
 
     async def _complete(self, send: Any) -> None:
         try:
-            result = await self._state.client.achat(self._chat)
+            result = await self._state.client_for(self._admission).achat(self._chat)
         except Exception as err:  # noqa: BLE001 - every failure must become an OpenAI error
             await self._send_error(send, self._note(err))
             return
@@ -151,7 +151,7 @@ class ChatCall:
         self._phase = "done"
 
     async def _stream(self, send: Any) -> None:
-        chunks = self._state.client.achat_stream(self._chat)
+        chunks = self._state.client_for(self._admission).achat_stream(self._chat)
         try:
             try:
                 first = await chunks.__anext__()

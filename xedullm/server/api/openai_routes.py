@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from ...errors import LLMError
 from ..classroom.ledger import LedgerEntry
 from ..classroom.room import own_usage
+from ..classroom.compare_columns import column_for
 from ..settings import PUBLIC
 from ..state import ServerState, state_of
 from .body import parse_chat_body
@@ -35,11 +36,14 @@ async def info(request: Request) -> Response:
         return JSONResponse({"access_code_required": required, "access_code_accepted": False,
                              "message": str(err)})
     provider = state.client.provider
+    # Compare mode's columns, only when it is on; the page asks each with model set to its id.
+    compare = {"compare": [column.public() for column in state.compare]} if state.compare else {}
     return JSONResponse({
         "provider": provider.id if provider else None,
         "provider_label": provider.label_zh if provider else None,
         **{name: state.live.get(name) for name in PUBLIC},
         "access_code_required": required,
+        **compare,
     })
 
 
@@ -49,7 +53,7 @@ async def models(request: Request) -> Response:
         await _identify(state, request)
     except LLMError as err:
         return error_response(err)
-    return JSONResponse({"object": "list", "data": [_model(state, m) for m in state.policy.models()]})
+    return JSONResponse({"object": "list", "data": [_model(state, m) for m in _model_ids(state)]})
 
 
 async def model(request: Request) -> Response:
@@ -59,12 +63,17 @@ async def model(request: Request) -> Response:
     except LLMError as err:
         return error_response(err)
     wanted = request.path_params["model_id"][:200]
-    if wanted not in state.policy.models():
+    if wanted not in _model_ids(state):
         return JSONResponse({"error": {
             "message": f"这个服务器上没有模型 {wanted}：GET /v1/models 列出可用的模型。/ "
                        f"No model {wanted} on this server: GET /v1/models lists the ones there are.",
             "type": "invalid_request_error", "param": "model", "code": "model_not_found"}}, status_code=404)
     return JSONResponse(_model(state, wanted))
+
+
+def _model_ids(state: ServerState) -> List[str]:
+    """What a caller may name: the policy's models, then compare mode's columns (when on)."""
+    return [*state.policy.models(), *(column.id for column in state.compare)]
 
 
 def _model(state: ServerState, model_id: str) -> dict:
@@ -97,10 +106,15 @@ async def chat_completions(request: Request) -> Any:
     except InvalidRequest as err:
         return error_response(err)
     try:
+        column = column_for(state.compare, body.model)
+    except InvalidRequest as err:
+        return error_response(err)
+    answerer = column.client if column is not None else state.client
+    try:
         # The teacher's system prompt goes first, ahead of any the student sent.
-        chat = state.client.build_request(body.messages, temperature=body.temperature, top_p=body.top_p,
-                                          stream=body.stream, max_tokens=body.max_tokens, stop=body.stop,
-                                          system=state.live.get("system_prompt"), **body.options)
+        chat = answerer.build_request(body.messages, temperature=body.temperature, top_p=body.top_p,
+                                      stream=body.stream, max_tokens=body.max_tokens, stop=body.stop,
+                                      system=state.live.get("system_prompt"), **body.options)
     except LLMError as err:
         return error_response(InvalidRequest.wrap(err))
     try:
@@ -110,6 +124,9 @@ async def chat_completions(request: Request) -> Any:
             admission = await state.policy.admit(request, body.model)
     except LLMError as err:
         return await _refuse(state, err, started, body.stream)
+    if column is not None:
+        # The policy admitted one answer (budget, per-caller caps); the column's Client gives it.
+        admission = dataclasses.replace(admission, model=column.model, column=column.id)
     chat = dataclasses.replace(chat, model=admission.model)
     return ChatCall(state, body, admission, chat, started)
 

@@ -26,6 +26,7 @@ class Admission:
     ticket: Any = None   # what the policy holds for this request; the ledger settles it
     name: Optional[str] = None   # the name the teacher sees beside ``who`` (classroom names)
     max_tokens: Optional[int] = None   # the answer's length cap, when the policy sets one
+    column: Optional[str] = None   # a compare column's id: its Client answers (compare_columns.py)
 
 
 class OpenPolicy:

@@ -6,6 +6,7 @@ import { readEvents } from "./sse.js";
 import * as saved from "./store.js";
 import { readableTime, transcript, transcriptName } from "./transcript.js";
 import { showNotices, studentHeaders } from "./classroom.js";
+import { showCompare } from "./compare.js";
 
 const TEXT = {
   zh: {
@@ -176,6 +177,7 @@ async function loadInfo() {
     ui.systemText.textContent = state.info.system_prompt;
     ui.system.hidden = false;
   }
+  showCompare(state.info, headers, localize);
   await showNotices(state.info, headers);
 }
 
