@@ -91,6 +91,12 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("paused", bool, False, "暂停课堂：学生的请求先不回答，直到老师继续",
             "pause the class: students' requests are not answered until the teacher resumes",
             admin=True, public=True),
+    # Read once at start (a bad file stops the server with a clear message, not mid-lesson).
+    Setting("blocked_words", str, None, "屏蔽词文件（UTF-8，每行一个词或短语）：含这些词的问题被拒绝，回答里的被遮住",
+            "blocked-words file (UTF-8, one word or phrase a line): questions with one are refused, answers masked",
+            max_length=4096),
+    Setting("builtin_blocked_words", bool, False, "同时使用内置的一小份屏蔽词（粗口和成人内容）",
+            "also use the small built-in list of blocked words (crude insults and adult terms)"),
     # The model and the system prompt come from the Client (`-m`, `--system`, set_system());
     # the teacher can change both live.
     Setting("model", str, None, "模型名", "model id", flag=False, admin=True, public=True),
