@@ -175,3 +175,26 @@ def test_the_providers_moderation_reaches_the_student_kindly_and_the_teacher_fla
             flagged = http.get("/admin/api/overview").json()["flagged"]
     assert flagged["count"] == 1 and flagged["students"][0]["name"] == "赵六"
     assert flagged["recent"][0]["outcome"] == "content_filter"
+
+
+def test_the_admin_page_shows_the_flagged_count_and_who(fake, words_file, tmp_path, browser):
+    from playwright.sync_api import expect
+
+    from test_web_page import new_context
+
+    with serving(fake, blocked_words=words_file, data_dir=str(tmp_path), admin_password=PASSWORD) as url:
+        assert ask(url, [user("坏词")], True, name="张三").status_code == 400
+        context = new_context(browser)
+        try:
+            page = context.new_page()
+            page.goto(url + "/admin")
+            page.locator("input[type=password]").fill(PASSWORD)
+            page.locator("input[type=password]").press("Enter")
+            expect(page.locator("#t-flagged")).to_have_text("1")
+            expect(page.locator("#flagged tbody tr")).to_have_count(1)
+            expect(page.locator("#flagged tbody")).to_contain_text("张三")
+            expect(page.locator("#flagged tbody")).to_contain_text("提问被拒绝 / question refused")
+            # (The login page itself answers 401, so only script errors and CSP are checked.)
+            assert context.watch.errors == [] and context.watch.csp_violations() == []
+        finally:
+            context.close()
