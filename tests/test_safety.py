@@ -198,3 +198,18 @@ def test_the_admin_page_shows_the_flagged_count_and_who(fake, words_file, tmp_pa
             assert context.watch.errors == [] and context.watch.csp_violations() == []
         finally:
             context.close()
+
+
+def test_the_old_xedu_client_face_gets_the_same_treatment(fake, words_file):
+    """/queue/join (the Gradio face of the old XEdu student client) goes through the same ChatCall."""
+    from test_gradio_interop import join, queue_messages
+
+    fake.reply = "前面的坏词后面"
+    with serving(fake, blocked_words=words_file) as url:
+        join(url, "坏 词是什么", "s1")
+        refused = next(m for m in queue_messages(url, "s1") if m["msg"] == "process_completed")
+        assert refused["success"] is False and "没有发给大模型" in refused["output"]["error"]
+        assert fake.chat_requests == []
+        join(url, "你好", "s1")
+        done = next(m for m in queue_messages(url, "s1") if m["msg"] == "process_completed")
+    assert done["success"] is True and done["output"]["data"][0] == "前面的" + MASK * 2 + "后面"
