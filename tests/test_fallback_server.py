@@ -160,3 +160,18 @@ def test_the_page_says_who_answered(fakes, server, browser):
         context.watch.assert_clean()
     finally:
         context.close()
+
+
+def test_breaker_flags_skip_a_failing_primary_for_the_cooldown(fakes, tmp_path):
+    primary, backup = fakes
+    for fake in fakes:
+        fake.reset()
+    primary.faults.extend([Fault.status(503)] * 3)
+    with serving(tmp_path, primary.base_url, backup, "--breaker-failures", "1", "--breaker-cooldown", "600") as url:
+        # (the later --breaker-failures wins over the fixture's 1000)
+        assert text_of(ask(url, False)[1], False) == "备用服务商的回答"
+        tried = len(primary.chat_requests)
+        assert tried == 3                       # the first question met the primary's retries
+        assert text_of(ask(url, True)[1], True) == "备用服务商的回答"
+        assert len(primary.chat_requests) == tried   # the open circuit skipped it at once
+    primary.faults.clear()
