@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from xedullm import Client
 from xedullm.errors import ConfigurationError
@@ -21,6 +22,8 @@ from xedullm.testing import Fault, FakeOpenAIServer, ServerThread
 
 from conftest import TEACHER_KEY
 from test_admin_page import PASSWORD, teacher
+from test_gradio_interop import join, queue_messages
+from test_web_page import new_context
 
 WORDS = "# 老师的屏蔽词\n坏词\nbadword\n"
 
@@ -178,10 +181,6 @@ def test_the_providers_moderation_reaches_the_student_kindly_and_the_teacher_fla
 
 
 def test_the_admin_page_shows_the_flagged_count_and_who(fake, words_file, tmp_path, browser):
-    from playwright.sync_api import expect
-
-    from test_web_page import new_context
-
     with serving(fake, blocked_words=words_file, data_dir=str(tmp_path), admin_password=PASSWORD) as url:
         assert ask(url, [user("坏词")], True, name="张三").status_code == 400
         context = new_context(browser)
@@ -202,8 +201,6 @@ def test_the_admin_page_shows_the_flagged_count_and_who(fake, words_file, tmp_pa
 
 def test_the_old_xedu_client_face_gets_the_same_treatment(fake, words_file):
     """/queue/join (the Gradio face of the old XEdu student client) goes through the same ChatCall."""
-    from test_gradio_interop import join, queue_messages
-
     fake.reply = "前面的坏词后面"
     with serving(fake, blocked_words=words_file) as url:
         join(url, "坏 词是什么", "s1")
