@@ -128,7 +128,8 @@ class ChatCall:
         # Open servers (no classroom controls) know no one apart: every caller is 'anonymous'.
         caller = None if self._admission.who == "anonymous" else self._admission.who
         try:
-            if self._state.blocked.found_in(_texts(self._body.messages)):
+            blocked = self._state.blocked
+            if blocked and blocked.found_in(_texts(self._body.messages)):
                 await self._send_error(send, BlockedQuestion())
                 self._outcome, self._flagged = "flagged", True
                 return
