@@ -51,13 +51,14 @@ def claim(who="小明", estimate=100, now=NOW, day=DAY, class_budget=None, who_b
                  hold_for=hold_for)
 
 
-def row(who="小明", charged=10, started=NOW, day=DAY, outcome="ok", admitted=True, conversation=None, name=None):
+def row(who="小明", charged=10, started=NOW, day=DAY, outcome="ok", admitted=True, conversation=None, name=None,
+        flagged=False, provider=None):
     return LedgerRow(started=started, day=day, latency=0.5, who=who, model="deepseek-chat", stream=True,
                      status=200 if outcome == "ok" else 502, outcome=outcome, admitted=admitted,
                      prompt_tokens=charged // 2 if outcome == "ok" else None,
                      completion_tokens=charged - charged // 2 if outcome == "ok" else None,
                      total_tokens=charged if outcome == "ok" else None, charged=charged,
-                     conversation=conversation, name=name)
+                     conversation=conversation, name=name, flagged=flagged, provider=provider)
 
 
 # -- claim and record ------------------------------------------------------------------------------
@@ -156,7 +157,7 @@ def test_day_totals_series_recent_and_rows(store):
     assert rows[1]["conversation"] == '{"answer": "好"}' and rows[0]["prompt_tokens"] == 15
     assert set(rows[0]) == {"id", "started", "day", "latency", "who", "model", "stream", "status", "outcome",
                             "admitted", "prompt_tokens", "completion_tokens", "total_tokens", "charged",
-                            "conversation", "name"}
+                            "conversation", "name", "flagged", "provider"}
     assert rows[0]["id"] < rows[1]["id"] and rows[0]["started"] == NOW
 
 
@@ -172,6 +173,21 @@ def test_names_and_todays_conversations_for_review(store):
     assert [r["conversation"] for r in today] == ['{"answer": "三"}', '{"answer": "二"}', '{"answer": "一"}']
     assert [r["name"] for r in store.conversations(DAY, who="browser:a1")] == ["张三丰", "张三"]
     assert len(store.conversations(DAY, limit=1)) == 1
+
+
+def test_flagged_rows_and_who_answered(store):
+    store.record(row(who="browser:a1", name="张三", outcome="flagged", charged=0, flagged=True))
+    store.record(row(who="browser:b2", started=NOW + 1, provider="qwen"))
+    store.record(row(who="browser:b2", name="李四", started=NOW + 2, outcome="content_filter", flagged=True))
+    store.record(row(who="browser:a1", day="2026-03-04", started=NOW - 86400, flagged=True))
+    flagged = store.flagged(DAY)
+    assert [(r["who"], r["name"], r["outcome"]) for r in flagged] == [
+        ("browser:b2", "李四", "content_filter"), ("browser:a1", "张三", "flagged")]
+    assert all(r["flagged"] is True for r in flagged) and len(store.flagged(DAY, limit=1)) == 1
+    recent = store.recent(10)
+    assert [r["provider"] for r in recent] == [None, None, "qwen", None]
+    assert [r["flagged"] for r in recent] == [True, True, False, True]
+    assert [bool(r["flagged"]) for r in store.rows()] == [True, False, True, True]
 
 
 # -- tokens, settings, logins ----------------------------------------------------------------------

@@ -77,6 +77,13 @@ def add_fallback_option(parser) -> None:
                         help="主服务商连不上、繁忙或余额用完时改用它（可写多次，按顺序尝试，如 --fallback qwen "
                              "--fallback local）/ answers when the provider is down, busy or out of balance "
                              "(repeatable, tried in order)")
+    # Client options rather than server settings: `chat` and `ask` fall back the same way.
+    parser.add_argument("--breaker-failures", type=int, default=3, metavar="N",
+                        help="主服务商连续失败几次后暂时跳过它（默认 3）/ failures in a row before the provider is "
+                             "skipped for a while (default 3)")
+    parser.add_argument("--breaker-cooldown", type=float, default=30.0, metavar="SECONDS",
+                        help="跳过多少秒后再试一次主服务商（默认 30）/ seconds it is skipped before one call tries it "
+                             "again (default 30)")
 
 
 # -- choosing the model ------------------------------------------------------------------
@@ -98,7 +105,9 @@ def make_client(args, verbose: bool = False):
                    "No API key configured: using the offline local model. To use an online model, "
                    "run: xedullm key set deepseek (or another provider)."))
     client = Client(provider=provider, base_url=args.base_url, model=args.model, verbose=verbose,
-                    fallback=getattr(args, "fallback", None))
+                    fallback=getattr(args, "fallback", None),
+                    breaker_failures=getattr(args, "breaker_failures", 3),
+                    breaker_cooldown=getattr(args, "breaker_cooldown", 30.0))
     if args.system:
         client.set_system(args.system)
     return client

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from .admin.admin_routes import admin_routes
 from .api.openai_routes import openai_routes
 from .api.gradio_routes import GradioFace, gradio_routes
+from .classroom.blocked_words import BlockedWords
 from .classroom.gate import Gate
 from .classroom.ledger import NullLedger
 from .classroom.live_settings import LiveSettings
@@ -47,6 +48,8 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
     if settings.access_code is not None:
         check("access_code", settings.access_code)  # also when ServerSettings was built directly
     _register_mime_types()
+    # Before the store opens: an unreadable word list stops the start with a clear message.
+    blocked = BlockedWords.load(settings.blocked_words, bool(settings.builtin_blocked_words))
     store = _open_store(settings)
     provider = client.provider
     # What the teacher chose for this run wins over what is remembered; a provider's default
@@ -76,6 +79,7 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
                              *(store.secrets() if store is not None else ())) if s],
         classroom=classroom,
         compare=compare,
+        blocked=blocked,
     )
     app = Starlette(
         routes=[

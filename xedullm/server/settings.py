@@ -96,6 +96,12 @@ SETTINGS: Tuple[Setting, ...] = (
             "多模型对比：学生一次问老师选的几个模型，逗号分隔的 PROVIDER[:MODEL][@BASE_URL]，如 deepseek,qwen,local",
             "compare mode: students ask the teacher's chosen models at once; comma-separated "
             "PROVIDER[:MODEL][@BASE_URL], e.g. deepseek,qwen,local", max_length=2000),
+    # Read once at start (a bad file stops the server with a clear message, not mid-lesson).
+    Setting("blocked_words", str, None, "屏蔽词文件（UTF-8，每行一个词或短语）：含这些词的问题被拒绝，回答里的被遮住",
+            "blocked-words file (UTF-8, one word or phrase a line): questions with one are refused, answers masked",
+            max_length=4096),
+    Setting("builtin_blocked_words", bool, False, "同时使用内置的一小份屏蔽词（粗口和成人内容）",
+            "also use the small built-in list of blocked words (crude insults and adult terms)"),
     # The model and the system prompt come from the Client (`-m`, `--system`, set_system());
     # the teacher can change both live.
     Setting("model", str, None, "模型名", "model id", flag=False, admin=True, public=True),

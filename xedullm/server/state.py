@@ -5,6 +5,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, List, Optional
 
+from .classroom.blocked_words import BlockedWords
 from .classroom.gate import Gate
 from .classroom.live_settings import LiveSettings
 from .classroom.room import Classroom
@@ -27,6 +28,7 @@ class ServerState:
     classroom: Optional[Classroom] = None
     admin_sessions: Any = None      # admin/auth.Sessions, made on the first admin request
     compare: List[Column] = field(default_factory=list)   # compare mode's columns, [] when off
+    blocked: BlockedWords = field(default_factory=lambda: BlockedWords(()))   # --blocked-words
     _stopping: Optional[asyncio.Event] = field(default=None, repr=False)
 
     def client_for(self, admission: Any) -> "Client":

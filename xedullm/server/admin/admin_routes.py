@@ -324,7 +324,8 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
         "day": day,
         "now": now,
         "alerts": alerts(store.recent(200), now=now, provider=provider, tokens_today=totals.tokens,
-                         daily_budget=room.daily_budget),
+                         daily_budget=room.daily_budget, primary=client.label),
+        "flagged": _flagged(store.flagged(day), room.review),
         "totals": {"requests": totals.requests, "tokens": totals.tokens, "errors": totals.errors},
         "settings": {
             "system_prompt": live.get("system_prompt"), "model": live.get("model"),
@@ -346,6 +347,17 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
         "errors": [_public_row(r, room.review) for r in store.recent(20, errors_only=True)],
         "tokens": [_token_view(t, store.used(day, t.name)) for t in tokens],
     }
+
+
+def _flagged(rows: List[Dict[str, Any]], review: bool) -> Dict[str, Any]:
+    """Today's flagged questions and answers: how many, by whom (with names), the latest."""
+    by_who: Dict[str, Dict[str, Any]] = {}
+    for row in rows:   # newest first: the first name seen is the latest one given
+        who = row["who"] or ""
+        entry = by_who.setdefault(who, {"who": row["who"], "name": row.get("name"), "count": 0})
+        entry["count"] += 1
+    return {"count": len(rows), "students": sorted(by_who.values(), key=lambda e: -e["count"]),
+            "recent": [_public_row(r, review) for r in rows[:20]]}
 
 
 def _public_row(row: Dict[str, Any], review: bool) -> Dict[str, Any]:
@@ -385,7 +397,7 @@ def _token_view(token: StudentToken, used: int) -> Dict[str, Any]:
 
 
 _CSV_COLUMNS = ("id", "time", "who", "model", "stream", "status", "outcome", "prompt_tokens",
-                "completion_tokens", "total_tokens", "charged", "latency_ms", "name")
+                "completion_tokens", "total_tokens", "charged", "latency_ms", "name", "flagged", "provider")
 
 
 def _csv(room: Classroom) -> bytes:

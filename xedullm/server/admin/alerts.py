@@ -5,10 +5,17 @@ empty balance, or an unreachable provider stop the whole class. They are told ap
 ledger: such failures happened to requests the classroom had already *admitted* (a student
 refused by our own policy never reached the provider). An alert stays while the latest
 admitted request within ``WINDOW`` seconds failed that way, and clears with the next answer.
+
+With fallbacks (``serve --fallback``) the class goes on, but the teacher should still know:
+while the latest answers came from a fallback, an ``upstream_down`` alert names the provider
+that did not answer and the one that took over; it clears when the primary answers again.
 """
 from __future__ import annotations
 
 from typing import Any, Dict, Iterable, List, Optional
+
+from ... import catalog
+from ...errors import ConfigurationError
 
 WINDOW = 600.0
 NEARLY = 0.9
@@ -24,13 +31,23 @@ _UPSTREAM = {
 
 
 def alerts(rows: Iterable[Dict[str, Any]], *, now: float, provider: Any, tokens_today: int,
-           daily_budget: Optional[int]) -> List[Dict[str, Any]]:
-    """The alerts for the overview, from the latest ledger rows (newest first)."""
+           daily_budget: Optional[int], primary: Optional[str] = None) -> List[Dict[str, Any]]:
+    """The alerts for the overview, from the latest ledger rows (newest first). ``primary`` is
+    the id the ledger records for the teacher's own provider (default: ``provider.id``)."""
     found: List[Dict[str, Any]] = []
+    primary = primary or (provider.id if provider else None)
     for row in rows:
         if row["started"] < now - WINDOW:
             break
         if not row.get("admitted"):
+            continue
+        answered = row.get("provider")
+        if row["outcome"] == "ok" and answered and primary and answered != primary:
+            took_over = next((a for a in found if a.get("fallback") == answered), None)
+            if took_over is None:
+                found.append(_fallback_alert(provider, primary, answered, since=row["started"]))
+            else:
+                took_over["since"] = row["started"]   # the run of fallback answers began earlier
             continue
         if row["outcome"] in ("ok", "disconnected"):
             break
@@ -65,6 +82,23 @@ def _alert(kind: str, provider: Any, since: float) -> Dict[str, Any]:
         en = (f"{label_en} cannot be reached or keeps failing: check this computer's network; if it "
               f"persists, switch provider or try again later.")
     return {"kind": kind, "since": since, "zh": zh, "en": en, "message": f"{zh} / {en}"}
+
+
+def _fallback_alert(provider: Any, primary: str, answered: str, since: float) -> Dict[str, Any]:
+    label_zh = provider.label_zh if provider else primary
+    label_en = provider.label_en if provider else primary
+    try:
+        other = catalog.find_provider(answered)
+        other_zh, other_en = other.label_zh, other.label_en
+    except ConfigurationError:
+        other_zh = other_en = answered
+    zh = (f"{label_zh}没有回答（连不上、出错、太忙或余额用完），现在由备用的{other_zh}接替回答。"
+          f"请检查网络和{label_zh}账户的余额；它恢复后会自动改回。")
+    en = (f"{label_en} did not answer (unreachable, failing, busy or out of balance); the fallback {other_en} "
+          f"is answering instead. Check the network and your {label_en} balance; it switches back by itself "
+          f"once {label_en} recovers.")
+    return {"kind": "upstream_down", "since": since, "provider": primary, "fallback": answered,
+            "zh": zh, "en": en, "message": f"{zh} / {en}"}
 
 
 def _budget_alert(used: int, budget: int) -> Dict[str, Any]:

@@ -12,17 +12,19 @@ import json
 import logging
 import time
 import traceback
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import anyio
 
-from ...errors import LLMError
+from ... import catalog
+from ...errors import ConfigurationError, ContentFilterError, LLMError
 from ...keys import redact
-from ...types import ChatRequest, Usage
+from ...types import ChatChunk, ChatRequest, Usage
 from .body import ChatBody
+from ..classroom.blocked_words import StreamMasker
 from ..classroom.gate import CallerBusy, ServerBusy
 from ..classroom.ledger import LedgerEntry
-from .openai_format import (ChunkWriter, ServerStopping, completion, error_frame, error_reply,
+from .openai_format import (BlockedQuestion, ChunkWriter, ServerStopping, completion, error_frame, error_reply,
                             new_completion_id)
 from ..classroom.open_policy import Admission
 
@@ -56,6 +58,11 @@ class ChatCall:
         self._phase = "waiting"        # -> 'streaming' once headers are out -> 'done'
         self._server_stopped = False
         self._recorded = False
+        self._flagged = False          # a blocked word, or the provider's own moderation
+        self._provider: Optional[str] = None   # who answered (the Client says)
+        # Answers (and the reasoning the page shows) are masked as they pass, when words are blocked.
+        blocked = state.blocked
+        self._maskers = (StreamMasker(blocked), StreamMasker(blocked)) if blocked else None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
@@ -88,7 +95,8 @@ class ChatCall:
             who=self._admission.who, model=self._admission.model, stream=self._body.stream,
             status=499 if self._outcome == "disconnected" else self._status,
             outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
-            messages=self._chat.messages, answer="".join(self._answer), name=self._admission.name))
+            messages=self._chat.messages, answer="".join(self._answer), name=self._admission.name,
+            flagged=self._flagged, provider=self._provider))
 
     @staticmethod
     async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:
@@ -120,6 +128,11 @@ class ChatCall:
         # Open servers (no classroom controls) know no one apart: every caller is 'anonymous'.
         caller = None if self._admission.who == "anonymous" else self._admission.who
         try:
+            blocked = self._state.blocked
+            if blocked and blocked.found_in(_texts(self._body.messages)):
+                await self._send_error(send, BlockedQuestion())
+                self._outcome, self._flagged = "flagged", True
+                return
             try:
                 await gate.acquire(caller)
             except (ServerBusy, CallerBusy) as err:
@@ -143,7 +156,15 @@ class ChatCall:
             await self._send_error(send, self._note(err))
             return
         self._usage = result.usage
-        body = completion(result, completion_id=new_completion_id(), model=self._admission.model)
+        self._provider = result.provider
+        if self._state.blocked:
+            text, in_text = self._state.blocked.mask(result.text or "")
+            reasoning, in_reasoning = self._state.blocked.mask(result.reasoning or "")
+            if in_text or in_reasoning:
+                self._flagged = True
+                result = dataclasses.replace(result, text=text, reasoning=reasoning)
+        body = completion(result, completion_id=new_completion_id(), model=self._admission.model,
+                          answered_by=self._answered_by(result.provider))
         self._answer.append(result.text)
         self._status, self._outcome = 200, "ok"
         await self._record()
@@ -164,15 +185,20 @@ class ChatCall:
             self._phase = "streaming"
             writer = ChunkWriter(completion_id=new_completion_id(), model=self._admission.model,
                                  include_usage=self._body.include_usage)
+            if first is not None:
+                self._provider = first.provider
+                writer.answered_by = self._answered_by(first.provider)
             try:
                 if first is not None:
                     await self._relay(send, writer, first)
                     async for chunk in chunks:
                         await self._relay(send, writer, chunk)
+                await self._flush_held(send, writer)
             except OSError:
                 raise
             except Exception as err:  # noqa: BLE001
                 self._settle(self._note(err))
+                await self._flush_held(send, writer)   # what arrived before the error stays the student's
                 self._usage = writer.usage
                 await send({"type": "http.response.body", "body": error_frame(err), "more_body": False})
                 self._phase = "done"
@@ -187,9 +213,41 @@ class ChatCall:
                 await chunks.aclose()
 
     async def _relay(self, send: Any, writer: ChunkWriter, chunk: Any) -> None:
+        if self._maskers is not None:
+            text_masker, reasoning_masker = self._maskers
+            text, reasoning = text_masker.feed(chunk.text or ""), reasoning_masker.feed(chunk.reasoning or "")
+            if chunk.finish_reason:   # nothing may be held back past the last frame with text
+                text, reasoning = text + text_masker.close(), reasoning + reasoning_masker.close()
+            self._flagged = self._flagged or bool(text_masker.masked or reasoning_masker.masked)
+            chunk = dataclasses.replace(chunk, text=text, reasoning=reasoning)
+        await self._pass_on(send, writer, chunk)
+
+    async def _pass_on(self, send: Any, writer: ChunkWriter, chunk: ChatChunk) -> None:
         await _send_body(send, writer.chunk(chunk))
         if chunk.text:
             self._answer.append(chunk.text)
+
+    async def _flush_held(self, send: Any, writer: ChunkWriter) -> None:
+        """The text the maskers still hold back, once the answer has ended."""
+        if self._maskers is None:
+            return
+        text, reasoning = (m.close() for m in self._maskers)
+        self._flagged = self._flagged or any(m.masked for m in self._maskers)
+        if text or reasoning:
+            await self._pass_on(send, writer, ChatChunk(text=text, reasoning=reasoning))
+
+    def _answered_by(self, provider: Optional[str]) -> Optional[Dict[str, str]]:
+        """Who answered, for the page, when it was a fallback rather than the teacher's provider."""
+        client = self._state.client
+        if provider is None or provider == client.label:
+            return None
+        found = next((f.provider for f in client.fallbacks if f.label == provider), None)
+        if found is None:
+            try:
+                found = catalog.find_provider(provider)
+            except ConfigurationError:
+                return {"provider": provider, "provider_label": provider, "provider_label_en": provider}
+        return {"provider": provider, "provider_label": found.label_zh, "provider_label_en": found.label_en}
 
     def _note(self, err: BaseException) -> BaseException:
         """Tell the teacher what went wrong, key-free (the student gets the class's message)."""
@@ -201,6 +259,8 @@ class ChatCall:
         return err
 
     def _settle(self, err: BaseException) -> None:
+        if isinstance(err, ContentFilterError):   # the provider's own moderation: the teacher should know
+            self._flagged = True
         reply = error_reply(err)
         self._status = reply.status
         self._outcome = "server_busy" if isinstance(err, ServerBusy) else (
@@ -211,6 +271,20 @@ class ChatCall:
         reply = error_reply(err)
         await _send_json(send, reply.status, reply.body, reply.headers)
         self._phase = "done"
+
+
+def _texts(messages: Any) -> List[str]:
+    """Every text the student sent: all turns go upstream, so a word in an earlier turn (or
+    a made-up assistant turn) would reach the model as surely as one in the last question."""
+    out: List[str] = []
+    for message in messages or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            out.append(content)
+        elif isinstance(content, list):
+            out += [part["text"] for part in content
+                    if isinstance(part, dict) and isinstance(part.get("text"), str)]
+    return out
 
 
 async def _send_body(send: Any, data: bytes) -> None:

@@ -51,6 +51,17 @@ class ErrorShape:
     client_may_retry: bool = False
 
 
+class BlockedQuestion(BadRequestError):
+    """The question holds a word the teacher blocked (--blocked-words): it never goes upstream."""
+
+    student_facing = True
+
+    def __init__(self) -> None:
+        super().__init__("这个问题里有课堂不允许的词语，没有发给大模型。换一种说法再问吧；有疑问可以问问老师。/ "
+                         "Your question contains words this class does not allow, so it was not sent to the "
+                         "model. Try asking in other words, or ask your teacher.")
+
+
 class ServerStopping(ServerError):
     """The teacher stopped the server while this answer was still coming."""
 
@@ -65,6 +76,8 @@ class ServerStopping(ServerError):
 _SHAPES = (
     (ServerStopping, ErrorShape(
         503, "server_error", "server_stopping", "", "")),
+    (BlockedQuestion, ErrorShape(
+        400, "invalid_request_error", "blocked_word", "", "")),
     (ClassPaused, ErrorShape(
         503, "server_error", "class_paused", "", "")),
     (NameNeeded, ErrorShape(
@@ -91,8 +104,8 @@ _SHAPES = (
         show_detail=True)),
     (ContentFilterError, ErrorShape(
         400, "invalid_request_error", "content_filter",
-        "内容未通过服务商的安全审核，请换一种说法再试。",
-        "The provider's moderation blocked this content; rephrase and try again.")),
+        "这个内容没有通过大模型服务商的安全审核。换一种说法再问吧；有疑问可以问问老师。",
+        "The model provider's safety check stopped this content. Try asking in other words, or ask your teacher.")),
     (ConfigurationError, ErrorShape(
         500, "server_error", "server_misconfigured",
         "服务器配置有误，请告诉老师。",
@@ -190,7 +203,8 @@ def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def completion(result: ChatResult, *, completion_id: str, model: str) -> Dict[str, Any]:
+def completion(result: ChatResult, *, completion_id: str, model: str,
+               answered_by: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
     # OpenAI writes content null when the model only called tools.
     content = None if result.tool_calls and not result.text else result.text
     message: Dict[str, Any] = {"role": "assistant", "content": content}
@@ -201,7 +215,7 @@ def completion(result: ChatResult, *, completion_id: str, model: str) -> Dict[st
     choice: Dict[str, Any] = {"index": 0, "message": message, "finish_reason": result.finish_reason or "stop"}
     if result.logprobs is not None:
         choice["logprobs"] = result.logprobs
-    return {
+    body = {
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
@@ -209,6 +223,9 @@ def completion(result: ChatResult, *, completion_id: str, model: str) -> Dict[st
         "choices": [choice],
         "usage": result.usage.as_dict() if result.usage else None,
     }
+    if answered_by:
+        body["xedullm"] = answered_by   # an extra field: OpenAI SDKs ignore it, our page shows it
+    return body
 
 
 class ChunkWriter:
@@ -216,6 +233,8 @@ class ChunkWriter:
 
     def __init__(self, *, completion_id: str, model: str, include_usage: bool) -> None:
         self._id = completion_id
+        # Set when a fallback answers: every later frame says who (SDKs ignore the extra field).
+        self.answered_by: Optional[Dict[str, str]] = None
         self._model = model
         self._created = int(time.time())
         self._include_usage = include_usage
@@ -233,6 +252,8 @@ class ChunkWriter:
         }
         if self._include_usage:
             body["usage"] = usage
+        if self.answered_by:
+            body["xedullm"] = self.answered_by
         return sse(body)
 
     def chunk(self, chunk: ChatChunk) -> bytes:

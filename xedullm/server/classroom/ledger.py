@@ -27,6 +27,8 @@ class LedgerEntry:
     messages: Optional[List[Dict[str, str]]] = None   # what went upstream (for classroom review)
     answer: str = ""          # the answer text sent to the student, as far as it got
     name: Optional[str] = None   # Admission.name: what the teacher sees beside ``who``
+    flagged: bool = False     # a blocked word in the question or answer, or the provider's moderation
+    provider: Optional[str] = None   # who answered (a fallback's id when the primary could not)
 
 
 class NullLedger:

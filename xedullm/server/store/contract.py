@@ -85,6 +85,8 @@ class LedgerRow:
     charged: int                      # what counts against budgets
     conversation: Optional[str] = None   # JSON, only with classroom review on
     name: Optional[str] = None        # the name shown beside ``who`` (token name or the page's name)
+    flagged: bool = False             # blocked word in question/answer, or the provider's moderation
+    provider: Optional[str] = None    # who answered (a fallback's id when the primary could not)
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,12 @@ class Store(ABC):
         found = [r for r in self.rows()
                  if r["day"] == day and r.get("conversation") and (who is None or r["who"] == who)]
         return found[::-1][:limit]
+
+    def flagged(self, day: str, limit: int = 500) -> List[Dict]:
+        """``day``'s flagged ledger rows, newest first.
+
+        This reads every row; a store with an index on the day should answer it directly."""
+        return [r for r in self.rows() if r["day"] == day and r.get("flagged")][::-1][:limit]
 
     # -- student tokens -------------------------------------------------------------------
     @abstractmethod

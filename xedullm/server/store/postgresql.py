@@ -78,9 +78,16 @@ _MIGRATIONS: Tuple[str, ...] = (
     """
     CREATE TABLE admin_sessions (digest TEXT PRIMARY KEY, expires DOUBLE PRECISION NOT NULL);
     """,
+    # 4: answers flagged for the teacher (blocked words, provider moderation) and who answered.
+    """
+    ALTER TABLE ledger ADD COLUMN flagged BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE ledger ADD COLUMN provider TEXT;
+    CREATE INDEX ledger_flagged ON ledger (day) WHERE flagged;
+    """,
 )
 _ROW_COLUMNS = ("started", "day", "latency", "who", "model", "stream", "status", "outcome", "admitted",
-                "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation", "name")
+                "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation", "name",
+                "flagged", "provider")
 _TOKEN_COLUMNS = "name, created, revoked, daily_tokens, rpm, concurrent, models, expires"
 # Holds lapsed longer ago than this are deleted when holds are renewed (a killed server's).
 _FORGET_LAPSED = 24 * 3600.0
@@ -304,6 +311,13 @@ class PostgreSQLStore(Store):
         with self._transaction() as db:
             cursor = db.execute(f"SELECT id, {', '.join(_ROW_COLUMNS)} FROM ledger WHERE {where} "
                                 f"ORDER BY id DESC LIMIT %s", (day, limit) if who is None else (day, who, limit))
+            names = [d.name for d in cursor.description]
+            return [dict(zip(names, r)) for r in cursor.fetchall()]
+
+    def flagged(self, day: str, limit: int = 500) -> List[Dict]:
+        with self._transaction() as db:
+            cursor = db.execute(f"SELECT id, {', '.join(_ROW_COLUMNS)} FROM ledger WHERE day = %s AND flagged "
+                                f"ORDER BY id DESC LIMIT %s", (day, limit))
             names = [d.name for d in cursor.description]
             return [dict(zip(names, r)) for r in cursor.fetchall()]
 

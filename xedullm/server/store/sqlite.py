@@ -19,7 +19,7 @@ from .contract import (Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, 
                     TokenLimits, WhoTotals)
 
 DB_NAME = "classroom.sqlite3"
-_SCHEMA_VERSION = 3   # 2: names; 3: admin_sessions
+_SCHEMA_VERSION = 4   # 2: names; 3: admin_sessions; 4: flagged, provider
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY,
@@ -27,10 +27,11 @@ CREATE TABLE IF NOT EXISTS ledger (
     who TEXT, model TEXT, stream INTEGER NOT NULL, status INTEGER NOT NULL, outcome TEXT NOT NULL,
     admitted INTEGER NOT NULL,
     prompt_tokens INTEGER, completion_tokens INTEGER, total_tokens INTEGER,
-    charged INTEGER NOT NULL, conversation TEXT, name TEXT);
+    charged INTEGER NOT NULL, conversation TEXT, name TEXT, flagged INTEGER NOT NULL DEFAULT 0, provider TEXT);
 CREATE INDEX IF NOT EXISTS ledger_started ON ledger(started);
 CREATE INDEX IF NOT EXISTS ledger_admitted ON ledger(who, started) WHERE admitted = 1;
 CREATE INDEX IF NOT EXISTS ledger_review ON ledger(day, who) WHERE conversation IS NOT NULL;
+CREATE INDEX IF NOT EXISTS ledger_flagged ON ledger(day) WHERE flagged = 1;
 CREATE TABLE IF NOT EXISTS daily (
     day TEXT NOT NULL, who TEXT NOT NULL, requests INTEGER NOT NULL, tokens INTEGER NOT NULL,
     errors INTEGER NOT NULL, name TEXT, PRIMARY KEY (day, who)) WITHOUT ROWID;
@@ -54,9 +55,13 @@ _MIGRATIONS = {
         "ALTER TABLE daily ADD COLUMN name TEXT",
         "CREATE INDEX IF NOT EXISTS ledger_review ON ledger(day, who) WHERE conversation IS NOT NULL"),
     2: ("CREATE TABLE IF NOT EXISTS admin_sessions (digest TEXT PRIMARY KEY, expires REAL NOT NULL)",),
+    3: ("ALTER TABLE ledger ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE ledger ADD COLUMN provider TEXT",
+        "CREATE INDEX IF NOT EXISTS ledger_flagged ON ledger(day) WHERE flagged = 1"),
 }
 _ROW_COLUMNS = ("started", "day", "latency", "who", "model", "stream", "status", "outcome", "admitted",
-                "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation", "name")
+                "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation", "name",
+                "flagged", "provider")
 
 
 class SQLiteStore(Store):
@@ -203,6 +208,13 @@ class SQLiteStore(Store):
             cursor = self._db.execute(
                 f"SELECT id, {', '.join(_ROW_COLUMNS)} FROM ledger WHERE {where} ORDER BY id DESC LIMIT ?",
                 (day, limit) if who is None else (day, who, limit))
+            return [_row_dict(cursor, r) for r in cursor.fetchall()]
+
+    def flagged(self, day: str, limit: int = 500) -> List[Dict]:
+        with self._lock:
+            cursor = self._db.execute(
+                f"SELECT id, {', '.join(_ROW_COLUMNS)} FROM ledger WHERE day = ? AND flagged = 1 "
+                f"ORDER BY id DESC LIMIT ?", (day, limit))
             return [_row_dict(cursor, r) for r in cursor.fetchall()]
 
     def rows(self) -> Iterator[Dict]:
@@ -357,4 +369,5 @@ def _row_dict(cursor: sqlite3.Cursor, row: tuple) -> Dict:
     out = dict(zip((d[0] for d in cursor.description), row))
     out["stream"] = bool(out["stream"])
     out["admitted"] = bool(out["admitted"])
+    out["flagged"] = bool(out["flagged"])
     return out

@@ -152,6 +152,7 @@ function render(data) {
   $("t-requests").textContent = String(data.totals.requests);
   $("t-tokens").textContent = String(data.totals.tokens);
   $("t-errors").textContent = String(data.totals.errors);
+  $("t-flagged").textContent = String(data.flagged ? data.flagged.count : 0);
   $("t-budget").textContent = s.daily_budget ? `${data.totals.tokens} / ${s.daily_budget}` : "不限 / no limit";
   $("t-meter").style.width = s.daily_budget ? `${Math.min(100, (100 * data.totals.tokens) / s.daily_budget)}%` : "0";
   drawChart($("chart"), data.series);
@@ -160,6 +161,10 @@ function render(data) {
   fillTable("tokens", data.tokens, (t) => [t.name, String(t.used_today), num(t.daily_tokens), num(t.rpm),
     num(t.concurrent), t.models.join(", ") || "—", t.expires || "—",
     t.revoked ? "已停用 / revoked" : t.expired ? "已过期 / expired" : "有效 / active", tokenActions(t)]);
+  // "flagged": a question refused for a blocked word; "ok": an answer with words masked.
+  fillTable("flagged", data.flagged ? data.flagged.recent : [], (r) => [time(r.started), whoView(r.who, r.name),
+    r.outcome === "flagged" ? "提问被拒绝 / question refused" : r.outcome === "ok" ? "回答已遮挡 / answer masked"
+      : r.outcome === "content_filter" ? "服务商安全审核 / provider's safety check" : r.outcome]);
   fillTable("errors", data.errors, (r) => [time(r.started), whoView(r.who, r.name), String(r.status), r.outcome]);
   fillTable("recent", data.recent, (r) => [time(r.started), whoView(r.who, r.name), r.model || "—",
     num(r.total_tokens === null ? null : r.total_tokens), `${r.latency_ms} ms`, r.outcome,

@@ -356,6 +356,13 @@ function fillView(view, message) {
   view.tools.hidden = !message.content;
   const note = message.stopped ? "stopped" : message.interrupted ? "interrupted" : null;
   if (note) labelled(element("p", "note", view.body), note);
+  if (message.answeredBy) element("p", "note answered-by", view.body).textContent = answeredByText(message.answeredBy);
+}
+
+// The server names a fallback provider that answered instead of the teacher's (issue 20).
+function answeredByText(by) {
+  const zh = by.provider_label || by.provider;
+  return `由 ${zh} 回答 / answered by ${by.provider_label_en || zh}`;
 }
 
 function renderAll() {
@@ -484,7 +491,8 @@ async function postChat(job) {
   }
 }
 
-// Calls onDelta({content, reasoning}) for every chunk; a stream that ends without [DONE] broke.
+// Calls onDelta({content, reasoning, answeredBy}) for every chunk; a stream that ends without
+// [DONE] broke. answeredBy is set only when a fallback provider answered.
 async function streamAnswer(res, onDelta) {
   let finished = false;
   await readEvents(res.body, (data) => {
@@ -495,7 +503,7 @@ async function streamAnswer(res, onDelta) {
     if (chunk.error) throw new Error(String(chunk.error.message || ERRORS.interrupted));
     const choice = chunk.choices && chunk.choices[0];
     const delta = (choice && choice.delta) || {};
-    onDelta({ content: delta.content || "", reasoning: delta.reasoning_content || "" });
+    onDelta({ content: delta.content || "", reasoning: delta.reasoning_content || "", answeredBy: chunk.xedullm });
   });
   if (!finished) throw new Error(ERRORS.interrupted);
 }
@@ -544,6 +552,7 @@ async function generate() {
 
   let content = "";
   let reasoning = "";
+  let answeredBy = null;
   let frame = 0;
   // One repaint per animation frame however fast chunks come: the view only re-renders the
   // block still growing, so long answers stay smooth.
@@ -582,9 +591,10 @@ async function generate() {
       }
       content += delta.content;
       reasoning += delta.reasoning;
+      answeredBy = answeredBy || delta.answeredBy || null;
       if (!frame && (delta.content || delta.reasoning)) frame = requestAnimationFrame(paint);
     });
-    finish({ role: "assistant", content, ...(reasoning && { reasoning }) });
+    finish({ role: "assistant", content, ...(reasoning && { reasoning }), ...(answeredBy && { answeredBy }) });
   } catch (err) {
     if (job.discarded) return;
     // Whatever arrived stays on screen and in the conversation; 重试 asks again.
