@@ -180,3 +180,15 @@ def test_a_server_error_is_a_fallback_error_but_not_after_text(pair):
     with pytest.raises(ServerError):
         list(client.inference(QUESTION, stream=True))
     assert backup.chat_requests == []
+
+
+@pytest.mark.local_model
+def test_the_local_model_is_the_last_resort_offline():
+    client = Client(provider="deepseek", base_url=f"http://127.0.0.1:{_closed_port()}/v1", api_key=KEY,
+                    max_retries=0, timeout=5, verbose=False, fallback=["local"])
+    try:
+        answer = client.inference("Say hello.", max_tokens=12)
+    finally:
+        client.close()
+        client.fallbacks[0].close()
+    assert answer.strip() and client.last_provider == "local"
