@@ -33,8 +33,9 @@ from xedullm.testing import Fault
 
 from conftest import TEACHER_KEY, serve_process
 from test_admin_page import PASSWORD, change, teacher
-from test_classroom_controls import ANSWER, CODE, ask, make_token
+from test_classroom_controls import ANSWER, CODE, ask, make_token, run_cli
 from test_classroom_controls import serving as classroom_serving
+from test_web_page import open_page, send
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME_HEADER = "X-XEduLLM-Name"
@@ -226,12 +227,6 @@ def test_alerts_tell_the_teacher_when_their_key_balance_provider_or_budget_is_th
 
 
 # -- tokens and sheets (CLI) --------------------------------------------------------------------
-def run_cli(*args, data_dir):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), LANG="en_US.UTF-8")
-    return subprocess.run([sys.executable, "-m", "xedullm", *args, "--data-dir", str(data_dir)],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
-
-
 def test_a_batch_of_short_tokens_from_the_cli_with_a_printable_sheet(room, tmp_path):
     r = room(access_code=CODE)
     sheet = tmp_path / "slips.html"
@@ -381,21 +376,9 @@ def admin_page(context, r):
     return page
 
 
-def student_page(context, r):
-    page = context.new_page()
-    page.goto(r.url + "/")
-    expect(page.locator("#model")).to_have_text(r.client.model)
-    return page
-
-
-def send(page, text):
-    page.locator("#input").fill(text)
-    page.locator("#input").press("Enter")
-
-
 def test_the_page_asks_once_for_a_name_and_the_teacher_sees_it(context, room):
     r = room(require_name=True, review=True)
-    page = student_page(context, r)
+    page = open_page(context, r)
     dialog = page.locator("#name-dialog")
     expect(dialog).to_be_visible()
     page.keyboard.press("Escape")          # a required name cannot be waved away
@@ -428,7 +411,7 @@ def test_the_page_asks_once_for_a_name_and_the_teacher_sees_it(context, room):
 def test_pause_and_resume_from_the_admin_page(context, room):
     r = room()
     admin = admin_page(context, r)
-    student = student_page(context, r)
+    student = open_page(context, r)
     expect(student.locator(".notice-paused")).to_have_count(0)
     admin.click("#pause")
     expect(admin.locator("#paused-banner")).to_be_visible()
