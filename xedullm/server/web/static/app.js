@@ -2,7 +2,7 @@
 // nothing; the server adds the teacher's system prompt and key.
 import { copyText } from "./copy.js";
 import { MarkdownView } from "./render.js";
-import { readEvents } from "./sse.js";
+import { readChatStream } from "./sse.js";
 import * as saved from "./store.js";
 import { readableTime, transcript, transcriptName } from "./transcript.js";
 import { showNotices, studentHeaders } from "./classroom.js";
@@ -491,23 +491,6 @@ async function postChat(job) {
   }
 }
 
-// Calls onDelta({content, reasoning, answeredBy}) for every chunk; a stream that ends without
-// [DONE] broke. answeredBy is set only when a fallback provider answered.
-async function streamAnswer(res, onDelta) {
-  let finished = false;
-  await readEvents(res.body, (data) => {
-    if (finished) return;
-    if (data === "[DONE]") { finished = true; return; }
-    let chunk;
-    try { chunk = JSON.parse(data); } catch { return; }
-    if (chunk.error) throw new Error(String(chunk.error.message || ERRORS.interrupted));
-    const choice = chunk.choices && chunk.choices[0];
-    const delta = (choice && choice.delta) || {};
-    onDelta({ content: delta.content || "", reasoning: delta.reasoning_content || "", answeredBy: chunk.xedullm });
-  });
-  if (!finished) throw new Error(ERRORS.interrupted);
-}
-
 // Watches one answer's timing (see WAIT): shows how long the student has waited, and gives up
 // on a server that stays silent.
 function startClock(job) {
@@ -583,7 +566,7 @@ async function generate() {
   };
   try {
     const res = await postChat(job);
-    await streamAnswer(res, (delta) => {
+    await readChatStream(res, ERRORS.interrupted, (delta) => {
       job.clock.tick();
       if (job.waited) {
         job.waited = 0;

@@ -12,7 +12,7 @@
 
 import { copyText } from "./copy.js";
 import { MarkdownView } from "./render.js";
-import { readEvents } from "./sse.js";
+import { readChatStream } from "./sse.js";
 
 const TEXT = {
   open: "并排对比 / Compare",
@@ -68,20 +68,12 @@ async function askColumn(slot, question, headers, localize, signal) {
         messages: [{ role: "user", content: question }] }),
     });
     if (!res.ok) throw new Error(await errorText(res));
-    let finished = false;
-    await readEvents(res.body, (data) => {
-      if (finished) return;
-      if (data === "[DONE]") { finished = true; return; }
-      let chunk;
-      try { chunk = JSON.parse(data); } catch { return; }
-      if (chunk.error) throw new Error(String(chunk.error.message || TEXT.broken));
-      const delta = (chunk.choices && chunk.choices[0] && chunk.choices[0].delta) || {};
+    await readChatStream(res, TEXT.broken, (delta) => {
       if (delta.content) {
         text += delta.content;
         slot.view.show(text);
       }
     });
-    if (!finished) throw new Error(TEXT.broken);
     slot.status.textContent = `${TEXT.done} · ${((Date.now() - started) / 1000).toFixed(1)}s`;
   } catch (err) {
     if (err.name === "AbortError") return;

@@ -34,3 +34,21 @@ export async function readEvents(body, onData) {
     reader.cancel().catch(() => {});
   }
 }
+
+// An OpenAI-format chat stream: calls onDelta({content, reasoning, answeredBy}) for every chunk
+// (answeredBy is set only when a fallback provider answered); an error frame, or a stream that
+// ends without [DONE], throws (``broken`` is the message when the server gave none).
+export async function readChatStream(res, broken, onDelta) {
+  let finished = false;
+  await readEvents(res.body, (data) => {
+    if (finished) return;
+    if (data === "[DONE]") { finished = true; return; }
+    let chunk;
+    try { chunk = JSON.parse(data); } catch { return; }
+    if (chunk.error) throw new Error(String(chunk.error.message || broken));
+    const choice = chunk.choices && chunk.choices[0];
+    const delta = (choice && choice.delta) || {};
+    onDelta({ content: delta.content || "", reasoning: delta.reasoning_content || "", answeredBy: chunk.xedullm });
+  });
+  if (!finished) throw new Error(broken);
+}
