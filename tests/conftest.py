@@ -7,6 +7,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Sequence, Tuple
@@ -61,6 +62,16 @@ def serve_process(args: Sequence[str], env: Dict[str, str], until: str,
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def wait_until(predicate, timeout: float = 10.0, step: float = 0.01) -> float:
+    """Poll until ``predicate()`` holds (servers update the store from their own threads); fail
+    the test after ``timeout`` instead of hanging. Returns the seconds it took, for reports."""
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, "condition not reached"
+        time.sleep(step)
+    return time.monotonic() - started
 
 
 # -- hypothesis ----------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from xedullm.server.classroom.room import today
 from xedullm.server.store.sqlite import SQLiteStore
 from xedullm.testing import Fault, ServerThread
 
-from conftest import TEACHER_KEY, serve_process
+from conftest import TEACHER_KEY, serve_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = "math-class-42"
@@ -94,14 +94,6 @@ def make_token(store, name, **limits):
     token = student_tokens.new_token()
     store.add_token(name, student_tokens.digest(token), student_tokens.limits_from(**limits), time.time())
     return token
-
-
-def wait_until(predicate, timeout=10.0):
-    """Poll (the server updates the store from its own thread); fail the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def ledger(room):

@@ -26,7 +26,7 @@ from xedullm.server.classroom.room import today
 from xedullm.server.store import open_store
 from xedullm.testing import FakeOpenAIServer
 
-from conftest import ROOT, TEACHER_KEY, serve_process
+from conftest import ROOT, TEACHER_KEY, serve_process, wait_until
 
 ADMIN_PASSWORD = "district-admin-pw-31"
 
@@ -99,15 +99,6 @@ def admin(server: Server) -> httpx.Client:
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "xedullm", *args], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
-
-
-def wait_for(predicate, timeout: float, step: float = 0.05) -> float:
-    """Seconds until ``predicate()`` held; fails the test after ``timeout``."""
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < timeout, "condition not reached"
-        time.sleep(step)
-    return time.monotonic() - started
 
 
 # -- one budget ------------------------------------------------------------------------------------
@@ -183,7 +174,7 @@ def test_a_system_prompt_changed_on_one_admin_page_applies_on_the_other(district
         # Each server re-reads the store every second (live_settings.REFRESH), which is what keeps
         # the 2 s promise; how long it really takes is measured in bench/district.py, not here
         # (a busy CI machine must not turn a timing into a failure).
-        wait_for(lambda: httpx.get(f"{b.url}/api/info").json()["system_prompt"] == "你是一位耐心的数学老师。",
+        wait_until(lambda: httpx.get(f"{b.url}/api/info").json()["system_prompt"] == "你是一位耐心的数学老师。",
                  timeout=30.0)
     assert ask(b, "1+1=?").status_code == 200
     sent = d.fake.chat_requests[-1]["json"]["messages"]
@@ -210,7 +201,7 @@ def test_a_server_killed_mid_stream_loses_nothing_finished_and_its_holds_lapse(d
     blocked = ask(b, "轮到我了", max_tokens=200)
     assert blocked.status_code == 429 and blocked.json()["error"]["code"] == "rate_limit_exceeded"
     # ... and lapses within the lease (30 s) plus one renewal period, since nobody renews it.
-    lapsed = wait_for(lambda: ask(b, "轮到我了", max_tokens=200).status_code == 200, timeout=45, step=1.0)
+    lapsed = wait_until(lambda: ask(b, "轮到我了", max_tokens=200).status_code == 200, timeout=45, step=1.0)
     store = d.store()
     try:
         rows = list(store.rows())
@@ -238,9 +229,9 @@ def test_a_running_answers_hold_is_renewed_until_it_is_recorded(district):
         assert next(chunks).startswith(b"data: ")
         first, = hold_expires()
         # the server renews its running holds every lease / 3 = 10 s, each time to now + 30 s
-        wait_for(lambda: hold_expires()[0] > first + 5, timeout=20, step=0.5)
+        wait_until(lambda: hold_expires()[0] > first + 5, timeout=20, step=0.5)
         assert b"".join(chunks).endswith(b"data: [DONE]\n\n")
-    wait_for(lambda: hold_expires() == [], timeout=10)
+    wait_until(lambda: hold_expires() == [], timeout=10)
 
 
 def test_a_database_restart_is_survived_with_a_clear_503_nothing_lost_and_the_password_shown_nowhere(
@@ -269,13 +260,13 @@ def test_a_database_restart_is_survived_with_a_clear_503_nothing_lost_and_the_pa
     # Each server's pool reconnects by itself (with backoff); meanwhile it answers 503, never 500.
     for server in d.servers:
         statuses = []
-        wait_for(lambda: statuses.append(ask(server).status_code) or statuses[-1] == 200, timeout=30, step=0.2)
+        wait_until(lambda: statuses.append(ask(server).status_code) or statuses[-1] == 200, timeout=30, step=0.2)
         assert set(statuses) <= {200, 503}
     # The answer that ended during the outage reaches the ledger once the database is back.
     store = d.store()
     try:
         answered = len(d.fake.usage_log)
-        wait_for(lambda: sum(r["outcome"] == "ok" for r in store.rows()) == answered, timeout=30, step=0.5)
+        wait_until(lambda: sum(r["outcome"] == "ok" for r in store.rows()) == answered, timeout=30, step=0.5)
         assert store.used(today()) == sum(u["total_tokens"] for u in d.fake.usage_log)
     finally:
         store.close()
@@ -336,7 +327,7 @@ def nginx_in_front(servers: List[Server]):
             except httpx.TransportError:
                 return False
 
-        wait_for(up, timeout=20)
+        wait_until(up, timeout=20)
         yield url
     finally:
         proc.terminate()

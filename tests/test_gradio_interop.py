@@ -29,7 +29,7 @@ import xedullm
 from xedullm import Client
 from xedullm.testing import FakeOpenAIServer, Fault
 
-from conftest import TEACHER_KEY, serve_process
+from conftest import TEACHER_KEY, serve_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSWER = "你好！你刚才说："      # the fake's answer starts with this, then the question
@@ -69,13 +69,6 @@ def run_third_party(venvs: Path, venv: str, script: str, *args: str, cwd: Path) 
 
 def ledger_rows(room) -> List[Dict[str, Any]]:
     return list(room.state.classroom.store.rows())
-
-
-def wait_until(predicate, guard: float = 10.0) -> None:
-    deadline = time.monotonic() + guard
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 # -- the original student client against our server -----------------------------------------
