@@ -1,6 +1,7 @@
 """Section 3: the classroom server. Students' requests go to the fake provider directly, through
-``xedullm serve``, or through LiteLLM's proxy; a separate load-generator process measures
-what each server adds and how many streams it carries.
+the floor (a bare Starlette pass-through with an aiohttp or an httpx client: what forwarding
+alone costs), through ``xedullm serve``, or through LiteLLM's proxy; a separate load-generator
+process measures what each server adds and how many streams it carries.
 
 Latency is measured against a fake that answers at once (what the server adds is then not
 hidden under the provider's pace); load against a fake that streams at a steady pace.
@@ -23,9 +24,13 @@ from .procs import BENCH, WORK, Server, clean_env, free_port, run_json
 MASTER_KEY = "sk-bench-master-8d2e61b0"
 LOADGEN = str(BENCH / "workers" / "loadgen.py")
 LEVELS = (1, 50, 200)
-TARGETS = ("direct", "xedullm", "litellm")
-LABELS = {"direct": "direct to the fake (no server)", "xedullm": "xedullm serve",
-          "litellm": "LiteLLM proxy"}
+TARGETS = ("direct", "floor-aiohttp", "floor-httpx", "xedullm", "litellm")
+LABELS = {"direct": "direct to the fake (no server)",
+          "floor-aiohttp": "floor: bare Starlette + aiohttp pass-through",
+          "floor-httpx": "floor: bare Starlette + httpx pass-through",
+          "xedullm": "xedullm serve", "litellm": "LiteLLM proxy"}
+FLOOR = "floor-aiohttp"
+FLOOR_PROXY = str(BENCH / "workers" / "floor_proxy.py")
 # The server's upstream gate is set above the highest load level, so the load test measures
 # the server rather than its queue (the default, 64, would hold 136 of 200 students waiting).
 GATE = 256
@@ -62,13 +67,22 @@ def _litellm_proxy(upstream: Server, name: str) -> Server:
                   headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=180)
 
 
+def _floor(kind: str) -> Callable[[Server, str], Server]:
+    def start(upstream: Server, name: str) -> Server:
+        port = free_port()
+        cmd = [ENVS["xedullm"].python, FLOOR_PROXY, kind, str(port), f"{upstream.url}/v1", KEY]
+        return Server(name, cmd, port, "/v1/models", clean_env())
+    return start
+
+
 STARTERS: Dict[str, Callable[[Server, str], Server]] = {
+    "floor-aiohttp": _floor("aiohttp"), "floor-httpx": _floor("httpx"),
     "xedullm": _xedullm_serve, "litellm": _litellm_proxy}
 
 
 def _spec(target: str, port: int, stream: bool, concurrency: int, **amount) -> dict:
-    headers = {"direct": {"Authorization": f"Bearer {KEY}"}, "xedullm": {},
-               "litellm": {"Authorization": f"Bearer {MASTER_KEY}"}}[target]
+    headers = {"direct": {"Authorization": f"Bearer {KEY}"},
+               "litellm": {"Authorization": f"Bearer {MASTER_KEY}"}}.get(target, {})
     return dict(port=port, path="/v1/chat/completions", headers=headers, model=MODEL,
                 question=QUESTION, reply=REPLY, stream=stream, concurrency=concurrency, **amount)
 
@@ -171,9 +185,11 @@ def _tables(results: Dict[str, Numbers], rounds: int, count: int, load_rounds: i
     for t in servers:
         add_rows.append([LABELS[t],
                          report.spread(_added(results, t, "latency", "p50"), 2),
+                         report.ratio(meta[(t, "latency")], meta[(FLOOR, "latency")]),
                          report.ratio(meta[(t, "latency")], meta[("litellm", "latency")]),
                          report.spread(_added(results, t, "latency", "p99"), 2),
                          report.spread(_added(results, t, "first", "p50"), 2),
+                         report.ratio(meta[(t, "first")], meta[(FLOOR, "first")]),
                          report.ratio(meta[(t, "first")], meta[("litellm", "first")]),
                          report.spread(_added(results, t, "first", "p99"), 2)])
     blocks = [
@@ -181,15 +197,15 @@ def _tables(results: Dict[str, Numbers], rounds: int, count: int, load_rounds: i
         f"{count} sequential requests per target; per-round p50/p99, median (min–max), ms\n\n"
         + report.table(["target", "non-stream p50", "non-stream p99", "first chunk p50",
                         "first chunk p99"], lat_rows),
-        "**Added by the server** (target − direct, paired by round), ms; ratio ÷ LiteLLM "
-        "proxy, lower is better\n\n"
-        + report.table(["server", "non-stream p50", "÷ LiteLLM", "non-stream p99",
-                        "first chunk p50", "÷ LiteLLM", "first chunk p99"], add_rows),
+        "**Added by the server** (target − direct, paired by round), ms; ratios ÷ the floor "
+        "(the bare aiohttp pass-through) and ÷ LiteLLM proxy, lower is better\n\n"
+        + report.table(["server", "non-stream p50", "÷ floor", "÷ LiteLLM", "non-stream p99",
+                        "first chunk p50", "÷ floor", "÷ LiteLLM", "first chunk p99"], add_rows),
     ]
     load_rows = []
     for level in LEVELS:
         rates = {t: [o["ok"] / o["wall"] for o in results[t].load[level]] for t in TARGETS}
-        lite = report.median(rates["litellm"])
+        lite, direct = report.median(rates["litellm"]), report.median(rates["direct"])
         for t in TARGETS:
             outs = results[t].load[level]
             errors: Dict[str, int] = {}
@@ -200,6 +216,7 @@ def _tables(results: Dict[str, Numbers], rounds: int, count: int, load_rounds: i
             firsts = [f for o in outs for f in o["first"]] or [float("nan")]
             load_rows.append([
                 level, LABELS[t], report.spread(rates[t], 1),
+                f"{report.median(rates[t]) / direct * 100:.0f} %" if t != "direct" else "",
                 report.ratio(report.median(rates[t]), lite) if t != "direct" else "",
                 f"{report.median(rates[t]) * CHUNKS:.0f}",
                 f"{sum(errors.values())}" + (f" ({kinds})" if kinds else ""),
@@ -209,8 +226,9 @@ def _tables(results: Dict[str, Numbers], rounds: int, count: int, load_rounds: i
         f"**Concurrent streaming students** — fake streams {len(REPLY)} characters in {CHUNKS} chunks, "
         f"{TOKEN_DELAY * 1000:.0f} ms apart (≈{CHUNKS * TOKEN_DELAY:.1f} s per answer); each level "
         f"runs {duration:.0f} s, {load_rounds} rounds, median (min–max); every answer is checked; "
-        f"ratio ÷ LiteLLM proxy, higher is better; load generator CPU as a share of one core\n\n"
-        + report.table(["students", "target", "answers/s", "÷ LiteLLM", "chunks/s", "errors",
+        f"share of the fake's direct answers/s and ratio ÷ LiteLLM proxy, higher is better; load "
+        f"generator CPU as a share of one core\n\n"
+        + report.table(["students", "target", "answers/s", "of direct", "÷ LiteLLM", "chunks/s", "errors",
                         "first chunk p50 / p99 ms", "load generator CPU"], load_rows))
     res_rows = []
     for t in servers:
