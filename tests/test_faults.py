@@ -93,9 +93,9 @@ class Outcome:
         return "".join(self.pieces)
 
 
-def _busy(pool) -> int:
-    """Connections of an httpcore pool that still hold an unfinished exchange."""
-    return sum(1 for c in pool.connections if not (c.is_idle() or c.is_closed()))
+def _busy(wire) -> int:
+    """Answers a wire handed out that were never given back (their connections still held)."""
+    return wire.open_replies
 
 
 def ask(t: Target, mode: str, stream: bool, *, timeout: float = 5.0, max_retries: int = 1,
@@ -114,7 +114,7 @@ def ask(t: Target, mode: str, stream: bool, *, timeout: float = 5.0, max_retries
                 out.pieces.append(client.inference(prompt))
         except Exception as exc:  # noqa: BLE001 - the outcome is what we assert on
             out.error = exc
-        out.busy_connections = _busy(client._get_engine().client._transport._pool)
+        out.busy_connections = _busy(client._get_engine().wire)
         client.close()
 
     async def async_call() -> None:
@@ -126,7 +126,7 @@ def ask(t: Target, mode: str, stream: bool, *, timeout: float = 5.0, max_retries
                 out.pieces.append(await client.ainference(prompt))
         except Exception as exc:  # noqa: BLE001
             out.error = exc
-        out.busy_connections = _busy(client._get_engine().aclient._transport._pool)
+        out.busy_connections = _busy(client._get_engine().awire)
         await client._get_engine().aclose()
 
     worker = threading.Thread(
@@ -377,14 +377,14 @@ def test_closing_a_stream_early_releases_the_connection(t, mode):
             pieces = client.inference(PROMPT, stream=True)
             next(pieces)
             pieces.close()
-            assert _busy(client._get_engine().client._transport._pool) == 0
+            assert _busy(client._get_engine().wire) == 0
             client.close()
 
         async def async_call():
             pieces = await client.ainference(PROMPT, stream=True)
             await pieces.__anext__()
             await pieces.aclose()
-            assert _busy(client._get_engine().aclient._transport._pool) == 0
+            assert _busy(client._get_engine().awire) == 0
             await client._get_engine().aclose()
 
         errors: List[BaseException] = []

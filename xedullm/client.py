@@ -84,7 +84,7 @@ def _message(i: int, item: Any) -> Dict[str, Any]:
 
 
 def _check_ascii_keys(credentials: Any, what_zh: str, what_en: str) -> None:
-    # An HTTP header carries only ASCII; httpx would raise a bare UnicodeEncodeError.
+    # An HTTP header carries only ASCII; the HTTP library would raise a bare UnicodeEncodeError.
     for key in (credentials.api_key, credentials.secret_key):
         if key and not (key.isascii() and key.isprintable()):
             raise ConfigurationError(

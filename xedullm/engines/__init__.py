@@ -1,4 +1,4 @@
-"""Engines do all the I/O: ``http`` (httpx + a protocol adapter) and ``local`` (llama.cpp).
+"""Engines do all the I/O: ``http`` (the wires + a protocol adapter) and ``local`` (llama.cpp).
 
 Both are imported only when the first request needs them, so ``import xedullm`` stays light.
 """

@@ -1,4 +1,4 @@
-"""Talking to an old XEduLLM teacher server (Gradio's queue) over httpx, sync or async.
+"""Talking to an old XEduLLM teacher server (Gradio's queue), sync or async.
 
 The HTTP engine's retries, timeouts, error scrubbing and connection pools are kept; only one
 exchange differs: a call is a join POST then an event-stream GET, driven by
@@ -9,13 +9,12 @@ from __future__ import annotations
 import time
 from typing import AsyncIterator, Iterator, List, Optional
 
-import httpx
-
 from .. import errors as E
 from ..protocols.gradio import GradioAdapter, GradioApp, QueueCall
 from ..sse import SSEDecoder
 from ..types import ChatChunk, ChatRequest, ChatResult, Connection
 from .http import HTTPEngine
+from .wire import WireError
 
 
 class _QueueReader:
@@ -28,26 +27,27 @@ class _QueueReader:
         self.idle_timeout = idle_timeout
         self.last_progress = time.monotonic()
 
-    def feed(self, raw: bytes) -> List[ChatChunk]:
+    def feed(self, raw: bytes) -> Iterator[ChatChunk]:
         return self._chunks(self.decoder.feed(raw))
 
-    def close(self) -> List[ChatChunk]:
-        chunks = self._chunks(self.decoder.close())
+    def close(self) -> Iterator[ChatChunk]:
+        yield from self._chunks(self.decoder.close())
         self.call.end_of_stream()
-        return chunks
 
-    def _chunks(self, events) -> List[ChatChunk]:
-        out: List[ChatChunk] = []
+    def _chunks(self, events) -> Iterator[ChatChunk]:
+        # A generator: the text before an error in the same read reaches the caller first.
+        produced = False
         for event in events:
-            out += self.call.receive_event(event)
+            for chunk in self.call.receive_event(event):
+                produced = True
+                yield chunk
             if self.call.progressed:
                 self.last_progress = time.monotonic()
-        if not out and not self.call.finished and time.monotonic() - self.last_progress > self.idle_timeout:
+        if not produced and not self.call.finished and time.monotonic() - self.last_progress > self.idle_timeout:
             raise E.APITimeoutError(
                 provider=self.call.app.root,
                 detail=f"{self.idle_timeout:g} 秒内没有收到内容（只有保活信号）/ no content for "
                        f"{self.idle_timeout:g}s (heartbeats only)")
-        return out
 
 
 class GradioQueueEngine(HTTPEngine):
@@ -64,18 +64,18 @@ class GradioQueueEngine(HTTPEngine):
         call = self.adapter.queue_call(self.app, req)
         try:
             join = call.join_request()
-            response = self.client.request(join.method, join.url, **self._kwargs(join))
-            call.receive_join(response.status_code, response.headers, response.content)
+            answer = self.wire.request(join)
+            call.receive_join(answer.status, answer.headers, answer.content)
             data = call.data_request()
-            with self.client.stream(data.method, data.url, **self._kwargs(data)) as response:
-                if not response.is_success:
-                    raise self.adapter.parse_error(response.status_code, response.headers, response.read())
+            with self.wire.open(data) as reply:
+                if not reply.is_success:
+                    raise self.adapter.parse_error(reply.status, reply.headers, reply.read())
                 reader = _QueueReader(call, self.timeout)
                 # Read on after the answer (only close_stream follows), so the connection is reused.
-                for raw in response.iter_bytes():
+                for raw in reply.pieces():
                     yield from reader.feed(raw)
                 yield from reader.close()
-        except httpx.HTTPError as exc:
+        except WireError as exc:
             if not call.finished:
                 raise self._network_error(exc) from None
 
@@ -90,19 +90,19 @@ class GradioQueueEngine(HTTPEngine):
         call = self.adapter.queue_call(self.app, req)
         try:
             join = call.join_request()
-            response = await self.aclient.request(join.method, join.url, **self._kwargs(join))
-            call.receive_join(response.status_code, response.headers, response.content)
+            answer = await self.awire.request(join)
+            call.receive_join(answer.status, answer.headers, answer.content)
             data = call.data_request()
-            async with self.aclient.stream(data.method, data.url, **self._kwargs(data)) as response:
-                if not response.is_success:
-                    raise self.adapter.parse_error(response.status_code, response.headers, await response.aread())
+            async with self.awire.open(data) as reply:
+                if not reply.is_success:
+                    raise self.adapter.parse_error(reply.status, reply.headers, await reply.read())
                 reader = _QueueReader(call, self.timeout)
-                async for raw in response.aiter_bytes():
+                async for raw in reply.pieces():
                     for chunk in reader.feed(raw):
                         yield chunk
                 for chunk in reader.close():
                     yield chunk
-        except httpx.HTTPError as exc:
+        except WireError as exc:
             if not call.finished:
                 raise self._network_error(exc) from None
 

@@ -1,26 +1,28 @@
 """Sends what adapters build, sync or async: timeouts, retries with backoff, SSE decoding,
 ERNIE's token step, and key redaction of every error on its way out.
 
-httpx is imported here and nowhere on the import path of ``from xedullm import Client``, so
-the library stays quick to import; the cost is paid at the first request.
+The bytes travel on the wires (``sync_wire``: urllib3, ``async_wire``: aiohttp), each opened at
+the first request that needs it and imported nowhere on the path of ``from xedullm import
+Client``, so the library stays quick to import.
 """
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
-import re
 import threading
 import time
-from typing import AsyncIterator, Dict, Iterator, List, Optional, Tuple
-
-import httpx
+from typing import TYPE_CHECKING, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from .. import errors as E
 from ..keys import redact
 from ..protocols.adapter import STREAM_END, Adapter
 from ..sse import SSEDecoder
-from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
+from ..types import ChatChunk, ChatRequest, ChatResult, Connection
+from .wire import WireError, is_stream
+
+if TYPE_CHECKING:
+    from .async_wire import AsyncWire
+    from .sync_wire import SyncWire
 
 _BACKOFF_START, _BACKOFF_CAP = 0.5, 8.0
 # A Retry-After longer than this is not waited for: the caller gets the RateLimitError now.
@@ -91,30 +93,6 @@ class _TokenCache:
 _token_cache = _TokenCache()
 
 
-# ERNIE puts its API Key and Secret Key (token step) and its access token (every chat) in the
-# URL query, and httpx logs every request URL at INFO: a notebook's logging.basicConfig(INFO)
-# would print them. The filter masks those query values in httpx's records.
-_URL_SECRETS = re.compile(r"((?:access_token|client_id|client_secret)=)[^&\s\"']+")
-
-
-class _MaskURLSecrets(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any("=" in str(a) for a in record.args):
-            record.args = tuple(_URL_SECRETS.sub(r"\1***", str(a)) if isinstance(a, (str, httpx.URL)) else a
-                                for a in record.args)
-        return True
-
-
-logging.getLogger("httpx").addFilter(_MaskURLSecrets())
-
-
-def _is_stream(response: httpx.Response) -> bool:
-    # Only a JSON body is not a stream (ERNIE answers a failed stream request that way);
-    # anything else — text/event-stream with any parameters, or a server that labels it
-    # loosely — is read as SSE.
-    return "json" not in response.headers.get("content-type", "").lower()
-
-
 class _StreamReader:
     """Bytes of one 2xx streamed response in, ChatChunks out; enforces the idle timeout.
 
@@ -129,14 +107,16 @@ class _StreamReader:
         self.last_progress = time.monotonic()
         self.finished = False
 
-    def feed(self, raw: bytes) -> List[ChatChunk]:
+    def feed(self, raw: bytes) -> Iterator[ChatChunk]:
         return self._chunks(self.decoder.feed(raw))
 
-    def close(self) -> List[ChatChunk]:
+    def close(self) -> Iterator[ChatChunk]:
         return self._chunks(self.decoder.close())
 
-    def _chunks(self, events) -> List[ChatChunk]:
-        out = []
+    def _chunks(self, events) -> Iterator[ChatChunk]:
+        # A generator, so that the chunks before an in-stream error (one read may bring both)
+        # reach the caller before the error does: text the student has seen is never retried.
+        produced = False
         for event in events:
             result = self.adapter.parse_event(event)
             if result is STREAM_END:
@@ -144,13 +124,13 @@ class _StreamReader:
                 break
             if result is not None:
                 self.last_progress = time.monotonic()
-                out.append(result)
-        if not out and not self.finished and time.monotonic() - self.last_progress > self.idle_timeout:
+                produced = True
+                yield result
+        if not produced and not self.finished and time.monotonic() - self.last_progress > self.idle_timeout:
             raise E.APITimeoutError(
                 provider=self.adapter.provider_name,
                 detail=f"{self.idle_timeout:g} 秒内没有收到内容（只有保活信号）/ no content for {self.idle_timeout:g}s (keep-alives only)",
             )
-        return out
 
 
 class _AnswerBody:
@@ -187,42 +167,35 @@ class HTTPEngine:
         self.conn = conn
         self.timeout = float(timeout)
         self.max_retries = max(0, int(max_retries))
-        self._client: Optional[httpx.Client] = None
-        self._aclient: Optional[httpx.AsyncClient] = None
-        self._aclient_loop = None
+        self._wire: Optional["SyncWire"] = None
+        self._awire: Optional["AsyncWire"] = None
 
     # -- plumbing ---------------------------------------------------------------------
-    def _httpx_timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.timeout, connect=min(10.0, self.timeout))
+    @property
+    def wire(self) -> "SyncWire":
+        if self._wire is None:
+            from .sync_wire import SyncWire
+
+            self._wire = SyncWire(self.timeout)
+        return self._wire
 
     @property
-    def client(self) -> httpx.Client:
-        if self._client is None:
-            self._client = httpx.Client(timeout=self._httpx_timeout(), follow_redirects=True)
-        return self._client
+    def awire(self) -> "AsyncWire":
+        if self._awire is None:
+            from .async_wire import AsyncWire
 
-    @property
-    def aclient(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._aclient is None or self._aclient_loop is not loop:
-            # An AsyncClient belongs to the loop it was first used in (asyncio.run makes new ones).
-            # Few idle connections: httpcore checks every idle one on each request, and with
-            # 200 kept alive a classroom server spent 3x the CPU per answer (bench/RESULTS.md).
-            limits = httpx.Limits(max_connections=1000, max_keepalive_connections=32)
-            self._aclient = httpx.AsyncClient(timeout=self._httpx_timeout(), limits=limits,
-                                              follow_redirects=True)
-            self._aclient_loop = loop
-        return self._aclient
+            self._awire = AsyncWire(self.timeout)
+        return self._awire
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._wire is not None:
+            self._wire.close()
+            self._wire = None
 
     async def aclose(self) -> None:
-        if self._aclient is not None:
-            await self._aclient.aclose()
-            self._aclient = None
+        if self._awire is not None:
+            await self._awire.aclose()
+            self._awire = None
 
     def _secrets(self) -> List[str]:
         secrets = self.conn.secrets()
@@ -239,11 +212,9 @@ class HTTPEngine:
         err.args = (err.message,)
         return err
 
-    def _network_error(self, exc: Exception) -> E.LLMError:
-        where = httpx.URL(self.conn.base_url).host or self.conn.base_url
-        cls = E.APITimeoutError if isinstance(exc, httpx.TimeoutException) else E.APIConnectionError
-        return cls(provider=self.adapter.provider_name,
-                   detail=f"{type(exc).__name__} ({where})")
+    def _network_error(self, exc: WireError) -> E.LLMError:
+        cls = E.APITimeoutError if exc.timed_out else E.APIConnectionError
+        return cls(provider=self.adapter.provider_name, detail=str(exc))
 
     def _retry_delay(self, err: E.LLMError, attempt: int) -> Optional[float]:
         """Seconds to wait before the next attempt, or None to give up."""
@@ -254,22 +225,19 @@ class HTTPEngine:
         backoff = min(_BACKOFF_CAP, _BACKOFF_START * (2 ** attempt))
         return backoff * random.uniform(0.75, 1.0)
 
-    def _status_error(self, response: httpx.Response, body: bytes) -> E.LLMError:
-        err = self.adapter.parse_error(response.status_code, response.headers, body)
-        should_retry = response.headers.get("x-should-retry")
+    def _status_error(self, status: int, headers: Mapping[str, str], body: bytes) -> E.LLMError:
+        err = self.adapter.parse_error(status, headers, body)
+        should_retry = headers.get("x-should-retry")
         if should_retry in ("true", "false"):
             err.retryable = should_retry == "true"
         return err
-
-    def _kwargs(self, request: HTTPRequest) -> dict:
-        return {"headers": request.headers, "json": request.json, "params": request.params}
 
     # -- ERNIE token ------------------------------------------------------------------
     def _token_key(self) -> TokenKey:
         return (self.conn.base_url, self.conn.api_key or "", self.conn.secret_key or "")
 
-    def _store_token(self, response: httpx.Response) -> str:
-        token, expires_in = self.adapter.parse_token(response.status_code, response.content)
+    def _store_token(self, status: int, content: bytes) -> str:
+        token, expires_in = self.adapter.parse_token(status, content)
         _token_cache.store(self._token_key(), token, expires_in)
         return token
 
@@ -283,12 +251,11 @@ class HTTPEngine:
         with _token_cache.thread_lock(key):
             token = _token_cache.fresh(key)   # another thread may have fetched it meanwhile
             if token is None:
-                request = self.adapter.token_request(self.conn)
                 try:
-                    response = self.client.request(request.method, request.url, **self._kwargs(request))
-                except httpx.HTTPError as exc:
+                    answer = self.wire.request(self.adapter.token_request(self.conn))
+                except WireError as exc:
                     raise self._network_error(exc) from None
-                token = self._store_token(response)
+                token = self._store_token(answer.status, answer.content)
             return token
 
     async def _atoken(self) -> Optional[str]:
@@ -301,12 +268,11 @@ class HTTPEngine:
         async with _token_cache.loop_lock(key):
             token = _token_cache.fresh(key)   # another task may have fetched it meanwhile
             if token is None:
-                request = self.adapter.token_request(self.conn)
                 try:
-                    response = await self.aclient.request(request.method, request.url, **self._kwargs(request))
-                except httpx.HTTPError as exc:
+                    answer = await self.awire.request(self.adapter.token_request(self.conn))
+                except WireError as exc:
                     raise self._network_error(exc) from None
-                token = self._store_token(response)
+                token = self._store_token(answer.status, answer.content)
             return token
 
     # -- sync -------------------------------------------------------------------------
@@ -324,13 +290,13 @@ class HTTPEngine:
     def _chat_once(self, req: ChatRequest, token: Optional[str]) -> ChatResult:
         request = self.adapter.chat_request(req, self.conn, token)
         try:
-            with self.client.stream(request.method, request.url, **self._kwargs(request)) as response:
-                if not response.is_success:
-                    raise self._status_error(response, response.read())
+            with self.wire.open(request) as reply:
+                if not reply.is_success:
+                    raise self._status_error(reply.status, reply.headers, reply.read())
                 answer = _AnswerBody(self.adapter.provider_name, self.timeout)
-                for raw in response.iter_bytes():
+                for raw in reply.pieces():
                     answer.feed(raw)
-        except httpx.HTTPError as exc:
+        except WireError as exc:
             raise self._network_error(exc) from None
         return self.adapter.parse_chat(answer.body)
 
@@ -353,21 +319,21 @@ class HTTPEngine:
         request = self.adapter.chat_request(req, self.conn, token)
         reader = _StreamReader(self.adapter, self.timeout)
         try:
-            with self.client.stream(request.method, request.url, **self._kwargs(request)) as response:
-                if not response.is_success:
-                    raise self._status_error(response, response.read())
-                if not _is_stream(response):
+            with self.wire.open(request) as reply:
+                if not reply.is_success:
+                    raise self._status_error(reply.status, reply.headers, reply.read())
+                if not is_stream(reply.headers):
                     # Errors on a stream request may come back as a plain JSON body (ERNIE).
-                    yield _as_chunk(self.adapter.parse_chat(response.read()))
+                    yield _as_chunk(self.adapter.parse_chat(reply.read()))
                     return
-                for raw in response.iter_bytes():
-                    # After [DONE] the rest of the body is still read: leaving it unread makes
-                    # httpx drop the connection, and every answer would pay a new TLS handshake.
+                for raw in reply.pieces():
+                    # After [DONE] the rest of the body is still read: leaving it unread closes
+                    # the connection, and every answer would pay a new TLS handshake.
                     if not reader.finished:
                         yield from reader.feed(raw)
                 if not reader.finished:
                     yield from reader.close()
-        except httpx.HTTPError as exc:
+        except WireError as exc:
             if not reader.finished:  # a hiccup after [DONE] loses nothing
                 raise self._network_error(exc) from None
 
@@ -376,12 +342,12 @@ class HTTPEngine:
         if request is None:
             return []
         try:
-            response = self.client.request(request.method, request.url, **self._kwargs(request))
-        except httpx.HTTPError as exc:
+            answer = self.wire.request(request)
+        except WireError as exc:
             raise self._scrub(self._network_error(exc)) from None
-        if not response.is_success:
-            raise self._scrub(self._status_error(response, response.content))
-        return self.adapter.parse_models(response.content)
+        if not answer.is_success:
+            raise self._scrub(self._status_error(answer.status, answer.headers, answer.content))
+        return self.adapter.parse_models(answer.content)
 
     # -- async ------------------------------------------------------------------------
     async def achat(self, req: ChatRequest) -> ChatResult:
@@ -398,13 +364,13 @@ class HTTPEngine:
     async def _achat_once(self, req: ChatRequest, token: Optional[str]) -> ChatResult:
         request = self.adapter.chat_request(req, self.conn, token)
         try:
-            async with self.aclient.stream(request.method, request.url, **self._kwargs(request)) as response:
-                if not response.is_success:
-                    raise self._status_error(response, await response.aread())
+            async with self.awire.open(request) as reply:
+                if not reply.is_success:
+                    raise self._status_error(reply.status, reply.headers, await reply.read())
                 answer = _AnswerBody(self.adapter.provider_name, self.timeout)
-                async for raw in response.aiter_bytes():
+                async for raw in reply.pieces():
                     answer.feed(raw)
-        except httpx.HTTPError as exc:
+        except WireError as exc:
             raise self._network_error(exc) from None
         return self.adapter.parse_chat(answer.body)
 
@@ -433,20 +399,20 @@ class HTTPEngine:
         request = self.adapter.chat_request(req, self.conn, token)
         reader = _StreamReader(self.adapter, self.timeout)
         try:
-            async with self.aclient.stream(request.method, request.url, **self._kwargs(request)) as response:
-                if not response.is_success:
-                    raise self._status_error(response, await response.aread())
-                if not _is_stream(response):
-                    yield _as_chunk(self.adapter.parse_chat(await response.aread()))
+            async with self.awire.open(request) as reply:
+                if not reply.is_success:
+                    raise self._status_error(reply.status, reply.headers, await reply.read())
+                if not is_stream(reply.headers):
+                    yield _as_chunk(self.adapter.parse_chat(await reply.read()))
                     return
-                async for raw in response.aiter_bytes():
+                async for raw in reply.pieces():
                     if not reader.finished:  # after [DONE]: drain, as in _stream_once
                         for chunk in reader.feed(raw):
                             yield chunk
                 if not reader.finished:
                     for chunk in reader.close():
                         yield chunk
-        except httpx.HTTPError as exc:
+        except WireError as exc:
             if not reader.finished:
                 raise self._network_error(exc) from None
 
@@ -455,12 +421,12 @@ class HTTPEngine:
         if request is None:
             return []
         try:
-            response = await self.aclient.request(request.method, request.url, **self._kwargs(request))
-        except httpx.HTTPError as exc:
+            answer = await self.awire.request(request)
+        except WireError as exc:
             raise self._scrub(self._network_error(exc)) from None
-        if not response.is_success:
-            raise self._scrub(self._status_error(response, response.content))
-        return self.adapter.parse_models(response.content)
+        if not answer.is_success:
+            raise self._scrub(self._status_error(answer.status, answer.headers, answer.content))
+        return self.adapter.parse_models(answer.content)
 
 
 class _RetryPlan:

@@ -11,8 +11,6 @@ import asyncio
 import time
 from typing import AsyncIterator, Iterator, List, Optional
 
-import httpx
-
 from .. import errors as E
 from ..protocols import adapter_for
 from ..protocols.gradio import GradioApp, ServerProbe
@@ -20,6 +18,7 @@ from ..types import ChatChunk, ChatRequest, ChatResult, HTTPRequest
 from .engine import Engine
 from .gradio_queue import GradioQueueEngine
 from .http import HTTPEngine, _RetryPlan
+from .wire import WireError
 
 
 class ClassroomEngine:
@@ -36,7 +35,7 @@ class ClassroomEngine:
                                      timeout=self._openai.timeout, max_retries=self._openai.max_retries)
         return self._openai
 
-    def _probe_error(self, exc: httpx.HTTPError) -> E.LLMError:
+    def _probe_error(self, exc: WireError) -> E.LLMError:
         return self._openai._scrub(self._openai._network_error(exc))
 
     def _engine(self) -> Engine:
@@ -46,11 +45,11 @@ class ClassroomEngine:
             try:
                 request = probe.next_request()
                 while request is not None:
-                    response = self._openai.client.request(request.method, request.url, headers=request.headers)
-                    probe.receive(response.status_code, response.headers, response.content)
+                    answer = self._openai.wire.request(request)
+                    probe.receive(answer.status, answer.headers, answer.content)
                     request = probe.next_request()
                 self._chosen = self._choose(probe.result)
-            except httpx.HTTPError as exc:
+            except WireError as exc:
                 err = self._probe_error(exc)
                 delay = plan.delay_after(err)
                 if delay is None:
@@ -65,12 +64,11 @@ class ClassroomEngine:
             try:
                 request: Optional[HTTPRequest] = probe.next_request()
                 while request is not None:
-                    response = await self._openai.aclient.request(request.method, request.url,
-                                                                  headers=request.headers)
-                    probe.receive(response.status_code, response.headers, response.content)
+                    answer = await self._openai.awire.request(request)
+                    probe.receive(answer.status, answer.headers, answer.content)
                     request = probe.next_request()
                 self._chosen = self._choose(probe.result)
-            except httpx.HTTPError as exc:
+            except WireError as exc:
                 err = self._probe_error(exc)
                 delay = plan.delay_after(err)
                 if delay is None:
