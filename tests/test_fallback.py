@@ -53,6 +53,9 @@ FIXABLE = {
     "429": Fault.rate_limited(retry_after=0),
     "quota": Fault.quota(),
 }
+# Why the primary did not answer, as the result says (the classroom ledger's error codes).
+REASON = {"down": "upstream_unreachable", "503": "upstream_error", "429": "rate_limit_exceeded",
+          "quota": "insufficient_quota"}
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
@@ -67,10 +70,11 @@ def test_the_fallback_answers_when_the_primary_cannot(pair, trouble, stream):
         chunks = list(client.chat_stream(QUESTION))
         text = "".join(c.text for c in chunks)
         assert {c.provider for c in chunks} == {"moonshot"}
+        assert {c.fallback_reason for c in chunks} == {REASON[trouble]}
     else:
         result = client.chat(QUESTION)
         text = result.text
-        assert result.provider == "moonshot"
+        assert result.provider == "moonshot" and result.fallback_reason == REASON[trouble]
     assert text == ANSWER and client.last_provider == "moonshot"
     sent = backup.chat_requests[-1]["json"]
     assert sent["model"] == "kimi-latest"  # the fallback's own model, not the primary's
@@ -82,6 +86,8 @@ def test_the_primary_answers_when_it_can_and_says_so(pair):
     client = clients(primary.base_url, backup)
     assert client.inference(QUESTION) == ANSWER
     assert client.last_provider == "deepseek" and backup.chat_requests == []
+    assert client.chat(QUESTION).fallback_reason is None
+    assert {c.fallback_reason for c in client.chat_stream(QUESTION)} == {None}
 
 
 def test_no_second_provider_once_text_was_streamed(pair):
@@ -132,14 +138,17 @@ def test_the_breaker_skips_a_failing_primary_then_probes_it(pair):
     now = [0.0]
     client = clients(primary.base_url, backup, breaker_failures=2, breaker_cooldown=30)
     client._breaker = Breaker(2, 30, clock=lambda: now[0])  # the same breaker, on a clock we move
-    primary.faults.extend([Fault.status(503), Fault.status(503)])
+    primary.faults.extend([Fault.status(503), Fault.quota()])
     for _ in range(2):
         assert client.inference(QUESTION) == ANSWER
     assert len(primary.chat_requests) == 2
-    # Open: the primary is not even asked.
-    assert client.inference(QUESTION) == ANSWER and len(primary.chat_requests) == 2
+    # Open: the primary is not even asked, and the answer says why it was not (its last failure).
+    skipped = client.chat(QUESTION)
+    assert skipped.text == ANSWER and len(primary.chat_requests) == 2
+    assert skipped.fallback_reason == "insufficient_quota"
     now[0] += 31   # half-open: one probe; it succeeds and closes the breaker
-    assert client.inference(QUESTION) == ANSWER and client.last_provider == "deepseek"
+    probe = client.chat(QUESTION)
+    assert probe.text == ANSWER and probe.provider == "deepseek" and probe.fallback_reason is None
     assert len(primary.chat_requests) == 3
     assert client.inference(QUESTION) == ANSWER and len(primary.chat_requests) == 4
 
@@ -192,3 +201,62 @@ def test_the_local_model_is_the_last_resort_offline():
         client.close()
         client.fallbacks[0].close()
     assert answer.strip() and client.last_provider == "local"
+
+
+# -- replacing the fallbacks (what the classroom's admin setting does) ------------------------
+def test_set_fallback_replaces_the_list_and_keeps_a_client_it_already_has(pair, monkeypatch):
+    primary, backup = pair
+    monkeypatch.setenv("MOONSHOT_API_KEY", KEY)
+    client = Client(provider="deepseek", base_url=f"http://127.0.0.1:{_closed_port()}/v1", api_key=KEY,
+                    max_retries=0, timeout=5, verbose=False)
+    with pytest.raises(APIConnectionError):
+        client.inference(QUESTION)              # no fallback yet
+    spec = f"moonshot:kimi-latest@{backup.base_url}"
+    client.set_fallback([spec])
+    assert client.fallback_specs == [spec.rstrip("/")]
+    result = client.chat(QUESTION)
+    assert (result.text, result.provider, result.fallback_reason) == (ANSWER, "moonshot", "upstream_unreachable")
+    assert backup.chat_requests[-1]["json"]["model"] == "kimi-latest"
+    kept = client.fallbacks[0]
+    client.set_fallback(client.fallback_specs + ["local"])   # the same spec keeps the same Client
+    assert client.fallbacks[0] is kept and client.fallback_specs[1] == "local"
+    client.set_fallback([])
+    with pytest.raises(APIConnectionError):
+        client.inference(QUESTION)
+    assert len(backup.chat_requests) == 1
+
+
+def test_fallbacks_given_again_after_none_start_with_the_primary_trusted(pair):
+    primary, backup = pair
+    now = [0.0]
+    client = clients(primary.base_url, backup, breaker_failures=1, breaker_cooldown=30)
+    client._breaker = Breaker(1, 30, clock=lambda: now[0])
+    primary.faults.append(Fault.status(503))
+    assert client.chat(QUESTION).provider == "moonshot"    # the circuit opens
+    kept = client.fallbacks
+    client.set_fallback([])
+    assert client.chat(QUESTION).provider == "deepseek"    # nobody to skip to: the primary, recovered
+    client.set_fallback(kept)
+    # What the breaker knew is from before the primary recovered: it is asked, not skipped.
+    assert client.chat(QUESTION).provider == "deepseek" and len(backup.chat_requests) == 1
+
+
+def test_a_fallback_that_cannot_be_used_is_named_and_changes_nothing(monkeypatch):
+    monkeypatch.delenv("MOONSHOT_API_KEY", raising=False)
+    client = Client(provider="deepseek", api_key=KEY, verbose=False, fallback=["local"])
+    for spec, words in (("nosuch:model-x", "nosuch"), ("moonshot", "xedullm key set moonshot")):
+        with pytest.raises(ConfigurationError) as caught:
+            client.set_fallback(["local", spec])
+        message = str(caught.value)
+        assert repr(spec) in message and words in message
+        assert "备用服务商" in message and "fallback" in message
+        assert client.fallback_specs == ["local"]
+
+
+def test_a_client_written_as_a_spec_reads_back_as_the_same_client(monkeypatch):
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-test-dashscope-1")
+    for spec in ("qwen", "qwen:qwen-turbo", "qwen@http://127.0.0.1:9/api/v1", "qwen:qwen-max@http://127.0.0.1:9/api/v1"):
+        client = Client(provider="deepseek", api_key=KEY, verbose=False, fallback=[spec])
+        assert client.fallback_specs == [spec]
+    named = Client(provider="deepseek", api_key=KEY, verbose=False, fallback=["通义千问:qwen-plus"])
+    assert named.fallback_specs == ["qwen:qwen-plus"]   # the provider's id, however it was named

@@ -1,13 +1,17 @@
 """Fallbacks on the classroom server, for real: ``xedullm serve -p deepseek --fallback qwen@…``
 in a subprocess, two fake providers on 127.0.0.1. When the primary cannot answer (down, 503,
 429, out of balance) the fallback does; the chunks and the completion say who answered, the
-ledger keeps it, the teacher's overview raises an alert naming both providers, and the student
-page shows "由 通义千问 回答 / answered by Qwen". A failure after text was streamed is never
-answered again by another provider.
+ledger keeps it and why, the teacher's overview raises an alert naming both providers (an empty
+balance as such), and the student page shows "由 通义千问 回答 / answered by Qwen". A failure
+after text was streamed is never answered again by another provider. The teacher can change
+the list on the admin page while the class runs; every server on the store follows, and a
+restart keeps it.
 """
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import socket
 
@@ -17,8 +21,8 @@ from playwright.sync_api import expect
 
 from xedullm.testing import FakeDashScopeServer, Fault, FakeOpenAIServer
 
-from conftest import TEACHER_KEY, serve_process
-from test_admin_page import PASSWORD, teacher
+from conftest import TEACHER_KEY, serve_process, wait_until
+from test_admin_page import PASSWORD, change, teacher
 from test_web_page import new_context
 
 QWEN_KEY = "sk-qwen-5b7e1d93c4a2SECRET08f6"
@@ -38,9 +42,14 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
+def qwen_spec(backup):
+    return f"qwen@{backup.base_url}"
+
+
 @contextlib.contextmanager
-def serving(tmp_path, primary_url, backup, *flags):
-    args = ["-p", "deepseek", "--base-url", primary_url, "--fallback", f"qwen@{backup.base_url}",
+def serving(tmp_path, primary_url, backup, *flags, fallback=True):
+    """``fallback=False``: started without ``--fallback`` (the list kept in the store applies)."""
+    args = ["-p", "deepseek", "--base-url", primary_url, *(["--fallback", qwen_spec(backup)] if fallback else []),
             "--host", "127.0.0.1", "--port", "0", "--data-dir", str(tmp_path), "--admin-password", PASSWORD,
             # Each test's primary trouble must reach the primary: no skipping by the breaker here.
             "--breaker-failures", "1000", *flags]
@@ -90,6 +99,9 @@ TROUBLE = {
     "429": [Fault.rate_limited(retry_after=0)] * 3,
     "quota": [Fault.quota()],
 }
+# How the ledger and the alert tell each trouble: an empty balance is the teacher's to fix.
+TOLD = {"503": ("upstream_error", "upstream_down"), "429": ("rate_limit_exceeded", "upstream_down"),
+        "quota": ("insufficient_quota", "upstream_quota")}
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
@@ -103,17 +115,24 @@ def test_the_fallback_answers_and_everyone_is_told(fakes, server, trouble, strea
     assert len(backup.chat_requests) == 1
     assert all(f["xedullm"] == NOTE for f in frames)   # every frame (and the completion) says who
     data = overview(server)
-    assert data["recent"][0]["provider"] == "qwen" and data["recent"][0]["outcome"] == "ok"
-    alert = next(a for a in data["alerts"] if a["kind"] == "upstream_down")
-    assert (alert["provider"], alert["fallback"]) == ("deepseek", "qwen")
+    reason, kind = TOLD[trouble]
+    row = data["recent"][0]
+    assert (row["provider"], row["outcome"], row["fallback_reason"]) == ("qwen", "ok", reason)
+    [alert] = [a for a in data["alerts"] if a.get("fallback")]
+    assert (alert["kind"], alert["provider"], alert["fallback"], alert["reason"]) == (kind, "deepseek", "qwen", reason)
     assert "幻方-深度求索" in alert["zh"] and "通义千问" in alert["zh"] and "Qwen" in alert["en"]
+    if trouble == "quota":
+        assert "余额" in alert["zh"] and "充值" in alert["zh"] and "balance" in alert["en"]
+        assert "platform.deepseek.com" in alert["message"]
+    else:
+        assert "余额" not in alert["zh"] and "balance" not in alert["en"]
     # The primary is back: its answer carries no note, the ledger says deepseek, the alert clears.
     response, frames = ask(server, stream)
     assert text_of(frames, stream) == "主服务商的回答"
     assert all("xedullm" not in f for f in frames)
     data = overview(server)
-    assert data["recent"][0]["provider"] == "deepseek"
-    assert all(a["kind"] != "upstream_down" for a in data["alerts"])
+    assert (data["recent"][0]["provider"], data["recent"][0]["fallback_reason"]) == ("deepseek", None)
+    assert data["alerts"] == []
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
@@ -124,7 +143,9 @@ def test_an_unreachable_primary_is_replaced(fakes, tmp_path, stream):
         response, frames = ask(url, stream)
         assert response.status_code == 200 and text_of(frames, stream) == "备用服务商的回答"
         assert frames[0]["xedullm"] == NOTE
-        assert overview(url)["recent"][0]["provider"] == "qwen"
+        data = overview(url)
+        assert (data["recent"][0]["provider"], data["recent"][0]["fallback_reason"]) == ("qwen", "upstream_unreachable")
+        assert [a["kind"] for a in data["alerts"]] == ["upstream_down"] and "连不上" in data["alerts"][0]["zh"]
 
 
 def test_a_failure_after_text_was_streamed_is_not_answered_again(fakes, server):
@@ -174,4 +195,111 @@ def test_breaker_flags_skip_a_failing_primary_for_the_cooldown(fakes, tmp_path):
         assert tried == 3                       # the first question met the primary's retries
         assert text_of(ask(url, True)[1], True) == "备用服务商的回答"
         assert len(primary.chat_requests) == tried   # the open circuit skipped it at once
+        # Skipped answers still say why the primary failed last.
+        assert [r["fallback_reason"] for r in overview(url)["recent"]] == ["upstream_error"] * 2
     primary.faults.clear()
+
+
+def test_a_primary_out_of_balance_stays_an_upstream_quota_alert_while_skipped(fakes, tmp_path):
+    primary, backup = fakes
+    for fake in fakes:
+        fake.reset()
+    primary.faults.append(Fault.quota())
+    with serving(tmp_path, primary.base_url, backup, "--breaker-failures", "1", "--breaker-cooldown", "600") as url:
+        for stream in (False, True, False):
+            assert text_of(ask(url, stream)[1], stream) == "备用服务商的回答"
+        assert len(primary.chat_requests) == 1       # asked once, then skipped
+        data = overview(url)
+        assert [r["fallback_reason"] for r in data["recent"]] == ["insufficient_quota"] * 3
+        [alert] = data["alerts"]
+        assert (alert["kind"], alert["provider"], alert["fallback"]) == ("upstream_quota", "deepseek", "qwen")
+        # The export keeps why, beside who.
+        with contextlib.closing(teacher(url)) as http:
+            rows = list(csv.DictReader(io.StringIO(http.get("/admin/api/export.csv").content.decode("utf-8-sig"))))
+        assert [(r["provider"], r["fallback_reason"]) for r in rows] == [("qwen", "insufficient_quota")] * 3
+
+
+# -- the list as an admin setting ------------------------------------------------------------
+def settings_of(url):
+    return overview(url)["settings"]
+
+
+def test_the_teacher_turns_a_fallback_on_live_and_a_restart_keeps_it(fakes, tmp_path):
+    primary, backup = fakes
+    backup.reset()
+    down = f"http://127.0.0.1:{_closed_port()}/v1"
+    spec = qwen_spec(backup).rstrip("/")
+    with serving(tmp_path, down, backup, fallback=False) as url:
+        response, _ = ask(url, False)
+        assert response.status_code == 502 and response.json()["error"]["code"] == "upstream_unreachable"
+        assert settings_of(url)["fallback"] == []
+        with contextlib.closing(teacher(url)) as http:
+            for bad, words in ((["nosuch"], "不认识的服务商"), ([spec, "moonshot"], "xedullm key set moonshot"),
+                               (42, "fallback")):
+                refused = change(http, "/admin/api/settings", {"fallback": bad, "system_prompt": "不该保存"})
+                assert refused.status_code == 400, bad
+                message = refused.json()["error"]["message"]
+                assert words in message and (not isinstance(bad, list) or repr(bad[-1]) in message)
+            assert change(http, "/admin/api/settings", {"fallback": [spec]}).status_code == 200
+        assert settings_of(url)["fallback"] == [spec] and settings_of(url)["system_prompt"] is None
+        response, frames = ask(url, True)
+        assert response.status_code == 200 and text_of(frames, True) == "备用服务商的回答"
+        row = overview(url)["recent"][0]
+        assert (row["provider"], row["fallback_reason"]) == ("qwen", "upstream_unreachable")
+    with serving(tmp_path, down, backup, fallback=False) as url:    # a restart without --fallback
+        assert settings_of(url)["fallback"] == [spec]
+        assert text_of(ask(url, False)[1], False) == "备用服务商的回答"
+        with contextlib.closing(teacher(url)) as http:
+            assert change(http, "/admin/api/settings", {"fallback": []}).status_code == 200   # none
+        assert ask(url, False)[0].status_code == 502
+    with serving(tmp_path, down, backup, fallback=False) as url:
+        assert settings_of(url)["fallback"] == [] and ask(url, False)[0].status_code == 502
+    assert len(backup.chat_requests) == 2
+
+
+def test_servers_on_one_store_follow_the_teachers_list(fakes, tmp_path):
+    primary, backup = fakes
+    backup.reset()
+    down = f"http://127.0.0.1:{_closed_port()}/v1"
+    with serving(tmp_path, down, backup, fallback=False) as one, \
+            serving(tmp_path, down, backup, fallback=False) as two:
+        assert ask(two, False)[0].status_code == 502
+        with contextlib.closing(teacher(one)) as http:
+            assert change(http, "/admin/api/settings", {"fallback": qwen_spec(backup)}).status_code == 200
+        wait_until(lambda: ask(two, False)[0].status_code == 200, step=0.2)
+        assert overview(two)["recent"][0]["provider"] == "qwen"
+
+
+def test_the_fallback_list_on_the_admin_page(fakes, server, browser):
+    primary, backup = fakes
+    spec = qwen_spec(backup).rstrip("/")
+    context = browser.new_context(viewport={"width": 1200, "height": 900}, locale="zh-CN")
+    errors = []
+    context.on("weberror", lambda e: errors.append(str(e.error)))
+    try:
+        page = context.new_page()
+        page.goto(f"{server}/admin")
+        page.fill("#password", PASSWORD)
+        page.click("button[type=submit]")
+        box = page.locator("#fallback")
+        expect(box).to_have_value(spec)                  # what serve --fallback gave
+        box.fill(f"{spec}\nnosuch:model-x")
+        page.click("#settings button[type=submit]")
+        expect(page.locator("#settings-status")).to_contain_text("'nosuch:model-x'")
+        assert settings_of(server)["fallback"] == [spec]
+        box.fill("")                                      # no fallback
+        page.click("#settings button[type=submit]")
+        expect(page.locator("#settings-status")).to_contain_text("已保存")
+        primary.faults.append(Fault.quota())
+        assert ask(server, False)[0].status_code == 429  # the student hears of the empty balance
+        box.fill(spec)
+        page.click("#settings button[type=submit]")
+        expect(page.locator("#settings-status")).to_contain_text("已保存")
+        primary.faults.append(Fault.quota())
+        assert text_of(ask(server, False)[1], False) == "备用服务商的回答"
+        page.reload()
+        expect(page.locator("#fallback")).to_have_value(spec)
+        expect(page.locator('#alerts [data-kind="upstream_quota"]')).to_contain_text("通义千问")
+        assert errors == []
+    finally:
+        context.close()

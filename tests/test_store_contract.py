@@ -52,13 +52,14 @@ def claim(who="小明", estimate=100, now=NOW, day=DAY, class_budget=None, who_b
 
 
 def row(who="小明", charged=10, started=NOW, day=DAY, outcome="ok", admitted=True, conversation=None, name=None,
-        flagged=False, provider=None):
+        flagged=False, provider=None, fallback_reason=None):
     return LedgerRow(started=started, day=day, latency=0.5, who=who, model="deepseek-chat", stream=True,
                      status=200 if outcome == "ok" else 502, outcome=outcome, admitted=admitted,
                      prompt_tokens=charged // 2 if outcome == "ok" else None,
                      completion_tokens=charged - charged // 2 if outcome == "ok" else None,
                      total_tokens=charged if outcome == "ok" else None, charged=charged,
-                     conversation=conversation, name=name, flagged=flagged, provider=provider)
+                     conversation=conversation, name=name, flagged=flagged, provider=provider,
+                     fallback_reason=fallback_reason)
 
 
 # -- claim and record ------------------------------------------------------------------------------
@@ -157,7 +158,7 @@ def test_day_totals_series_recent_and_rows(store):
     assert rows[1]["conversation"] == '{"answer": "好"}' and rows[0]["prompt_tokens"] == 15
     assert set(rows[0]) == {"id", "started", "day", "latency", "who", "model", "stream", "status", "outcome",
                             "admitted", "prompt_tokens", "completion_tokens", "total_tokens", "charged",
-                            "conversation", "name", "flagged", "provider"}
+                            "conversation", "name", "flagged", "provider", "fallback_reason"}
     assert rows[0]["id"] < rows[1]["id"] and rows[0]["started"] == NOW
 
 
@@ -177,7 +178,7 @@ def test_names_and_todays_conversations_for_review(store):
 
 def test_flagged_rows_and_who_answered(store):
     store.record(row(who="browser:a1", name="张三", outcome="flagged", charged=0, flagged=True))
-    store.record(row(who="browser:b2", started=NOW + 1, provider="qwen"))
+    store.record(row(who="browser:b2", started=NOW + 1, provider="qwen", fallback_reason="insufficient_quota"))
     store.record(row(who="browser:b2", name="李四", started=NOW + 2, outcome="content_filter", flagged=True))
     store.record(row(who="browser:a1", day="2026-03-04", started=NOW - 86400, flagged=True))
     flagged = store.flagged(DAY)
@@ -186,6 +187,7 @@ def test_flagged_rows_and_who_answered(store):
     assert all(r["flagged"] is True for r in flagged) and len(store.flagged(DAY, limit=1)) == 1
     recent = store.recent(10)
     assert [r["provider"] for r in recent] == [None, None, "qwen", None]
+    assert [r["fallback_reason"] for r in recent] == [None, None, "insufficient_quota", None]
     assert [r["flagged"] for r in recent] == [True, True, False, True]
     assert [bool(r["flagged"]) for r in store.rows()] == [True, False, True, True]
 

@@ -301,7 +301,7 @@ def test_a_data_file_of_the_previous_version_is_migrated(tmp_path):
     store = SQLiteStore(tmp_path)
     try:
         [old] = list(store.rows())
-        assert (old["who"], old["charged"], old["name"]) == ("browser:x", 7, None)
+        assert (old["who"], old["charged"], old["name"], old["fallback_reason"]) == ("browser:x", 7, None, None)
         totals = store.day_totals("2026-01-05")
         assert (totals.tokens, totals.students[0].name) == (7, None)
         store.record(LedgerRow(started=1001.0, day="2026-01-05", latency=0.1, who="browser:x", model="m", stream=True,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Opti
 
 from . import catalog
 from .errors import BadRequestError, ConfigurationError, LLMError
-from .fallback import Attempts, Breaker, parse_spec
+from .fallback import Attempt, Attempts, Breaker, parse_spec
 from .keys import mask_key, resolve_credentials
 from .types import ChatChunk, ChatRequest, ChatResult, Connection, Usage
 
@@ -186,7 +186,8 @@ class Client:
                 from .keys import missing_key_error
 
                 raise missing_key_error(self.provider)
-        # Other clients that answer when this one cannot (fallback.py says when).
+        # Other clients that answer when this one cannot (fallback.py says when); set_fallback()
+        # replaces them.
         self.fallbacks: List[Client] = [_fallback_client(f, self.timeout, self.max_retries) for f in fallback or ()]
         self._breaker = Breaker(breaker_failures, breaker_cooldown)
         if verbose:
@@ -197,6 +198,20 @@ class Client:
     def label(self) -> str:
         """The provider id, or the address for a base_url / classroom client."""
         return self.provider.id if self.provider is not None else (self.xedu_url or self.base_url)
+
+    @property
+    def spec(self) -> str:
+        """This client as ``fallback=`` and ``--compare`` take it, 'PROVIDER[:MODEL][@BASE_URL]'
+        (model and address only where they are not the provider's defaults); a client with only
+        a base URL is its address."""
+        if self.provider is None:
+            return self.label
+        spec = self.provider.id
+        if self.model and self.model != self.provider.default_model:
+            spec += f":{self.model}"
+        if self.base_url != self.provider.base_url.rstrip("/"):
+            spec += f"@{self.base_url}"
+        return spec
 
     def _banner(self) -> str:
         if self.provider is not None:
@@ -211,8 +226,10 @@ class Client:
         return f"Client({who}, model={self.model!r}{key})"
 
     def secrets(self) -> List[str]:
-        """The key(s) this client sends, for layers that must scrub them from their output."""
-        return [k for k in (self._credentials.api_key, self._credentials.secret_key) if k]
+        """The key(s) this client sends, its fallbacks' too, for layers that must scrub them from
+        their output."""
+        own = [k for k in (self._credentials.api_key, self._credentials.secret_key) if k]
+        return own + [k for f in self.fallbacks for k in f.secrets()]
 
     # -- class-level catalog ------------------------------------------------------------
     @staticmethod
@@ -287,6 +304,36 @@ class Client:
             resolve_model_path(model)  # a ConfigurationError with advice if there is no such file
         self.model = model
 
+    @property
+    def fallback_specs(self) -> List[str]:
+        """The fallbacks, in the order they are tried, each as its ``spec``."""
+        return [f.spec for f in self.fallbacks]
+
+    def set_fallback(self, fallback: Optional[Sequence[Union["Client", str]]]) -> None:
+        """Use these fallbacks from the next call on: Clients or 'PROVIDER[:MODEL][@BASE_URL]'
+        specs (keys found as for ``provider=``), tried in order; ``[]`` (or None) for none.
+
+        All are made before any is used, so an error (an unknown provider, a missing key)
+        names its spec and changes nothing. A spec equal to a current fallback's ``spec`` keeps
+        that Client and its connections. One left out is not closed: an answer it is giving
+        goes on to the end.
+        """
+        if isinstance(fallback, (str, Client)):
+            fallback = [fallback]
+        current = {f.spec: f for f in self.fallbacks}
+        made: List[Client] = []
+        for item in fallback or ():
+            if isinstance(item, Client):
+                made.append(item)
+            elif isinstance(item, str) and item.strip() in current:
+                made.append(current[item.strip()])
+            else:
+                made.append(_named_fallback(item, self.timeout, self.max_retries))
+        if not self.fallbacks:
+            # The breaker was not told of failures while nobody could take over: start afresh.
+            self._breaker.reset()
+        self.fallbacks = made
+
     # -- asking -----------------------------------------------------------------------
     def build_request(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
                       top_p: Optional[float] = None, stream: bool = False, *,
@@ -360,7 +407,7 @@ class Client:
                 attempt.failed(err, answered=False)
                 continue
             attempt.succeeded()
-            return self._answered(result, attempt.label)
+            return self._answered(result, attempt)
         raise AssertionError("unreachable: the last attempt raises")
 
     def chat_stream(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
@@ -373,7 +420,7 @@ class Client:
             try:
                 for chunk in chunks:
                     answered = answered or bool(chunk.text or chunk.reasoning or chunk.tool_calls)
-                    yield self._arrived(chunk, attempt.label)
+                    yield self._arrived(chunk, attempt)
             except LLMError as err:
                 attempt.failed(err, answered)  # never a second provider once text was shown
                 continue
@@ -392,7 +439,7 @@ class Client:
                 attempt.failed(err, answered=False)
                 continue
             attempt.succeeded()
-            return self._answered(result, attempt.label)
+            return self._answered(result, attempt)
         raise AssertionError("unreachable: the last attempt raises")
 
     async def achat_stream(self, input: Union[Messages, ChatRequest], temperature: Optional[float] = None,
@@ -404,7 +451,7 @@ class Client:
             try:
                 async for chunk in chunks:
                     answered = answered or bool(chunk.text or chunk.reasoning or chunk.tool_calls)
-                    yield self._arrived(chunk, attempt.label)
+                    yield self._arrived(chunk, attempt)
             except LLMError as err:
                 attempt.failed(err, answered)
                 continue
@@ -414,19 +461,24 @@ class Client:
             return
 
     def _attempts(self) -> Attempts:
-        primary = (self.label, self._get_engine(), self._breaker if self.fallbacks else None)
-        return Attempts([primary] + [(f.label, _AsFallback(f), None) for f in self.fallbacks])
+        fallbacks = self.fallbacks   # once: set_fallback() may replace the list meanwhile
+        primary = (self.label, self._get_engine(), self._breaker if fallbacks else None)
+        return Attempts([primary] + [(f.label, _AsFallback(f), None) for f in fallbacks])
 
-    def _answered(self, result: ChatResult, label: str) -> ChatResult:
+    def _answered(self, result: ChatResult, attempt: Attempt) -> ChatResult:
         if result.provider is None:
-            result.provider = label
+            result.provider = attempt.label
+        if attempt.fallback_reason is not None:
+            result.fallback_reason = attempt.fallback_reason
         self.last_provider = result.provider
         self._remember(result.usage, result.reasoning, result.tool_calls)
         return result
 
-    def _arrived(self, chunk: ChatChunk, label: str) -> ChatChunk:
+    def _arrived(self, chunk: ChatChunk, attempt: Attempt) -> ChatChunk:
         if chunk.provider is None:
-            chunk.provider = label
+            chunk.provider = attempt.label
+        if attempt.fallback_reason is not None:
+            chunk.fallback_reason = attempt.fallback_reason
         self.last_provider = chunk.provider
         self._note_chunk(chunk)
         return chunk
@@ -499,6 +551,18 @@ def _compare_client(spec: str, timeout: float, max_retries: int) -> Client:
     except ConfigurationError as err:
         # Several providers start at once: say which entry of --compare needs fixing.
         raise ConfigurationError(f"对比模型 {spec!r}（--compare）/ compare model {spec!r}: {err}") from None
+
+
+def _named_fallback(spec: Any, timeout: float, max_retries: int) -> Client:
+    if not isinstance(spec, str):
+        raise ConfigurationError(f"备用服务商应是 Client 或 PROVIDER[:MODEL][@BASE_URL] 形式的文字，收到 "
+                                 f"{type(spec).__name__}。/ A fallback is a Client or text of the form "
+                                 f"PROVIDER[:MODEL][@BASE_URL], got {type(spec).__name__}.")
+    try:
+        return _fallback_client(spec, timeout, max_retries)
+    except ConfigurationError as err:
+        # The teacher may change several at once: say which one needs fixing.
+        raise ConfigurationError(f"备用服务商 {spec!r} 无法使用 / fallback {spec!r} cannot be used: {err}") from None
 
 
 def _classroom_credentials(access_code: Optional[str]):

@@ -11,7 +11,8 @@ import threading
 import time
 from typing import Callable, Generic, Optional, Sequence, Tuple, TypeVar
 
-from .errors import APIConnectionError, ConfigurationError, LLMError, QuotaExceededError, RateLimitError, ServerError
+from .errors import (APIConnectionError, APITimeoutError, ConfigurationError, LLMError, QuotaExceededError,
+                     RateLimitError, ServerError)
 
 log = logging.getLogger("xedullm")
 
@@ -21,8 +22,27 @@ log = logging.getLogger("xedullm")
 FALLBACK_ERRORS = (APIConnectionError, ServerError, RateLimitError, QuotaExceededError)
 
 
+# Why the primary did not answer, as the OpenAI-style code the classroom ledger uses for the
+# same error (``ChatResult.fallback_reason``): the teacher's alert tells an empty balance, which
+# only the teacher can fix, from a network or a provider that is down. Most specific first.
+_REASONS = (
+    (QuotaExceededError, "insufficient_quota"),
+    (RateLimitError, "rate_limit_exceeded"),
+    (APITimeoutError, "upstream_timeout"),
+    (APIConnectionError, "upstream_unreachable"),
+    (ServerError, "upstream_error"),
+)
+# The primary was skipped with no failure of its own on record (its circuit was open).
+CIRCUIT_OPEN = "circuit_open"
+
+
 def can_fall_back(err: BaseException) -> bool:
     return isinstance(err, FALLBACK_ERRORS)
+
+
+def reason_of(err: BaseException) -> str:
+    """The code for an error a fallback may answer instead of (see ``_REASONS``)."""
+    return next((code for cls, code in _REASONS if isinstance(err, cls)), "upstream_error")
 
 
 def parse_spec(spec: str) -> Tuple[str, Optional[str], Optional[str]]:
@@ -54,6 +74,8 @@ class Breaker:
         self._in_a_row = 0
         self._opened_at: Optional[float] = None
         self._probing = False
+        #: the last failure's ``reason_of``, kept while the open circuit skips this answerer
+        self.reason: Optional[str] = None
 
     @property
     def state(self) -> str:
@@ -73,10 +95,15 @@ class Breaker:
 
     def succeeded(self) -> None:
         with self._lock:
-            self._in_a_row, self._opened_at, self._probing = 0, None, False
+            self._in_a_row, self._opened_at, self._probing, self.reason = 0, None, False, None
 
-    def failed(self) -> None:
+    def reset(self) -> None:
+        """Closed, with no failures counted (what the breaker knows is out of date)."""
+        self.succeeded()
+
+    def failed(self, reason: Optional[str] = None) -> None:
         with self._lock:
+            self.reason = reason
             self._in_a_row += 1
             if self._probing or self._in_a_row >= self.failures:
                 self._opened_at, self._probing = self._clock(), False
@@ -94,17 +121,25 @@ class Attempts(Generic[T]):
     def __iter__(self):
         has_fallback = len(self._answerers) > 1
         last = len(self._answerers) - 1
+        reason: Optional[str] = None   # why the first answerer (the primary) did not answer
         for i, (label, answerer, breaker) in enumerate(self._answerers):
             # An open breaker only skips when someone else can answer.
             if breaker is not None and has_fallback and i < last and not breaker.allow():
                 log.info("跳过暂时不可用的 %s / skipping %s while its circuit is open", label, label)
+                reason = reason or breaker.reason or CIRCUIT_OPEN
                 continue
-            yield Attempt(label, answerer, breaker, is_last=i == last)
+            attempt = Attempt(label, answerer, breaker, is_last=i == last, fallback_reason=reason)
+            yield attempt
+            reason = reason or attempt.reason   # only reached when the next answerer tries
 
 
 class Attempt(Generic[T]):
-    def __init__(self, label: str, answerer: T, breaker: Optional[Breaker], is_last: bool) -> None:
+    def __init__(self, label: str, answerer: T, breaker: Optional[Breaker], is_last: bool,
+                 fallback_reason: Optional[str] = None) -> None:
         self.label, self.answerer, self.breaker, self.is_last = label, answerer, breaker, is_last
+        #: why an earlier answerer did not answer (None for the first one tried, the primary)
+        self.fallback_reason = fallback_reason
+        self.reason: Optional[str] = None   # why this one failed, once it has
 
     def succeeded(self) -> None:
         if self.breaker is not None:
@@ -113,8 +148,10 @@ class Attempt(Generic[T]):
     def failed(self, err: LLMError, answered: bool) -> None:
         """Record the failure; re-raise unless the next answerer should try (nothing was
         answered yet, the error is one another provider can fix, and someone is left)."""
-        if self.breaker is not None and can_fall_back(err):
-            self.breaker.failed()
+        if can_fall_back(err):
+            self.reason = reason_of(err)
+            if self.breaker is not None:
+                self.breaker.failed(self.reason)
         if answered or self.is_last or not can_fall_back(err):
             raise err
         log.warning("%s 出错，改由备用服务商回答 / %s failed, a fallback answers: %s", self.label, self.label,

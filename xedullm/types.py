@@ -61,6 +61,9 @@ class ChatChunk:
     provider: Optional[str] = None    # who answered (set by the Client; a fallback's id if one did)
     tool_calls: List[Dict[str, Any]] = field(default_factory=list)
     logprobs: Optional[Dict[str, Any]] = None
+    # When a fallback answered: why the primary did not, as the classroom's error code
+    # ('insufficient_quota', 'upstream_unreachable', 'rate_limit_exceeded', … see fallback.py).
+    fallback_reason: Optional[str] = None
 
 
 @dataclass
@@ -80,6 +83,9 @@ class ChatResult:
     provider: Optional[str] = None    # who answered (set by the Client; a fallback's id if one did)
     tool_calls: List[Dict[str, Any]] = field(default_factory=list)
     logprobs: Optional[Dict[str, Any]] = None
+    # When a fallback answered: why the primary did not, as the classroom's error code
+    # ('insufficient_quota', 'upstream_unreachable', 'rate_limit_exceeded', … see fallback.py).
+    fallback_reason: Optional[str] = None
 
 
 @dataclass

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import mimetypes
-from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, List, Optional
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from .admin.admin_routes import admin_routes
 from .api.openai_routes import openai_routes
 from .api.gradio_routes import GradioFace, gradio_routes
+from .classroom import fallback_list
 from .classroom.blocked_words import BlockedWords
 from .classroom.gate import Gate
 from .classroom.ledger import NullLedger
@@ -56,9 +58,14 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
     # model was not chosen, so a model picked earlier on the admin page stays.
     chosen_model = client.model if provider is None or client.model != provider.default_model else None
     given = {name: getattr(settings, name) for name in ADMIN_EDITABLE if hasattr(settings, name)}
-    live = LiveSettings(store, dict(given, model=chosen_model, system_prompt=client.system_prompt),
+    # Fallbacks given at start (--fallback) win too; without any, the list kept last time is used.
+    fallback = client.fallback_specs or None
+    secrets: List[str] = []   # filled below; a fallback the teacher adds later adds its key
+    live = LiveSettings(store, dict(given, model=chosen_model, system_prompt=client.system_prompt,
+                                    fallback=fallback),
                         model_scope=provider.id if provider else client.base_url,
-                        fallbacks={"model": client.model})
+                        fallbacks={"model": client.model},
+                        on_change={"fallback": functools.partial(fallback_list.follow, client, secrets)})
     if settings.compare and not settings.compare_clients:
         raise ConfigurationError("compare 需要对应的 Client：用 Client.run(compare=...) 或 xedullm serve --compare，"
                                  "或在 ServerSettings 里给 compare_clients。/ compare needs its Clients: use "
@@ -66,6 +73,9 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
                                  "in ServerSettings.")
     compare = make_columns(settings.compare_clients)
     classroom = Classroom(store, live, admin_password=settings.admin_password) if store is not None else None
+    secrets.extend(s for s in (*client.secrets(), *(k for c in compare for k in c.client.secrets()),
+                               *secret_values(settings), *settings.secrets,
+                               *(store.secrets() if store is not None else ())) if s)
     state = ServerState(
         client=client,
         settings=settings,
@@ -74,9 +84,7 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
                   max_per_caller=lambda: live.get("max_per_caller")),
         policy=settings.policy or (ClassroomPolicy(classroom) if classroom else OpenPolicy(live)),
         ledger=settings.ledger or (StoreLedger(classroom) if classroom else NullLedger()),
-        secrets=[s for s in (*client.secrets(), *(k for c in compare for k in c.client.secrets()),
-                             *secret_values(settings), *settings.secrets,
-                             *(store.secrets() if store is not None else ())) if s],
+        secrets=secrets,
         classroom=classroom,
         compare=compare,
         blocked=blocked,

@@ -14,7 +14,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from ..errors import ConfigurationError
 from .api.limits import Limits
@@ -23,7 +23,7 @@ from .api.limits import Limits
 @dataclass(frozen=True)
 class Setting:
     name: str
-    type: type                    # int | float | bool | str
+    type: type                    # int | float | bool | str | list (of str)
     default: Any
     zh: str                       # help text, Chinese first
     en: str
@@ -32,7 +32,7 @@ class Setting:
     public: bool = False          # the student page may know it (/api/info)
     secret: bool = False          # never shown, logged or exported
     minimum: Optional[float] = None
-    max_length: int = 200         # for str settings
+    max_length: int = 200         # for str settings (list: all entries together)
     ascii_only: bool = False      # str sent in an HTTP header (browsers and SDKs send only ASCII there)
 
     @property
@@ -108,10 +108,18 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("system_prompt", str, None, "系统提示词，总在学生的消息之前",
             "system prompt, always before the students' messages", flag=False, admin=True, public=True,
             max_length=20000),
+    # So do the fallbacks (`--fallback`, Client(fallback=...)); a list the teacher saves is used by
+    # every server on the store (classroom/fallback_list.py). [] is kept too: no fallback.
+    Setting("fallback", list, None,
+            "备用服务商：主服务商连不上、太忙或余额用完时按顺序改用，每项写作 PROVIDER[:MODEL][@BASE_URL]，如 qwen、local",
+            "fallbacks, tried in order when the provider is down, busy or out of balance; each written "
+            "PROVIDER[:MODEL][@BASE_URL], e.g. qwen, local", flag=False, admin=True, max_length=2000),
 )
 BY_NAME: Dict[str, Setting] = {s.name: s for s in SETTINGS}
 ADMIN_EDITABLE = tuple(s.name for s in SETTINGS if s.admin)
 PUBLIC = tuple(s.name for s in SETTINGS if s.public)
+# Settings the Client carries (``-m``, ``--system``, ``--fallback``), so not run() keywords.
+FROM_CLIENT = ("model", "system_prompt", "fallback")
 
 # How the server is put together, besides the settings: given in code (tests, embedding apps).
 _WIRING = [
@@ -130,7 +138,7 @@ _WIRING = [
 ServerSettings = dataclasses.make_dataclass(
     "ServerSettings",
     [(s.name, Optional[s.type], dataclasses.field(default=None if s.admin else s.default, repr=not s.secret))
-     for s in SETTINGS if s.name not in ("model", "system_prompt")] + _WIRING,
+     for s in SETTINGS if s.name not in FROM_CLIENT] + _WIRING,
 )
 ServerSettings.__module__ = __name__
 ServerSettings.__doc__ = "What Client.run(**options) and create_app(settings=...) take; see SETTINGS."
@@ -154,6 +162,8 @@ def server_settings(**options: Any) -> "ServerSettings":
 def check(name: str, value: Any) -> Any:
     """``value`` checked against the setting's row (None means 'not set' / 'no limit')."""
     setting = BY_NAME[name]
+    if value is not None and setting.type is list:
+        return _checked_list(setting, value)
     if value is None or (value == "" and setting.type is not str):
         return None
     kind = setting.type
@@ -171,12 +181,33 @@ def check(name: str, value: Any) -> Any:
         if not value:
             return None
     if not ok:
-        raise ConfigurationError(f"设置 {name} 的值不对（{_expected(setting)[0]}），收到 {_shown(setting, value)}。/ "
-                                 f"Setting {name} must be {_expected(setting)[1]}; got {_shown(setting, value)}.")
+        raise _wrong(setting, value)
     return value
 
 
+def _wrong(setting: Setting, value: Any) -> ConfigurationError:
+    zh, en = _expected(setting)
+    shown = _shown(setting, value)
+    return ConfigurationError(f"设置 {setting.name} 的值不对（{zh}），收到 {shown}。/ "
+                              f"Setting {setting.name} must be {en}; got {shown}.")
+
+
+def _checked_list(setting: Setting, value: Any) -> List[str]:
+    """A list of texts, each stripped, empty ones dropped; one text is split at commas and lines
+    (what a text box gives). ``[]`` stays a value of its own: the teacher chose none."""
+    if isinstance(value, str):
+        value = value.replace("\n", ",").split(",")
+    ok = isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value)
+    items = [item.strip() for item in value if item.strip()] if ok else []
+    if not ok or len(", ".join(items)) > setting.max_length:
+        raise _wrong(setting, value)
+    return items
+
+
 def _expected(setting: Setting) -> Tuple[str, str]:
+    if setting.type is list:
+        return (f"应是文字的列表（或用逗号分隔的文字），合计不超过 {setting.max_length} 字",
+                f"a list of texts (or comma-separated text) of at most {setting.max_length} characters in all")
     if setting.type is bool:
         return "应是 true 或 false", "true or false"
     if setting.type is str and setting.ascii_only:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, List, Optional
 from urllib.parse import parse_qs
 
+import anyio
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -22,7 +23,7 @@ from starlette.routing import Route
 from ...classroom_presets import presets
 from ...errors import ConfigurationError
 from ..class_address import class_url, qr_svg
-from ..classroom import student_tokens
+from ..classroom import fallback_list, student_tokens
 from ..classroom.token_sheet import sheet_csv, sheet_html
 from .alerts import alerts
 from .auth import CSRF_HEADER, Sessions, password_matches, retry_after, same_origin, wait_left
@@ -232,11 +233,20 @@ async def revoke_token(request: Request) -> Response:
 
 async def change_settings(request: Request) -> Response:
     state = state_of(request)
+    client = state.client
+    model = client.model
     try:
         changes = admin_changes(await _json_body(request))
         if changes.get("model") is not None:
-            state.client.set_model(changes["model"])  # refused here if the model cannot be used
+            client.set_model(changes["model"])  # refused here if the model cannot be used
+        if "fallback" in changes:
+            # Made by the Client (finding keys may read the key store): refused here, naming the
+            # spec, if one cannot be used; what is kept is how the Client writes them.
+            changes["fallback"] = await anyio.to_thread.run_sync(fallback_list.change, client, state.secrets,
+                                                                 changes["fallback"])
     except ConfigurationError as err:
+        if client.model != model:
+            client.set_model(model)   # nothing of a refused change stays
         return _bad(err)
     await _room(request).call(state.live.apply, changes)
     if changes.get("access_code"):
@@ -334,6 +344,7 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
             "daily_budget": room.daily_budget, "per_student_daily": room.per_student_daily,
             "review": room.review, "access_code_required": room.access_code is not None,
             "paused": room.paused, "require_name": room.require_name,
+            "fallback": live.get("fallback") or [],
         },
         "series": [{"start": since + i * SERIES_BUCKET,
                     "tokens": series.get(since + i * SERIES_BUCKET, (0, 0))[0],
@@ -397,7 +408,8 @@ def _token_view(token: StudentToken, used: int) -> Dict[str, Any]:
 
 
 _CSV_COLUMNS = ("id", "time", "who", "model", "stream", "status", "outcome", "prompt_tokens",
-                "completion_tokens", "total_tokens", "charged", "latency_ms", "name", "flagged", "provider")
+                "completion_tokens", "total_tokens", "charged", "latency_ms", "name", "flagged", "provider",
+                "fallback_reason")
 
 
 def _csv(room: Classroom) -> bytes:

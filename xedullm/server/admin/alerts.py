@@ -7,8 +7,9 @@ refused by our own policy never reached the provider). An alert stays while the 
 admitted request within ``WINDOW`` seconds failed that way, and clears with the next answer.
 
 With fallbacks (``serve --fallback``) the class goes on, but the teacher should still know:
-while the latest answers came from a fallback, an ``upstream_down`` alert names the provider
-that did not answer and the one that took over; it clears when the primary answers again.
+while the latest answers came from a fallback, an alert names the provider that did not answer
+and the one that took over — ``upstream_quota`` when the primary's balance ran out (only the
+teacher can top it up), else ``upstream_down`` — and clears when the primary answers again.
 """
 from __future__ import annotations
 
@@ -45,7 +46,8 @@ def alerts(rows: Iterable[Dict[str, Any]], *, now: float, provider: Any, tokens_
         if row["outcome"] == "ok" and answered and primary and answered != primary:
             took_over = next((a for a in found if a.get("fallback") == answered), None)
             if took_over is None:
-                found.append(_fallback_alert(provider, primary, answered, since=row["started"]))
+                found.append(_fallback_alert(provider, primary, answered, row.get("fallback_reason"),
+                                             since=row["started"]))
             else:
                 took_over["since"] = row["started"]   # the run of fallback answers began earlier
             continue
@@ -84,7 +86,19 @@ def _alert(kind: str, provider: Any, since: float) -> Dict[str, Any]:
     return {"kind": kind, "since": since, "zh": zh, "en": en, "message": f"{zh} / {en}"}
 
 
-def _fallback_alert(provider: Any, primary: str, answered: str, since: float) -> Dict[str, Any]:
+# What the alert says of a primary that failed for a reason other than its balance.
+_DOWN = {
+    "upstream_unreachable": ("连不上", "could not be reached"),
+    "upstream_timeout": ("响应超时", "timed out"),
+    "upstream_error": ("一直出错", "kept failing"),
+    "rate_limit_exceeded": ("请求太多、被限流", "is rate-limiting requests"),
+}
+
+
+def _fallback_alert(provider: Any, primary: str, answered: str, reason: Optional[str],
+                    since: float) -> Dict[str, Any]:
+    """``reason``: the primary's failure (``ChatResult.fallback_reason``); None in rows written
+    before the ledger kept it."""
     label_zh = provider.label_zh if provider else primary
     label_en = provider.label_en if provider else primary
     try:
@@ -92,12 +106,30 @@ def _fallback_alert(provider: Any, primary: str, answered: str, since: float) ->
         other_zh, other_en = other.label_zh, other.label_en
     except ConfigurationError:
         other_zh = other_en = answered
-    zh = (f"{label_zh}没有回答（连不上、出错、太忙或余额用完），现在由备用的{other_zh}接替回答。"
-          f"请检查网络和{label_zh}账户的余额；它恢复后会自动改回。")
-    en = (f"{label_en} did not answer (unreachable, failing, busy or out of balance); the fallback {other_en} "
-          f"is answering instead. Check the network and your {label_en} balance; it switches back by itself "
-          f"once {label_en} recovers.")
-    return {"kind": "upstream_down", "since": since, "provider": primary, "fallback": answered,
+    back_zh, back_en = "它恢复后会自动改回。", f"It switches back by itself once {label_en} recovers."
+    if reason == "insufficient_quota":
+        key_url = getattr(provider, "key_url", "") or ""
+        where_zh = f"（{key_url} 所在的控制台）" if key_url else ""
+        where_en = f" (the console at {key_url})" if key_url else ""
+        zh = (f"{label_zh}账户的余额或免费额度已用完，现在由备用的{other_zh}接替回答。"
+              f"请到控制台{where_zh}充值，或换一个有余额的密钥；充值后会自动改回{label_zh}。")
+        en = (f"Your {label_en} account has run out of balance or free quota; the fallback {other_en} is "
+              f"answering instead. Top it up in the console{where_en}, or use another key with balance; it "
+              f"switches back to {label_en} by itself once it has balance.")
+        kind = "upstream_quota"
+    elif reason in _DOWN:
+        what_zh, what_en = _DOWN[reason]
+        zh = f"{label_zh}{what_zh}，现在由备用的{other_zh}接替回答。请检查网络，或稍后再看；{back_zh}"
+        en = (f"{label_en} {what_en}; the fallback {other_en} is answering instead. Check the network, or "
+              f"look again later. {back_en}")
+        kind = "upstream_down"
+    else:   # skipped while its circuit was open, or a row that does not say why
+        zh = (f"{label_zh}没有回答（连不上、出错、太忙或余额用完），现在由备用的{other_zh}接替回答。"
+              f"请检查网络和{label_zh}账户的余额；{back_zh}")
+        en = (f"{label_en} did not answer (unreachable, failing, busy or out of balance); the fallback {other_en} "
+              f"is answering instead. Check the network and your {label_en} balance. {back_en}")
+        kind = "upstream_down"
+    return {"kind": kind, "since": since, "provider": primary, "fallback": answered, "reason": reason,
             "zh": zh, "en": en, "message": f"{zh} / {en}"}
 
 

@@ -60,6 +60,7 @@ class ChatCall:
         self._recorded = False
         self._flagged = False          # a blocked word, or the provider's own moderation
         self._provider: Optional[str] = None   # who answered (the Client says)
+        self._fallback_reason: Optional[str] = None   # why the primary did not, when a fallback did
         # Answers (and the reasoning the page shows) are masked as they pass, when words are blocked.
         blocked = state.blocked
         self._maskers = (StreamMasker(blocked), StreamMasker(blocked)) if blocked else None
@@ -96,7 +97,7 @@ class ChatCall:
             status=499 if self._outcome == "disconnected" else self._status,
             outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
             messages=self._chat.messages, answer="".join(self._answer), name=self._admission.name,
-            flagged=self._flagged, provider=self._provider))
+            flagged=self._flagged, provider=self._provider, fallback_reason=self._fallback_reason))
 
     @staticmethod
     async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:
@@ -156,7 +157,7 @@ class ChatCall:
             await self._send_error(send, self._note(err))
             return
         self._usage = result.usage
-        self._provider = result.provider
+        self._provider, self._fallback_reason = result.provider, result.fallback_reason
         if self._state.blocked:
             text, in_text = self._state.blocked.mask(result.text or "")
             reasoning, in_reasoning = self._state.blocked.mask(result.reasoning or "")
@@ -186,7 +187,7 @@ class ChatCall:
             writer = ChunkWriter(completion_id=new_completion_id(), model=self._admission.model,
                                  include_usage=self._body.include_usage)
             if first is not None:
-                self._provider = first.provider
+                self._provider, self._fallback_reason = first.provider, first.fallback_reason
                 writer.answered_by = self._answered_by(first.provider)
             try:
                 if first is not None:

@@ -29,6 +29,7 @@ class LedgerEntry:
     name: Optional[str] = None   # Admission.name: what the teacher sees beside ``who``
     flagged: bool = False     # a blocked word in the question or answer, or the provider's moderation
     provider: Optional[str] = None   # who answered (a fallback's id when the primary could not)
+    fallback_reason: Optional[str] = None   # then why the primary could not ('insufficient_quota', …)
 
 
 class NullLedger:

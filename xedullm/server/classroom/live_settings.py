@@ -5,6 +5,10 @@ each server re-reads them every ``REFRESH`` seconds (one small read; see ``refre
 Values given when the server starts (``Client.run()`` keywords, serve flags, the Client's
 model and system prompt) are written first: what the teacher just typed wins over what was
 remembered.
+
+A setting that lives in the Client as well (its fallback providers) is handed to it by an ``on_change``
+callback whenever the value read from the store differs from the one before, including at
+start.
 """
 from __future__ import annotations
 
@@ -22,9 +26,12 @@ REFRESH = 1.0
 
 class LiveSettings:
     def __init__(self, store: Optional[Store], given: Dict[str, Any], *, model_scope: str,
-                 fallbacks: Optional[Dict[str, Any]] = None) -> None:
-        """``given``: values to use and keep now; ``fallbacks``: used where nothing is kept."""
+                 fallbacks: Optional[Dict[str, Any]] = None,
+                 on_change: Optional[Dict[str, Callable[[Any], None]]] = None) -> None:
+        """``given``: values to use and keep now; ``fallbacks``: used where nothing is kept;
+        ``on_change``: per setting, what to call with its new value (on the store's thread)."""
         self._store = store
+        self._on_change = dict(on_change or {})
         # The model only means something for one provider: it is remembered per provider.
         self._model_key = f"model@{model_scope}"
         self._fallbacks = {name: BY_NAME[name].default for name in ADMIN_EDITABLE}
@@ -51,13 +58,18 @@ class LiveSettings:
     def load(self) -> None:
         if self._store is None:
             return
+        before = dict(self._values)
         for name in ADMIN_EDITABLE:
             raw = self._store.get_setting(self._key(name))
             value = None if raw is None else decode(name, raw)
             self._values[name] = self._fallbacks[name] if value is None else value
+        for name, follow in self._on_change.items():
+            if self._values[name] != before[name]:
+                follow(self._values[name])
 
     def apply(self, changes: Dict[str, Any]) -> None:
-        """Keep checked changes (see settings.admin_changes) and use them from now on."""
+        """Keep checked changes (see settings.admin_changes) and use them from now on (the
+        caller has already given the Client its part of them: no ``on_change`` here)."""
         if self._store is not None:
             for name, value in changes.items():
                 self._store.set_setting(self._key(name), encode(name, value))

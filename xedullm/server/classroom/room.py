@@ -179,7 +179,7 @@ class StoreLedger:
             completion_tokens=usage.completion_tokens if usage else None,
             total_tokens=usage.total_tokens if usage else None,
             charged=charged, conversation=conversation, name=entry.name, flagged=entry.flagged,
-            provider=entry.provider)
+            provider=entry.provider, fallback_reason=entry.fallback_reason)
         claim_id = ticket.claim_id if ticket else None
         if ticket is not None and entry.outcome == "ok" and usage is not None:
             self._classroom.answer_sizes.note(ticket.prompt_chars, usage.prompt_tokens, usage.completion_tokens)

@@ -87,6 +87,9 @@ class LedgerRow:
     name: Optional[str] = None        # the name shown beside ``who`` (token name or the page's name)
     flagged: bool = False             # blocked word in question/answer, or the provider's moderation
     provider: Optional[str] = None    # who answered (a fallback's id when the primary could not)
+    # Then why the primary could not, as the error code its failure would have had as
+    # ``outcome`` ('insufficient_quota', 'upstream_unreachable', …; 'circuit_open': skipped).
+    fallback_reason: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -84,10 +84,14 @@ _MIGRATIONS: Tuple[str, ...] = (
     ALTER TABLE ledger ADD COLUMN provider TEXT;
     CREATE INDEX ledger_flagged ON ledger (day) WHERE flagged;
     """,
+    # 5: when a fallback answered, why the primary did not (an empty balance is told apart).
+    """
+    ALTER TABLE ledger ADD COLUMN fallback_reason TEXT;
+    """,
 )
 _ROW_COLUMNS = ("started", "day", "latency", "who", "model", "stream", "status", "outcome", "admitted",
                 "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation", "name",
-                "flagged", "provider")
+                "flagged", "provider", "fallback_reason")
 _TOKEN_COLUMNS = "name, created, revoked, daily_tokens, rpm, concurrent, models, expires"
 # Holds lapsed longer ago than this are deleted when holds are renewed (a killed server's).
 _FORGET_LAPSED = 24 * 3600.0

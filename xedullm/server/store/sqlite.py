@@ -19,7 +19,7 @@ from .contract import (Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, 
                     TokenLimits, WhoTotals)
 
 DB_NAME = "classroom.sqlite3"
-_SCHEMA_VERSION = 4   # 2: names; 3: admin_sessions; 4: flagged, provider
+_SCHEMA_VERSION = 5   # 2: names; 3: admin_sessions; 4: flagged, provider; 5: fallback_reason
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
     id INTEGER PRIMARY KEY,
@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS ledger (
     who TEXT, model TEXT, stream INTEGER NOT NULL, status INTEGER NOT NULL, outcome TEXT NOT NULL,
     admitted INTEGER NOT NULL,
     prompt_tokens INTEGER, completion_tokens INTEGER, total_tokens INTEGER,
-    charged INTEGER NOT NULL, conversation TEXT, name TEXT, flagged INTEGER NOT NULL DEFAULT 0, provider TEXT);
+    charged INTEGER NOT NULL, conversation TEXT, name TEXT, flagged INTEGER NOT NULL DEFAULT 0, provider TEXT,
+    fallback_reason TEXT);
 CREATE INDEX IF NOT EXISTS ledger_started ON ledger(started);
 CREATE INDEX IF NOT EXISTS ledger_admitted ON ledger(who, started) WHERE admitted = 1;
 CREATE INDEX IF NOT EXISTS ledger_review ON ledger(day, who) WHERE conversation IS NOT NULL;
@@ -58,10 +59,11 @@ _MIGRATIONS = {
     3: ("ALTER TABLE ledger ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE ledger ADD COLUMN provider TEXT",
         "CREATE INDEX IF NOT EXISTS ledger_flagged ON ledger(day) WHERE flagged = 1"),
+    4: ("ALTER TABLE ledger ADD COLUMN fallback_reason TEXT",),
 }
 _ROW_COLUMNS = ("started", "day", "latency", "who", "model", "stream", "status", "outcome", "admitted",
                 "prompt_tokens", "completion_tokens", "total_tokens", "charged", "conversation", "name",
-                "flagged", "provider")
+                "flagged", "provider", "fallback_reason")
 
 
 class SQLiteStore(Store):

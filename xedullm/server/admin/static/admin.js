@@ -182,6 +182,7 @@ function render(data) {
 function fillSettings(s) {
   $("system").value = s.system_prompt || "";
   $("model").value = s.model || "";
+  $("fallback").value = (s.fallback || []).join("\n");
   $("budget").value = s.daily_budget || "";
   $("per-student").value = s.per_student_daily || "";
   $("review").checked = Boolean(s.review);
@@ -261,6 +262,8 @@ $("settings").addEventListener("submit", async (event) => {
     const changes = {
       system_prompt: $("system").value,
       model: $("model").value,
+      // One spec a line (commas work too); an empty box turns fallbacks off.
+      fallback: $("fallback").value.split(/[\n,]/).map((f) => f.trim()).filter(Boolean),
       daily_budget: orNull($("budget").value),
       per_student_daily: orNull($("per-student").value),
       review: $("review").checked,
