@@ -37,17 +37,22 @@ class SyncReply:
         return is_success(self.status)
 
     def pieces(self) -> Iterator[bytes]:
-        """The body, as the bytes arrive (read1: whatever the socket has, up to 64 KiB)."""
-        read1 = self._response.read1
+        """The body, as the bytes arrive: chunk by chunk for a chunked body (SSE streams are),
+        else whatever the socket has, up to 64 KiB."""
+        response = self._response
         try:
-            while True:
-                data = read1(_READ_SIZE)
-                if not data:
-                    self.ended = True
-                    return
-                yield data
+            if response.chunked and response.supports_chunked_reads():
+                yield from response.read_chunked(_READ_SIZE)
+            else:
+                read1 = response.read1
+                while True:
+                    data = read1(_READ_SIZE)
+                    if not data:
+                        break
+                    yield data
         except (_Urllib3Error, OSError) as exc:
             raise _wire_error(exc, self._host) from None
+        self.ended = True
 
     def read(self) -> bytes:
         return b"".join(self.pieces())

@@ -163,29 +163,36 @@ class OpenAICompatAdapter(Adapter):
         )
 
     def parse_event(self, event: SSEEvent) -> EventResult:
-        payload = event.data.strip()
-        if not payload:
-            return None
-        if payload.startswith("[DONE]"):
-            return STREAM_END
+        payload = event.data
+        if payload[:1] != "{":   # the usual frame starts with its brace: no copies for it
+            payload = payload.strip()
+            if not payload:
+                return None
+            if payload.startswith("[DONE]"):
+                return STREAM_END
         data = load_json(payload, self)
         if not isinstance(data, dict):
             return None
         if data.get("error") or event.event == "error":
             raise self._error_from_body(None, data, {})
-        chunk = ChatChunk(usage=usage_from(data.get("usage")))
-        for choice in data.get("choices") or []:
+        # One ChatChunk built from plain locals: this runs for every piece of every stream.
+        usage = usage_from(data.get("usage"))
+        text, reasoning, finish, tool_calls, logprobs = "", "", None, [], None
+        for choice in data.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
             delta = choice.get("delta") or {}
-            chunk.text = delta.get("content") or ""
-            chunk.reasoning = delta.get("reasoning_content") or ""
-            chunk.tool_calls = _dicts(delta.get("tool_calls"))
-            chunk.logprobs = _dict_or_none(choice.get("logprobs"))
-            chunk.finish_reason = choice.get("finish_reason")
-            chunk.usage = chunk.usage or usage_from(choice.get("usage"))  # Moonshot puts it here
-            self._raise_on_filtered(chunk.finish_reason, after_text=bool(chunk.text))
-        return chunk
+            text = delta.get("content") or ""
+            reasoning = delta.get("reasoning_content") or ""
+            calls = delta.get("tool_calls")
+            tool_calls = _dicts(calls) if calls else []
+            logprobs = _dict_or_none(choice.get("logprobs"))
+            finish = choice.get("finish_reason")
+            usage = usage or usage_from(choice.get("usage"))  # Moonshot puts it here
+            if finish:
+                self._raise_on_filtered(finish, after_text=bool(text))
+        return ChatChunk(text=text, reasoning=reasoning, finish_reason=finish, usage=usage,
+                         tool_calls=tool_calls, logprobs=logprobs)
 
     def _raise_on_filtered(self, finish: Optional[str], after_text: bool = False) -> None:
         if finish in ("content_filter", "sensitive") and not after_text:
