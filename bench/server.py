@@ -41,6 +41,9 @@ def _xedullm_serve(upstream: Server, name: str) -> Server:
     cmd = [str(ENVS["xedullm"].bin / "xedullm"), "serve", "--base-url", f"{upstream.url}/v1",
            "-m", MODEL, "--host", "127.0.0.1", "--port", str(port),
            "--max-concurrent", str(GATE),
+           # The whole class comes from 127.0.0.1 here, as one caller; in a classroom each
+           # student has an address of their own, which these per-address limits are for.
+           "--max-connections-per-address", "100000", "--max-per-caller", "100000",
            # A fresh usage ledger per server: measured as teachers run it, with SQLite on.
            "--data-dir", tempfile.mkdtemp(prefix=f"{name}-", dir=WORK)]
     return Server(name, cmd, port, "/v1/models", clean_env(OPENAI_API_KEY=KEY))

@@ -24,6 +24,8 @@ PIECE_CHARS = 4
 BAD_UTF8_MARK = "\ue000"
 _BAD_BYTES = b"\xff\xfe"
 _ABORT = object()
+# Sleeps up to this long are plain asyncio sleeps (see FakeServer._sleep).
+_SHORT_SLEEP = 1.0
 
 
 def dumps(obj: Any) -> bytes:
@@ -410,6 +412,11 @@ class FakeServer:
         closing = self._closing_event()
         if closing.is_set():
             return
+        if seconds <= _SHORT_SLEEP:
+            # A stream's pace between tokens: a plain sleep, several times cheaper than racing
+            # the closing event, and a stopping server waits at most this long for it.
+            await asyncio.sleep(seconds)
+            return
         try:
             await asyncio.wait_for(closing.wait(), seconds)
         except asyncio.TimeoutError:
@@ -525,11 +532,17 @@ class FakeServer:
                     yield wire_bytes(wire.comment(ctx))
                     await self._sleep(min(fault.keepalive_interval,
                                           deadline - time.monotonic()))
+            # Tokens come on the provider's own clock: event i is due token_delay * i after the
+            # first, however late this process got to the previous one. A real provider's pace
+            # does not slow down when the proxy in front of it is busy; a fake that shares the
+            # proxy's CPU (benchmarks on one machine) would otherwise let lag add up per token.
+            paced_from = time.monotonic()
             for index, (frame, usage) in enumerate(frames):
                 if fault.pause is not None and index == fault.pause[1]:
                     await self._sleep(fault.pause[0])
+                    paced_from += fault.pause[0]
                 if index and self.token_delay:
-                    await self._sleep(self.token_delay)
+                    await self._sleep(paced_from + index * self.token_delay - time.monotonic())
                 if usage is not None:
                     reported = self._report_usage(reported, usage)
                 yield frame if frame is _ABORT else wire_bytes(frame)
