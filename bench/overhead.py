@@ -10,15 +10,17 @@ from .envs import ENVS
 from .fixture import KEY, MODEL, QUESTION, REPLY, start_fake
 from .procs import BENCH, clean_env, run_json
 
-# (row label, contestant in the worker, venv). Raw httpx is the floor, not a peer.
+# (row label, contestant in the worker, venv). The raw libraries are floors, not peers: urllib3
+# (sync) and aiohttp (async) are what xedullm's wires use; raw httpx is what it used before.
 CONTESTANTS: List[Tuple[str, str, str]] = [
     ("xedullm", "xedullm", "xedullm"),
-    ("raw httpx (floor)", "httpx", "xedullm"),
+    ("raw urllib3 / aiohttp (floor: our wires' libraries, bare)", "wire", "xedullm"),
+    ("raw httpx", "httpx", "xedullm"),
     ("openai SDK", "openai", "openai"),
     ("LiteLLM `completion()`", "litellm", "litellm"),
     ("XEduLLM 2.0.0", "xedu", "xedu"),
 ]
-NOT_PEERS = ("xedullm", "raw httpx (floor)")
+NOT_PEERS = ("xedullm", "raw urllib3 / aiohttp (floor: our wires' libraries, bare)", "raw httpx")
 CONCURRENCY = 32
 WORKER = str(BENCH / "workers" / "client_overhead.py")
 

@@ -2,7 +2,7 @@
 
     python client_overhead.py '<json spec>'    -> one JSON line on stdout
 
-spec: contestant (xedullm | httpx | openai | litellm | xedu), url (the /v1 root), key,
+spec: contestant (xedullm | wire | httpx | openai | litellm | xedu), url (the /v1 root), key,
 model, question, reply, stream, concurrency (1 = sequential sync calls; more = that many
 asyncio tasks), requests (per round), rounds, warmup.
 
@@ -37,6 +37,21 @@ def make_sync(spec):
         if stream:
             return lambda q: "".join(client.inference(q, stream=True))
         return client.inference
+    if name == "wire":
+        # The floor under ours: the libraries xedullm's wires use (urllib3), bare.
+        import urllib3
+
+        pool = urllib3.PoolManager()
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+        def ask(q):
+            body = json.dumps({"model": model, "messages": messages(q), "stream": stream}).encode()
+            response = pool.request("POST", f"{url}/chat/completions", body=body, headers=headers,
+                                    preload_content=not stream)
+            if not stream:
+                return json.loads(response.data)["choices"][0]["message"]["content"]
+            return _sse_text(b"".join(response.stream()))
+        return ask
     if name == "httpx":
         import httpx
 
@@ -96,6 +111,22 @@ def make_async(spec):
                 return await client.ainference(q)
             return "".join([p async for p in await client.ainference(q, stream=True)])
         return ask
+    if name == "wire":
+        import aiohttp
+
+        state = {}
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+        async def ask(q):
+            if "session" not in state:   # made inside the loop that uses it
+                state["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+            body = json.dumps({"model": model, "messages": messages(q), "stream": stream}).encode()
+            async with state["session"].post(f"{url}/chat/completions", data=body, headers=headers) as response:
+                data = await response.read()
+            if not stream:
+                return json.loads(data)["choices"][0]["message"]["content"]
+            return _sse_text(data)
+        return ask
     if name == "httpx":
         import httpx
 
@@ -139,6 +170,15 @@ def make_async(spec):
             return "".join([c.choices[0].delta.content or "" async for c in chunks if c.choices])
         return ask
     return None
+
+
+def _sse_text(data):
+    parts = []
+    for line in data.split(b"\n"):
+        if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
+            choices = json.loads(line[5:]).get("choices") or [{}]
+            parts.append((choices[0].get("delta") or {}).get("content") or "")
+    return "".join(parts)
 
 
 def check(answer, reply):
