@@ -250,4 +250,25 @@ def _tables(results: Dict[str, Numbers], rounds: int, count: int, load_rounds: i
         "lower is better\n\n"
         + report.table(["server", "start s", "÷", "idle RSS MiB", "÷", "CPU s under load", "÷",
                         "peak RSS MiB", "÷", "fake's CPU s"], res_rows))
+    blocks.append(_against_the_floor(results, meta))
     return report.join(blocks)
+
+
+def _against_the_floor(results: Dict[str, Numbers], meta) -> str:
+    """One line per bar the server is held to (issue 18), measured in this run."""
+    top = max(LEVELS)
+    rate = {t: report.median([o["ok"] / o["wall"] for o in results[t].load[top]]) for t in TARGETS}
+    errors = sum(sum(o["errors"].values()) for o in results["xedullm"].load[top])
+    bars = [
+        ("added latency, non-stream p50, ÷ the floor", meta[("xedullm", "latency")] / meta[(FLOOR, "latency")],
+         "≤ 1.50×", lambda v: v <= 1.5, "{:.2f}×"),
+        ("added latency, first chunk p50, ÷ the floor", meta[("xedullm", "first")] / meta[(FLOOR, "first")],
+         "≤ 1.50×", lambda v: v <= 1.5, "{:.2f}×"),
+        (f"{top} concurrent streams, answers/s ÷ direct to the fake", rate["xedullm"] / rate["direct"],
+         "≥ 90 %", lambda v: v >= 0.9, "{:.0%}"),
+        (f"{top} concurrent streams, errors", errors, "0", lambda v: v == 0, "{}"),
+    ]
+    rows = [[what, fmt.format(value), bar, "met" if ok(value) else "**not met**"]
+            for what, value, bar, ok, fmt in bars]
+    return ("**xedullm serve against the floor** (the bars of issue 18, this run)\n\n"
+            + report.table(["measure", "value", "bar", ""], rows))

@@ -10,6 +10,7 @@ from urllib.request import getproxies, proxy_bypass
 import certifi
 import urllib3
 from urllib3.exceptions import HTTPError as _Urllib3Error
+from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as _Urllib3Timeout
 
 from ..types import HTTPRequest
@@ -115,5 +116,8 @@ class SyncWire:
 
 def _wire_error(exc: BaseException, host: str) -> WireError:
     reason = getattr(exc, "reason", None) or exc   # MaxRetryError wraps the cause
-    timed_out = isinstance(reason, (_Urllib3Timeout, socket.timeout, TimeoutError))
+    # urllib3 2 still derives "connection refused" (NewConnectionError) from its connect
+    # timeout class, for old callers; it is no timeout.
+    timed_out = isinstance(reason, (_Urllib3Timeout, socket.timeout, TimeoutError)) and \
+        not isinstance(reason, NewConnectionError)
     return WireError(type(reason).__name__, host, timed_out=timed_out)
