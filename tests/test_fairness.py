@@ -370,7 +370,9 @@ def real_server(fake, data_dir, **options):
         while not server.started:
             assert thread.is_alive()
             threading.Event().wait(0.01)
-        yield Room(f"http://127.0.0.1:{sock.getsockname()[1]}", server.config.app, fake), sock.getsockname()[1]
+        room = Room(f"http://127.0.0.1:{sock.getsockname()[1]}", server.config.app, fake)
+        room.server = server
+        yield room, sock.getsockname()[1]
     finally:
         server.should_exit = True
         thread.join(30)
@@ -460,6 +462,123 @@ def test_a_reader_that_never_reads_is_dropped_and_frees_its_upstream_call(teache
             assert row["outcome"] == "disconnected" and room.holds() == 0
         finally:
             reader.close()
+
+
+def test_the_server_parses_http_with_httptools(teacher_fake, tmp_path):
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    with real_server(teacher_fake, tmp_path) as (room, _):
+        with httpx.Client(timeout=20) as http:   # its connection stays open (keep-alive)
+            assert http.post(f"{room.url}/v1/chat/completions", json=hello()).status_code == 200
+            [connection] = room.server.server_state.connections
+            assert isinstance(connection, HttpToolsProtocol)
+
+
+def _raw_reply(sock) -> bytes:
+    """Everything the server sends on ``sock`` until it closes it."""
+    sock.settimeout(20)
+    out = b""
+    while True:
+        piece = sock.recv(65536)
+        if not piece:
+            return out
+        out += piece
+
+
+def test_a_request_head_too_large_is_refused_and_a_big_usual_one_is_served(teacher_fake, tmp_path):
+    import socket as _socket
+
+    with real_server(teacher_fake, tmp_path) as (room, port):
+        # Many cookies of other programs on the same computer: far below the limit, served.
+        assert post(room, hello(), headers={"Cookie": "; ".join(f"c{i}={'x' * 90}" for i in range(80))}
+                    ).status_code == 200
+        huge = _socket.create_connection(("127.0.0.1", port))
+        with huge:
+            # Never finished: without the limit the parser would buffer it until the read deadline.
+            huge.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 20000)
+            assert _raw_reply(huge).startswith(b"HTTP/1.1 400 ")
+        assert post(room, hello("同学")).status_code == 200
+
+
+def test_a_connection_idle_between_requests_is_kept_but_stray_bytes_are_cut(teacher_fake, tmp_path):
+    import http.client
+    import socket as _socket
+    import time as _time
+
+    body = json.dumps(hello())
+    with real_server(teacher_fake, tmp_path, read_timeout=1.0) as (room, port):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        try:
+            for _ in range(2):
+                conn.request("POST", "/v1/chat/completions", body=body, headers={"Content-Type": "application/json"})
+                reply = conn.getresponse()
+                assert reply.status == 200 and reply.read()
+                # Idle longer than the read deadline: uvicorn's keep-alive (15 s) decides, so the
+                # same connection (http.client does not reconnect by itself) answers again.
+                _time.sleep(2.5)
+        finally:
+            conn.close()
+        stray = _socket.create_connection(("127.0.0.1", port))
+        with stray:
+            raw = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" \
+                  f"Content-Length: {len(body.encode())}\r\n\r\n{body}".encode()
+            stray.sendall(raw)
+            stray.settimeout(20)
+            assert stray.recv(65536).startswith(b"HTTP/1.1 200 ")
+            # Line ends after the answer, never a request: uvicorn stops its keep-alive timer on
+            # any byte, so only the read deadline ends this.
+            assert _closed_by_server(stray, b"\r\n" * 30)
+
+
+def test_an_answer_slower_than_the_read_deadline_is_not_cut(teacher_fake, tmp_path):
+    import socket as _socket
+
+    teacher_fake.faults.append(Fault.stall(2.5))
+    with real_server(teacher_fake, tmp_path, read_timeout=1.0) as (room, port):
+        body = json.dumps(hello()).encode()
+        sock = _socket.create_connection(("127.0.0.1", port))
+        with sock:
+            # The line end after the body is an old-client habit; the request is complete before it.
+            sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Connection: close\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body + b"\r\n")
+            reply = _raw_reply(sock)
+        assert reply.startswith(b"HTTP/1.1 200 ") and b'"chat.completion"' in reply
+
+
+def test_expect_100_continue_is_answered_and_a_body_too_large_is_refused_unsent(teacher_fake, tmp_path):
+    import socket as _socket
+
+    body = json.dumps(hello()).encode()
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\nContent-Length: ")
+    with real_server(teacher_fake, tmp_path) as (room, port):
+        sock = _socket.create_connection(("127.0.0.1", port))
+        with sock:
+            sock.sendall(head + str(len(body)).encode() + b"\r\n\r\n")
+            sock.settimeout(20)
+            assert sock.recv(65536) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            sock.sendall(body)
+            assert _raw_reply(sock).startswith(b"HTTP/1.1 200 ")
+        too_big = room.app.state.xedullm.settings.limits.max_body_bytes + 1
+        sock = _socket.create_connection(("127.0.0.1", port))
+        with sock:
+            sock.sendall(head + str(too_big).encode() + b"\r\n\r\n")
+            reply = _raw_reply(sock)   # no "100 Continue": the student's program never sends the body
+        assert reply.startswith(b"HTTP/1.1 400 ") and "请求太大" in reply.decode()
+        assert len(teacher_fake.chat_requests) == 1
+
+
+def test_a_malformed_request_is_a_400_and_a_classmate_is_answered(teacher_fake, tmp_path):
+    import socket as _socket
+
+    with real_server(teacher_fake, tmp_path) as (room, port):
+        for garbage in (b"HELLO THERE\r\n\r\n", b"GET / HTTP/1.1\r\nHost x\r\n\r\n",
+                        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n"):
+            sock = _socket.create_connection(("127.0.0.1", port))
+            with sock:
+                sock.sendall(garbage)
+                assert _raw_reply(sock).startswith(b"HTTP/1.1 400 "), garbage
+        assert post(room, hello("同学")).status_code == 200
 
 
 def test_forwarded_for_is_trusted_only_from_a_named_proxy(teacher_fake, tmp_path):
