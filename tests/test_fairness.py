@@ -18,7 +18,7 @@ from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.store.sqlite import SQLiteStore
 from xedullm.testing import Fault, ServerThread
 
-from conftest import TEACHER_KEY
+from conftest import TEACHER_KEY, wait_until
 
 CODE = "fair-class-7"
 
@@ -87,7 +87,7 @@ def test_a_failing_ledger_write_still_releases_the_hold_and_writes_a_row(teacher
     store = ConversationWriteFails(tmp_path, error)
     with serving(teacher_fake, store=store, review=True, daily_budget=20000) as room:
         assert post(room, hello("第一个问题")).status_code == 200
-        assert room.holds() == 0
+        wait_until(lambda: room.holds() == 0)   # the row is written just after the answer is sent
         [row] = room.rows()
         assert row["outcome"] == "ok" and row["charged"] > 0 and row["conversation"] is None
         # Nothing of the budget stays frozen: a classmate is answered.
@@ -243,7 +243,12 @@ def test_one_long_request_does_not_hold_the_whole_budget(teacher_fake, tmp_path)
                 while not teacher_fake.chat_requests:
                     await asyncio.sleep(0.01)
                 classmate = await client.post(f"{room.url}/v1/chat/completions", json=hello("同学"))
-                held = held_tokens(room)
+                # The classmate's hold is released just after its answer is sent.
+                for _ in range(1000):
+                    held = held_tokens(room)
+                    if len(held) == 1:
+                        break
+                    await asyncio.sleep(0.01)
                 big.cancel()
                 return classmate, held
 
@@ -292,6 +297,7 @@ def test_a_request_refused_only_for_held_budget_waits_for_it(teacher_fake, tmp_p
 
         first, second = asyncio.run(scenario())
         assert first.status_code == 200 and second.status_code == 200, second.text
+        wait_until(lambda: len(room.rows()) == 2)
         assert [row["outcome"] for row in room.rows()] == ["ok", "ok"]
 
 
@@ -349,6 +355,7 @@ def test_access_code_programs_are_told_apart_by_address(teacher_fake, tmp_path):
             assert first.post(url, json=hello("再来"), headers=auth).status_code == 429
             # Another student's program, with the same code from another computer, is not refused.
             assert second.post(url, json=hello("我的"), headers=auth).status_code == 200
+        wait_until(lambda: len(room.rows()) == 3)
         assert [r["who"] for r in room.rows()] == ["code:127.0.0.1", "code:127.0.0.1", "code:127.0.0.2"]
 
 
@@ -585,9 +592,11 @@ def test_forwarded_for_is_trusted_only_from_a_named_proxy(teacher_fake, tmp_path
     forged = {"X-Forwarded-For": "10.9.8.7", "Authorization": f"Bearer {CODE}"}
     with real_server(teacher_fake, tmp_path / "a", access_code=CODE) as (room, _):
         assert post(room, hello("我是谁"), headers=forged).status_code == 200
+        wait_until(lambda: room.rows())
         assert [r["who"] for r in room.rows()] == ["code:127.0.0.1"]
     with real_server(teacher_fake, tmp_path / "b", access_code=CODE, forwarded_allow_ips="127.0.0.1") as (room, _):
         assert post(room, hello("经过代理"), headers=forged).status_code == 200
+        wait_until(lambda: room.rows())
         assert [r["who"] for r in room.rows()] == ["code:10.9.8.7"]
 
 
