@@ -575,6 +575,60 @@ def test_expect_100_continue_is_answered_and_a_body_too_large_is_refused_unsent(
         assert len(teacher_fake.chat_requests) == 1
 
 
+def _responses(sock, n: int) -> list:
+    """The next ``n`` HTTP responses on ``sock``, parsed from one buffered reader."""
+    import http.client
+    import io
+    import socket as _socket
+
+    class _Kept(io.BufferedReader):
+        def close(self):   # each response closes its reader at its end; the next reads on
+            pass
+
+    reader = _Kept(_socket.SocketIO(sock, "rb"))
+
+    class _Source:
+        def makefile(self, *args, **kwargs):
+            return reader
+
+    out = []
+    for _ in range(n):
+        response = http.client.HTTPResponse(_Source())
+        response.begin()
+        response.body = response.read()
+        out.append(response)
+    return out
+
+
+def test_an_offer_to_switch_to_http2_is_declined_and_the_request_answered(teacher_fake, tmp_path):
+    import socket as _socket
+
+    body = json.dumps(hello("你好")).encode()
+    offer = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + offer
+    with real_server(teacher_fake, tmp_path) as (room, port):
+        # What Java's and JetBrains' clients send: head and body together, apart, or chunked;
+        # then (pipelined) a plain request on the same connection.
+        chunked = b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        for parts in ([head + b"Content-Length: %d\r\n\r\n" % len(body) + body],
+                      [head + b"Content-Length: %d\r\n\r\n" % len(body), body],
+                      [head + chunked]):
+            sock = _socket.create_connection(("127.0.0.1", port))
+            with sock:
+                for part in parts:
+                    sock.sendall(part)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                sock.settimeout(20)
+                first, second = _responses(sock, 2)
+                assert first.status == 200 and "你好" in json.loads(first.body)["choices"][0]["message"]["content"]
+                assert second.status == 200 and json.loads(second.body) == {"status": "ok"}
+        assert len(teacher_fake.chat_requests) == 3
+        sock = _socket.create_connection(("127.0.0.1", port))
+        with sock:   # a proxy's tunnel request is no switch we could decline: refused, and closed
+            sock.sendall(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+            assert _raw_reply(sock).startswith(b"HTTP/1.1 4")
+
+
 def test_a_malformed_request_is_a_400_and_a_classmate_is_answered(teacher_fake, tmp_path):
     import socket as _socket
 

@@ -17,6 +17,10 @@ else turned away. So each connection here also has:
 - a **per-address cap**: at most ``max_per_address`` connections open from one address
   (addresses of a proxy the teacher named are exempt: all students come through it).
 
+And an offer to switch protocols (``Upgrade: h2c``, which Java's and JetBrains' HTTP clients
+add to ordinary POSTs) is declined as RFC 9110 allows: the request is answered in HTTP/1.1,
+body and all. httptools itself stops at such a request's head and drops its body.
+
 A protocol subclass rather than an ASGI middleware because only the transport knows about
 bytes that never became a request, or bytes never read; rather than another server because
 uvicorn already runs everything else here and these are the only limits it lacks. It
@@ -26,8 +30,9 @@ frames every byte in Python, which costs more than the rest of a streamed answer
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Dict, FrozenSet, Optional
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # What h11 (uvicorn's other protocol) allows an incomplete request head, and browsers stay far below.
@@ -79,12 +84,37 @@ def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_addres
                 self._arm_read()
             if self._in_head:
                 self._head_bytes += len(data)
-            super().data_received(data)
+            self._feed(data)
             if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
                 self.logger.warning("Request head too large.")
                 self.send_400_response("Request head too large.")
 
+        def _feed(self, data: bytes) -> None:
+            # uvicorn's data_received, except for protocol switch offers (it only knows WebSocket).
+            self._unset_keepalive_if_required()
+            while True:
+                try:
+                    self.parser.feed_data(data)
+                except httptools.HttpParserError:
+                    self.logger.warning("Invalid HTTP request received.")
+                    self.send_400_response("Invalid HTTP request received.")
+                except httptools.HttpParserUpgrade as upgrade:
+                    if self.parser.get_method() == b"CONNECT":
+                        self.send_400_response("CONNECT is not served here.")
+                        return
+                    # The parser stopped after the head (the offset says where): parse the
+                    # request again without the offer, from a new parser, and go on. Each
+                    # round takes one request's offer away, so pipelined offers end too.
+                    offset = upgrade.args[0] if upgrade.args else len(data)
+                    data = _head_without_upgrade(self.parser, self.url, self.headers) + data[offset:]
+                    self.parser = httptools.HttpRequestParser(self)
+                    self.parser.set_dangerous_leniencies(lenient_data_after_close=True)   # as uvicorn's
+                    continue
+                return
+
         # -- parser callbacks (httptools calls them from inside data_received) ------------
+        # A request offering a protocol switch reaches its head's end, then the parser stops
+        # (see _feed); nothing of it is acted on until it is parsed again without the offer.
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_message = True
@@ -92,10 +122,18 @@ def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_addres
                 self._arm_read()
 
         def on_headers_complete(self) -> None:
+            if self.parser.should_upgrade():
+                return
             self._in_head, self._head_bytes = False, 0
             super().on_headers_complete()
 
+        def on_body(self, body: bytes) -> None:
+            if not self.parser.should_upgrade():
+                super().on_body(body)
+
         def on_message_complete(self) -> None:
+            if self.parser.should_upgrade():
+                return
             self._in_message, self._in_head = False, True
             self._read_deadline = _cancel(self._read_deadline)
             super().on_message_complete()
@@ -128,6 +166,23 @@ def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_addres
             self.transport.abort()
 
     return GuardedHttpToolsProtocol
+
+
+_SWITCH_HEADERS = (b"upgrade", b"http2-settings")
+
+
+def _head_without_upgrade(parser: Any, url: bytes, headers: List[Tuple[bytes, bytes]]) -> bytes:
+    """The request head just parsed, minus the protocol switch it offered."""
+    lines = [b"%s %s HTTP/%s\r\n" % (parser.get_method(), url, parser.get_http_version().encode("ascii"))]
+    for name, value in headers:   # names as uvicorn keeps them: lower case
+        if name in _SWITCH_HEADERS:
+            continue
+        if name == b"connection":
+            value = b", ".join(t.strip() for t in value.split(b",") if t.strip() and t.strip().lower() not in _SWITCH_HEADERS)
+            if not value:
+                continue
+        lines.append(b"%s: %s\r\n" % (name, value))
+    return b"".join(lines) + b"\r\n"
 
 
 def _cancel(timer: Optional[asyncio.TimerHandle]) -> None:
