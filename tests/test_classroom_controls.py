@@ -265,6 +265,18 @@ def test_per_student_budgets_count_each_student_separately(room):
     assert usage["who"] == "加餐组" and usage["used_tokens"] == 30 and usage["daily_limit"] == 30
 
 
+def test_a_students_next_request_sees_the_last_answers_usage_at_once(room):
+    # The row is written just after the answer is sent, but queued before its last bytes on
+    # the store's one thread, so the next claim comes after it. With budget_wait=0, a claim
+    # that still saw the last answer's hold instead of its usage would be "held, try again".
+    r = room(per_student_daily=1, budget_wait=0)
+    for i in range(20):
+        session = f"tab-{i}"
+        assert ask(r, session=session, content=QUESTION, stream=i % 2 == 0).status_code == 200
+        again = ask(r, session=session, content=QUESTION)
+        assert again.status_code == 429 and again.json()["error"]["code"] == "insufficient_quota", again.text
+
+
 def test_requests_per_minute_limit_with_retry_after(room):
     r = room()
     token = make_token(r.store, "快手", rpm=3)

@@ -16,7 +16,7 @@ def main():
     import httpx  # noqa: F401
     import uvicorn.lifespan.on  # noqa: F401
     import uvicorn.loops.asyncio  # noqa: F401
-    import uvicorn.protocols.http.h11_impl  # noqa: F401
+    import uvicorn.protocols.http.httptools_impl  # noqa: F401
     import xedullm.server.app  # noqa: F401
     import xedullm.server.runner  # noqa: F401
     from xedullm.cli import main as cli

@@ -106,6 +106,8 @@ def make_server(client: "Client", sock: socket.socket, **options: Any):
         http=guarded_protocol(read_timeout=settings.read_timeout, send_timeout=settings.send_timeout,
                               max_per_address=settings.max_connections_per_address,
                               exempt=frozenset(a.strip() for a in (proxies or "").split(",") if a.strip())),
+        # Nothing here speaks WebSocket; an upgraded connection would leave the guard's counts.
+        ws="none",
         # X-Forwarded-For is believed only from the proxies the teacher names (docs/district.md);
         # uvicorn's default would believe 127.0.0.1, so a student on this computer could be anyone.
         proxy_headers=bool(proxies),

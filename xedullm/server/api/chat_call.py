@@ -7,6 +7,7 @@ and always give back its gate slot and write its ledger entry.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
@@ -57,7 +58,8 @@ class ChatCall:
         self._answer: List[str] = []   # text the student has been sent
         self._phase = "waiting"        # -> 'streaming' once headers are out -> 'done'
         self._server_stopped = False
-        self._recorded = False
+        self._recorded = False         # the ledger has been handed this call's entry
+        self._recording: Optional["asyncio.Future[None]"] = None   # its write, still to wait for
         self._flagged = False          # a blocked word, or the provider's own moderation
         self._provider: Optional[str] = None   # who answered (the Client says)
         self._fallback_reason: Optional[str] = None   # why the primary did not, when a fallback did
@@ -67,37 +69,53 @@ class ChatCall:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(self._watch_disconnect, receive, tasks.cancel_scope)
-                tasks.start_soon(self._watch_stopping, tasks.cancel_scope)
-                await self._serve(send)
-                tasks.cancel_scope.cancel()
+            with anyio.CancelScope() as answer:
+                # Plain tasks that cancel one scope: an anyio task group does the same for
+                # several times the cost, and these never fail.
+                watchers = (asyncio.ensure_future(self._watch_disconnect(receive, answer)),
+                            asyncio.ensure_future(self._watch_stopping(answer)))
+                try:
+                    await self._serve(send)
+                finally:
+                    for watcher in watchers:
+                        watcher.cancel()
             if self._server_stopped and self._phase != "done":
                 await self._say_server_stopped(send)
         finally:
             await self._record()
 
-    async def _record(self) -> None:
+    async def _record(self, *, before_last_bytes: bool = False) -> None:
         """Write the ledger entry, once: just before a complete answer's last bytes (so a
-        student's next request already sees this one's usage), else when the call ends."""
-        if self._recorded:
-            return
-        self._recorded = True
+        student's next request already sees this one's usage), else when the call ends.
+
+        A ledger that writes in order (one store thread, StoreLedger.in_order) need only be
+        handed the entry before the last bytes: anything the student asks next queues behind
+        it. The call still waits for the write before it ends."""
         with anyio.CancelScope(shield=True):
             try:
-                await self._write_ledger()
+                if not self._recorded:
+                    self._recorded = True
+                    ledger = self._state.ledger
+                    if before_last_bytes and getattr(ledger, "in_order", False):
+                        self._recording = ledger.start(self._entry())
+                    else:
+                        await ledger.record(self._entry())
+                    return
+                recording, self._recording = self._recording, None
+                if recording is not None:
+                    await recording
             except Exception:  # noqa: BLE001 - a ledger given in ServerSettings may fail in any way
                 log.error("记录用量失败 / Recording usage failed:\n%s",
                           redact(traceback.format_exc(), self._state.secrets))
 
-    async def _write_ledger(self) -> None:
-        await self._state.ledger.record(LedgerEntry(
+    def _entry(self) -> LedgerEntry:
+        return LedgerEntry(
             started=self._started, latency=time.time() - self._started,
             who=self._admission.who, model=self._admission.model, stream=self._body.stream,
             status=499 if self._outcome == "disconnected" else self._status,
             outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
             messages=self._chat.messages, answer="".join(self._answer), name=self._admission.name,
-            flagged=self._flagged, provider=self._provider, fallback_reason=self._fallback_reason))
+            flagged=self._flagged, provider=self._provider, fallback_reason=self._fallback_reason)
 
     @staticmethod
     async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:
@@ -168,7 +186,7 @@ class ChatCall:
                           answered_by=self._answered_by(result.provider))
         self._answer.append(result.text)
         self._status, self._outcome = 200, "ok"
-        await self._record()
+        await self._record(before_last_bytes=True)
         await _send_json(send, 200, body, {})
         self._phase = "done"
 
@@ -206,7 +224,7 @@ class ChatCall:
                 return
             self._usage = writer.usage
             self._status, self._outcome = 200, "ok"
-            await self._record()
+            await self._record(before_last_bytes=True)
             await send({"type": "http.response.body", "body": writer.end(), "more_body": False})
             self._phase = "done"
         finally:
@@ -293,8 +311,12 @@ async def _send_body(send: Any, data: bytes) -> None:
         await send({"type": "http.response.body", "body": data, "more_body": True})
 
 
+# One encoder for every answer: json.dumps with an option builds a new one per call.
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
 async def _send_json(send: Any, status: int, body: Any, headers: dict) -> None:
-    data = json.dumps(body, ensure_ascii=False).encode()
+    data = _encode_json(body).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})

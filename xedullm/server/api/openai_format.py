@@ -232,29 +232,24 @@ class ChunkWriter:
     """Turns a stream of ChatChunks into OpenAI ``chat.completion.chunk`` SSE frames."""
 
     def __init__(self, *, completion_id: str, model: str, include_usage: bool) -> None:
-        self._id = completion_id
         # Set when a fallback answers: every later frame says who (SDKs ignore the extra field).
         self.answered_by: Optional[Dict[str, str]] = None
-        self._model = model
-        self._created = int(time.time())
+        # What every frame of this answer begins with, encoded once: the same bytes as
+        # sse({"id": ..., "choices": ...}) but without encoding the same fields each frame.
+        self._head = b"data: " + _compact({"id": completion_id, "object": "chat.completion.chunk",
+                                            "created": int(time.time()), "model": model})[:-1] + b',"choices":'
         self._include_usage = include_usage
         self._role_sent = False
         self._finish_sent = False
         self.usage: Optional[Usage] = None
 
     def _frame(self, choices: list, usage: Optional[Dict[str, int]] = None) -> bytes:
-        body: Dict[str, Any] = {
-            "id": self._id,
-            "object": "chat.completion.chunk",
-            "created": self._created,
-            "model": self._model,
-            "choices": choices,
-        }
+        frame = self._head + _compact(choices)
         if self._include_usage:
-            body["usage"] = usage
+            frame += b',"usage":' + _compact(usage)
         if self.answered_by:
-            body["xedullm"] = self.answered_by
-        return sse(body)
+            frame += b',"xedullm":' + _compact(self.answered_by)
+        return frame + b"}\n\n"
 
     def chunk(self, chunk: ChatChunk) -> bytes:
         """The frame for one upstream chunk, or b'' when it carries nothing to show."""
@@ -290,8 +285,16 @@ class ChunkWriter:
         return out + DONE
 
 
+# One encoder for every frame: json.dumps with options builds a new one per call.
+_encode_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _compact(value: Any) -> bytes:
+    return _encode_compact(value).encode()
+
+
 def sse(payload: Dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + _compact(payload) + b"\n\n"
 
 
 def error_frame(err: BaseException) -> bytes:

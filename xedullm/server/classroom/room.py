@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Deque, Optional, Set, Tuple
+from typing import Any, Awaitable, Callable, Deque, Optional, Set, Tuple
 
 from ...errors import LLMError, ServerError
 from .answer_sizes import AnswerSizes
@@ -120,17 +120,38 @@ class Classroom:
                 pass  # logged by call(); the next round tries again, well within the lease
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await self.submit(fn, *args)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        """``fn(*args)`` handed to the store's threads now; await the result as with :meth:`call`.
+
+        With one thread (``in_order``) calls run in the order they were handed over, so
+        whatever is submitted later, by any request, sees what this one wrote."""
+        loop = asyncio.get_running_loop()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
-        except (LLMError, ValueError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - a full disk or a locked file must not look like a bug
-            log.error("课堂数据出错 / Classroom store error: %s: %s", type(exc).__name__, exc)
-            raise StoreUnavailable() from None
+            future = loop.run_in_executor(self._worker, fn, *args)
+        except Exception as exc:  # noqa: BLE001 - the threads are gone (closing): as if the store failed
+            future = loop.create_future()
+            future.set_exception(exc)
+        return _store_result(future)
+
+    @property
+    def in_order(self) -> bool:
+        return self.store.workers == 1
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)
         self.store.close()
+
+
+async def _store_result(future: "asyncio.Future[Any]") -> Any:
+    try:
+        return await future
+    except (LLMError, ValueError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a full disk or a locked file must not look like a bug
+        log.error("课堂数据出错 / Classroom store error: %s: %s", type(exc).__name__, exc)
+        raise StoreUnavailable() from None
 
 
 class StoreUnavailable(ServerError):
@@ -150,14 +171,28 @@ class StoreLedger:
     def __init__(self, classroom: Classroom) -> None:
         self._classroom = classroom
 
-    async def record(self, entry: LedgerEntry) -> None:
-        try:
-            await self._record(entry)
-        finally:
-            # Requests waiting for held budget look again (see ClassroomPolicy.admit).
-            self._classroom.note_released()
+    @property
+    def in_order(self) -> bool:
+        """Whether a row handed over by :meth:`start` is written before anything the server
+        asks of the store afterwards (one store thread): then an answer need not wait for it."""
+        return self._classroom.in_order
 
-    async def _record(self, entry: LedgerEntry) -> None:
+    async def record(self, entry: LedgerEntry) -> None:
+        await self.start(entry)
+
+    def start(self, entry: LedgerEntry) -> "asyncio.Future[None]":
+        """Hand the entry's row to the store's thread now; the task returned ends once it is
+        written (or kept for later, see settle_forever) and the hold is released."""
+        room = self._classroom
+        try:
+            row, claim_id = self._row(entry)
+            written = room.submit(room.store.record, row, claim_id)
+        except BaseException:
+            room.note_released()
+            raise
+        return asyncio.ensure_future(self._settle(written, row, claim_id))
+
+    def _row(self, entry: LedgerEntry) -> Tuple[LedgerRow, Optional[str]]:
         ticket = entry.ticket
         usage = entry.usage
         if usage is not None:
@@ -183,27 +218,34 @@ class StoreLedger:
         claim_id = ticket.claim_id if ticket else None
         if ticket is not None and entry.outcome == "ok" and usage is not None:
             self._classroom.answer_sizes.note(ticket.prompt_chars, usage.prompt_tokens, usage.completion_tokens)
+        return row, claim_id
+
+    async def _settle(self, written: Awaitable[None], row: LedgerRow, claim_id: Optional[str]) -> None:
         room = self._classroom
         try:
-            await room.call(room.store.record, row, claim_id)
-        except Exception as exc:  # noqa: BLE001 - whatever failed, the hold must not outlive the request
-            if not isinstance(exc, StoreUnavailable):   # that one is already in the teacher's log
-                log.error("记录用量失败，改记一行不含对话的记录 / Recording failed, writing a row without the "
-                          "conversation: %s: %s", type(exc).__name__, exc)
-            # A row without the conversation text (the likeliest cause) still counts the tokens
-            # and gives back the hold; a row that can never be written would hold it for ever.
-            row = dataclasses.replace(row, conversation=None)
             try:
-                await room.call(room.store.record, row, claim_id)
-            except Exception:  # noqa: BLE001 - the store is away: kept to be written once it is back
-                if len(room.unrecorded) == room.unrecorded.maxlen:
-                    log.error("课堂数据库离线太久，最早的一条用量记录未能保存 / The store was away too long: "
-                              "the oldest unsaved ledger row is given up")
-                    room.running.discard(room.unrecorded[0][1])
-                room.unrecorded.append((row, claim_id))
-                return
-        if claim_id is not None:
-            room.running.discard(claim_id)
+                await written
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the hold must not outlive the request
+                if not isinstance(exc, StoreUnavailable):   # that one is already in the teacher's log
+                    log.error("记录用量失败，改记一行不含对话的记录 / Recording failed, writing a row without the "
+                              "conversation: %s: %s", type(exc).__name__, exc)
+                # A row without the conversation text (the likeliest cause) still counts the tokens
+                # and gives back the hold; a row that can never be written would hold it for ever.
+                row = dataclasses.replace(row, conversation=None)
+                try:
+                    await room.call(room.store.record, row, claim_id)
+                except Exception:  # noqa: BLE001 - the store is away: kept to be written once it is back
+                    if len(room.unrecorded) == room.unrecorded.maxlen:
+                        log.error("课堂数据库离线太久，最早的一条用量记录未能保存 / The store was away too long: "
+                                  "the oldest unsaved ledger row is given up")
+                        room.running.discard(room.unrecorded[0][1])
+                    room.unrecorded.append((row, claim_id))
+                    return
+            if claim_id is not None:
+                room.running.discard(claim_id)
+        finally:
+            # Requests waiting for held budget look again (see ClassroomPolicy.admit).
+            room.note_released()
 
 
 def own_usage(classroom: Classroom, caller: Any) -> dict:
