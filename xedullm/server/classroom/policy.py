@@ -47,7 +47,7 @@ class Caller:
 class Ticket:
     """What an admission holds; the ledger settles it when the request ends."""
 
-    claim_id: str
+    claim_id: Optional[str]   # None: nothing was held (no limit applied to this request)
     held: int
     prompt_chars: int
 
@@ -139,6 +139,12 @@ class ClassroomPolicy:
         cap = room.settings.get("max_answer_tokens")
         answer_cap = min(chat.max_tokens or cap, cap)
         who_budget = limits.daily_tokens if limits and limits.daily_tokens is not None else room.per_student_daily
+        if room.daily_budget is None and who_budget is None and not (limits and (limits.rpm or limits.concurrent)):
+            # No limit to check, so no hold to take: the store is not asked before the answer
+            # (one hop fewer on every request of an unmetered class). The ledger still gets its
+            # row. A budget the teacher sets meanwhile counts answers started after it.
+            return Admission(who=caller.who, model=model, ticket=Ticket(None, 0, chars),
+                             max_tokens=answer_cap, name=caller.name)
         estimate = self.answer_sizes.estimate(chars, answer_cap)
         deadline = time.monotonic() + room.settings.get("budget_wait")
         while True:
