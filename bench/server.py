@@ -106,61 +106,83 @@ class Numbers:
     fake_cpu_s: Optional[float] = None
 
 
-def _latency_phase(target: str, rounds: int, count: int, log) -> Numbers:
-    numbers = Numbers(latency={"p50": [], "p99": []}, first={"p50": [], "p99": []})
-    with start_fake(0.0, f"fake-latency-{target}") as fake:
-        server = None
-        try:
+def _start_servers(fake: Server, phase: str, numbers: Dict[str, Numbers]) -> Dict[str, Server]:
+    servers: Dict[str, Server] = {}
+    try:
+        for target in TARGETS:
             if target != "direct":
-                server = STARTERS[target](fake, f"{target}-latency")
-                numbers.start_s = server.ready_seconds
-                time.sleep(1.0)   # let start-up work (imports, caches, threads) settle
-                numbers.idle_mib = server.memory_mib("VmRSS")
-            port = server.port if server else fake.port
+                servers[target] = STARTERS[target](fake, f"{target}-{phase}")
+                numbers[target].start_s = numbers[target].start_s or servers[target].ready_seconds
+    except BaseException:
+        for server in servers.values():
+            server.stop()
+        raise
+    return servers
+
+
+def _rotated(i: int) -> List[str]:
+    """Round i's order of the targets: each takes each position in turn, so a slow moment of
+    the machine does not always fall on the same one."""
+    k = i % len(TARGETS)
+    return list(TARGETS[k:] + TARGETS[:k])
+
+
+def _latency_phase(numbers: Dict[str, Numbers], rounds: int, count: int, log) -> None:
+    """All targets up at once behind one fake; every round measures each of them in turn, so
+    the rounds pair up in time (the machine's speed drifts over minutes)."""
+    with start_fake(0.0, "fake-latency") as fake:
+        servers = _start_servers(fake, "latency", numbers)
+        try:
+            time.sleep(1.0)   # let start-up work (imports, caches, threads) settle
+            for target, server in servers.items():
+                numbers[target].idle_mib = server.memory_mib("VmRSS")
             for i in range(rounds):
-                log(f"  server latency: {LABELS[target]} round {i + 1}/{rounds}")
-                _loadgen(_spec(target, port, False, 1, count=min(count, 10)))   # warm-up
-                for stream, into in ((False, numbers.latency), (True, numbers.first)):
-                    out = _loadgen(_spec(target, port, stream, 1, count=count))
-                    if out["errors"]:
-                        raise RuntimeError(f"{target}: errors in the latency phase: {out['errors']}")
-                    into["p50"].append(report.percentile(out["first"], 50) * 1000)
-                    into["p99"].append(report.percentile(out["first"], 99) * 1000)
+                for target in _rotated(i):
+                    log(f"  server latency: {LABELS[target]} round {i + 1}/{rounds}")
+                    port = servers[target].port if target in servers else fake.port
+                    _loadgen(_spec(target, port, False, 1, count=min(count, 20)))   # warm-up
+                    for stream, into in ((False, numbers[target].latency), (True, numbers[target].first)):
+                        out = _loadgen(_spec(target, port, stream, 1, count=count))
+                        if out["errors"]:
+                            raise RuntimeError(f"{target}: errors in the latency phase: {out['errors']}")
+                        into.setdefault("p50", []).append(report.percentile(out["first"], 50) * 1000)
+                        into.setdefault("p99", []).append(report.percentile(out["first"], 99) * 1000)
         finally:
-            if server:
+            for server in servers.values():
                 server.stop()
-    return numbers
 
 
-def _load_phase(target: str, numbers: Numbers, rounds: int, duration: float, log) -> None:
-    with start_fake(TOKEN_DELAY, f"fake-load-{target}") as fake:
-        server = None
+def _load_phase(numbers: Dict[str, Numbers], rounds: int, duration: float, log) -> None:
+    """As the latency phase, taking turns; each server's CPU and the fake's are counted over
+    that server's own turns."""
+    with start_fake(TOKEN_DELAY, "fake-load") as fake:
+        servers = _start_servers(fake, "load", numbers)
         try:
-            if target != "direct":
-                server = STARTERS[target](fake, f"{target}-load")
-            port = server.port if server else fake.port
-            cpu0 = server.cpu_seconds() if server else 0.0
-            fake_cpu0 = fake.cpu_seconds()
+            for target in TARGETS:
+                numbers[target].cpu_s, numbers[target].fake_cpu_s = 0.0, 0.0
             for i in range(rounds):
                 for level in LEVELS:
-                    log(f"  server load: {LABELS[target]} at {level} concurrent streams, "
-                        f"round {i + 1}/{rounds}")
-                    out = _loadgen(_spec(target, port, True, level, duration=duration))
-                    numbers.load.setdefault(level, []).append(out)
-            if server:
-                numbers.cpu_s = server.cpu_seconds() - cpu0
-                numbers.peak_mib = server.memory_mib("VmHWM")
-            numbers.fake_cpu_s = fake.cpu_seconds() - fake_cpu0
+                    for target in _rotated(i):
+                        log(f"  server load: {LABELS[target]} at {level} concurrent streams, "
+                            f"round {i + 1}/{rounds}")
+                        server = servers.get(target)
+                        port = server.port if server else fake.port
+                        cpu0, fake0 = (server.cpu_seconds() if server else 0.0), fake.cpu_seconds()
+                        out = _loadgen(_spec(target, port, True, level, duration=duration))
+                        numbers[target].load.setdefault(level, []).append(out)
+                        numbers[target].cpu_s += (server.cpu_seconds() - cpu0) if server else 0.0
+                        numbers[target].fake_cpu_s += fake.cpu_seconds() - fake0
+            for target, server in servers.items():
+                numbers[target].peak_mib = server.memory_mib("VmHWM")
         finally:
-            if server:
+            for server in servers.values():
                 server.stop()
 
 
 def run(rounds: int, count: int, load_rounds: int, duration: float, log=print) -> str:
-    results: Dict[str, Numbers] = {}
-    for target in TARGETS:
-        results[target] = _latency_phase(target, rounds, count, log)
-        _load_phase(target, results[target], load_rounds, duration, log)
+    results: Dict[str, Numbers] = {t: Numbers() for t in TARGETS}
+    _latency_phase(results, rounds, count, log)
+    _load_phase(results, load_rounds, duration, log)
     return _tables(results, rounds, count, load_rounds, duration)
 
 
@@ -197,7 +219,8 @@ def _tables(results: Dict[str, Numbers], rounds: int, count: int, load_rounds: i
                          report.spread(_added(results, t, "first", "p99"), 2)])
     blocks = [
         f"**Latency, one student at a time** — fake answers at once; {rounds} rounds of "
-        f"{count} sequential requests per target; per-round p50/p99, median (min–max), ms\n\n"
+        f"{count} sequential requests per target, the targets taking turns within each round; "
+        f"per-round p50/p99, median (min–max), ms\n\n"
         + report.table(["target", "non-stream p50", "non-stream p99", "first chunk p50",
                         "first chunk p99"], lat_rows),
         "**Added by the server** (target − direct, paired by round), ms; ratios ÷ the floor "
@@ -228,7 +251,8 @@ def _tables(results: Dict[str, Numbers], rounds: int, count: int, load_rounds: i
     blocks.append(
         f"**Concurrent streaming students** — fake streams {len(REPLY)} characters in {CHUNKS} chunks, "
         f"{TOKEN_DELAY * 1000:.0f} ms apart (≈{CHUNKS * TOKEN_DELAY:.1f} s per answer); each level "
-        f"runs {duration:.0f} s, {load_rounds} rounds, median (min–max); every answer is checked; "
+        f"runs {duration:.0f} s, {load_rounds} rounds, the targets taking turns; median (min–max); every "
+        f"answer is checked; "
         f"share of the fake's direct answers/s and ratio ÷ LiteLLM proxy, higher is better; load "
         f"generator CPU as a share of one core\n\n"
         + report.table(["students", "target", "answers/s", "of direct", "÷ LiteLLM", "chunks/s", "errors",
@@ -246,8 +270,8 @@ def _tables(results: Dict[str, Numbers], rounds: int, count: int, load_rounds: i
                      f"{results['direct'].fake_cpu_s:.1f}"])
     blocks.append(
         "**Server cost** — start = spawn to first answered `GET /v1/models`; idle RSS 1 s after "
-        "start; CPU and peak RSS (VmHWM) over the whole load test above; ratio ÷ LiteLLM proxy, "
-        "lower is better\n\n"
+        "start; CPU over the server's own turns of the load test above, peak RSS (VmHWM) over all "
+        "of it; the fake's CPU over the same turns; ratio ÷ LiteLLM proxy, lower is better\n\n"
         + report.table(["server", "start s", "÷", "idle RSS MiB", "÷", "CPU s under load", "÷",
                         "peak RSS MiB", "÷", "fake's CPU s"], res_rows))
     blocks.append(_against_the_floor(results, meta))

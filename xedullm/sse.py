@@ -42,12 +42,13 @@ class SSEDecoder:
         self._has_fields = False
 
     def feed(self, chunk: bytes) -> Iterator[SSEEvent]:
+        # Not a generator itself: the bytes are taken in at once, the events come out lazily.
         text = self._utf8.decode(chunk)
         if self._pending_cr and text.startswith("\n"):
             text = text[1:]  # the \n of a \r\n that was split across two chunks
         self._pending_cr = False
         self._buffer += text
-        yield from self._drain_lines()
+        return self._drain_lines()
 
     def close(self) -> Iterator[SSEEvent]:
         """End of stream: a final event without its blank line is still delivered."""

@@ -170,7 +170,10 @@ class OpenAICompatAdapter(Adapter):
                 return None
             if payload.startswith("[DONE]"):
                 return STREAM_END
-        data = load_json(payload, self)
+        try:
+            data = json.loads(payload)
+        except ValueError:   # garbage from upstream: load_json says so as a ServerError
+            data = load_json(payload, self)
         if not isinstance(data, dict):
             return None
         if data.get("error") or event.event == "error":
