@@ -37,6 +37,8 @@ def _server(duration: float) -> str:
         cmd = [ENVS["xedullm"].python, str(BENCH / "workers" / "profile_server.py"), str(out), "serve",
                "--base-url", f"{fake.url}/v1", "-m", MODEL, "--host", "127.0.0.1",
                "--port", str(port), "--max-concurrent", str(GATE),
+               # One address plays the whole class (see server.py).
+               "--max-connections-per-address", "100000", "--max-per-caller", "100000",
                "--data-dir", tempfile.mkdtemp(prefix="profile-", dir=WORK)]
         with Server("xedullm-profile", cmd, port, "/v1/models", clean_env(OPENAI_API_KEY=KEY)):
             result = _loadgen(_spec("xedullm", port, True, 50, duration=duration))
