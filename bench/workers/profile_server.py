@@ -13,7 +13,7 @@ import sys
 def main():
     out, argv = sys.argv[1], sys.argv[2:]
     # Import what serving needs before profiling, so the profile shows requests, not imports.
-    import httpx  # noqa: F401
+    import xedullm.engines.async_wire  # noqa: F401 - aiohttp, loaded at the first request otherwise
     import uvicorn.lifespan.on  # noqa: F401
     import uvicorn.loops.asyncio  # noqa: F401
     import uvicorn.protocols.http.httptools_impl  # noqa: F401

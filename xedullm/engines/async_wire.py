@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import ssl
 import weakref
-from typing import Any, AsyncIterator, List, Mapping, Optional
+from typing import Any, AsyncIterator, List, Optional
 from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
@@ -22,7 +22,7 @@ import certifi
 from yarl import URL
 
 from ..types import HTTPRequest
-from .wire import CONNECT_TIMEOUT, Answer, WireError, encode, is_success
+from .wire import CONNECT_TIMEOUT, Answer, ReplyHead, WireError, encode
 
 _NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 _ssl_context: Optional[ssl.SSLContext] = None
@@ -35,19 +35,11 @@ def _ssl() -> ssl.SSLContext:
     return _ssl_context
 
 
-class AsyncReply:
+class AsyncReply(ReplyHead):
     """An answer whose body is read as it arrives."""
 
     def __init__(self, response: aiohttp.ClientResponse, host: str) -> None:
-        self._response = response
-        self._host = host
-        self.status: int = response.status
-        self.headers: Mapping[str, str] = response.headers   # case-insensitive
-        self.ended = False   # the whole body was read
-
-    @property
-    def is_success(self) -> bool:
-        return is_success(self.status)
+        super().__init__(response, response.status, response.headers, host)
 
     async def pieces(self) -> AsyncIterator[bytes]:
         """The body, as the bytes arrive (whatever has come, not fixed-size blocks)."""

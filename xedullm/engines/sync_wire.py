@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from typing import Dict, Iterator, Mapping, Optional
+from typing import Dict, Iterator, Optional
 from urllib.request import getproxies, proxy_bypass
 
 import certifi
@@ -14,7 +14,7 @@ from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as _Urllib3Timeout
 
 from ..types import HTTPRequest
-from .wire import CONNECT_TIMEOUT, Answer, WireError, encode, is_success
+from .wire import CONNECT_TIMEOUT, Answer, ReplyHead, WireError, encode
 
 # Redirects are followed (a provider moving to https, a gateway's trailing slash); nothing else
 # is retried here: HTTPEngine decides retries, knowing which errors and requests allow them.
@@ -23,19 +23,11 @@ _RETRIES = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redir
 _READ_SIZE = 65536
 
 
-class SyncReply:
+class SyncReply(ReplyHead):
     """An answer whose body is read as it arrives."""
 
     def __init__(self, response: urllib3.BaseHTTPResponse, host: str) -> None:
-        self._response = response
-        self._host = host
-        self.status: int = response.status
-        self.headers: Mapping[str, str] = response.headers   # case-insensitive
-        self.ended = False   # the whole body was read
-
-    @property
-    def is_success(self) -> bool:
-        return is_success(self.status)
+        super().__init__(response, response.status, response.headers, host)
 
     def pieces(self) -> Iterator[bytes]:
         """The body, as the bytes arrive: chunk by chunk for a chunked body (SSE streams are),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlencode
 
 from ..types import HTTPRequest
@@ -50,6 +50,22 @@ def encode(request: HTTPRequest) -> Tuple[str, Dict[str, str], Optional[bytes]]:
 
 def is_success(status: int) -> bool:
     return 200 <= status < 300
+
+
+class ReplyHead:
+    """What both wires' answers have before their body is read: status, headers (case-
+    insensitive), and whether the body has been read to the end (then the connection is reused)."""
+
+    def __init__(self, response: Any, status: int, headers: Mapping[str, str], host: str) -> None:
+        self._response = response
+        self._host = host   # for errors: the host only, never the URL
+        self.status = status
+        self.headers = headers
+        self.ended = False
+
+    @property
+    def is_success(self) -> bool:
+        return is_success(self.status)
 
 
 class Answer:
