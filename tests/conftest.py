@@ -99,6 +99,15 @@ def browser():
         browser.close()
 
 
+def open_admin(context, url: str, password: str):
+    """A new page of ``context`` logged in to the teacher's admin page at ``url``."""
+    page = context.new_page()
+    page.goto(f"{url}/admin")
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    return page
+
+
 # -- classroom server (tests/test_server*.py) ---------------------------------------------
 TEACHER_KEY = "sk-teacher-7f3a9c21e5b84d06SECRETb1c3"
 

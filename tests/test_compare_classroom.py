@@ -23,7 +23,7 @@ from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.store.sqlite import SQLiteStore
 from xedullm.testing import Fault, FakeOpenAIServer, ServerThread
 
-from conftest import ROOT, serve_process
+from conftest import ROOT, open_admin, serve_process
 from test_web_page import new_context, save_screenshot
 
 ANSWER_A = "甲：深度求索这样回答。"
@@ -237,10 +237,7 @@ def test_the_preset_picker_fills_the_system_prompt_and_saving_changes_what_every
     with compare_page_server(fakes, tmp_path, admin_password=ADMIN_PASSWORD) as (url, app):
         ctx = new_context(browser, viewport={"width": 1200, "height": 900})
         try:
-            page = ctx.new_page()
-            page.goto(f"{url}/admin")
-            page.fill("#password", ADMIN_PASSWORD)
-            page.click("button[type=submit]")
+            page = open_admin(ctx, url, ADMIN_PASSWORD)
             picker = page.locator("#preset")
             # Every preset is offered, by its Chinese and English names.
             expect(picker.locator("option")).to_have_count(len(xedullm.presets()) + 1)

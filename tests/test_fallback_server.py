@@ -21,7 +21,7 @@ from playwright.sync_api import expect
 
 from xedullm.testing import FakeDashScopeServer, Fault, FakeOpenAIServer
 
-from conftest import TEACHER_KEY, serve_process, wait_until
+from conftest import TEACHER_KEY, open_admin, serve_process, wait_until
 from test_admin_page import PASSWORD, change, teacher
 from test_web_page import new_context
 
@@ -277,10 +277,7 @@ def test_the_fallback_list_on_the_admin_page(fakes, server, browser):
     errors = []
     context.on("weberror", lambda e: errors.append(str(e.error)))
     try:
-        page = context.new_page()
-        page.goto(f"{server}/admin")
-        page.fill("#password", PASSWORD)
-        page.click("button[type=submit]")
+        page = open_admin(context, server, PASSWORD)
         box = page.locator("#fallback")
         expect(box).to_have_value(spec)                  # what serve --fallback gave
         box.fill(f"{spec}\nnosuch:model-x")

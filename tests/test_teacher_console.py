@@ -31,7 +31,7 @@ from xedullm.server.store.contract import LedgerRow
 from xedullm.server.store.sqlite import SQLiteStore
 from xedullm.testing import Fault
 
-from conftest import TEACHER_KEY, serve_process
+from conftest import TEACHER_KEY, open_admin, serve_process
 from test_admin_page import PASSWORD, change, teacher
 from test_classroom_controls import ANSWER, CODE, ask, make_token, run_cli
 from test_classroom_controls import serving as classroom_serving
@@ -368,10 +368,7 @@ def context(browser):
 
 
 def admin_page(context, r):
-    page = context.new_page()
-    page.goto(f"{r.url}/admin")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
+    page = open_admin(context, r.url, PASSWORD)
     expect(page.locator("#t-requests")).not_to_have_text("–")
     return page
 
