@@ -1,6 +1,7 @@
 """Shared fixtures. Keep each group together under its own heading."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -137,24 +138,40 @@ def teacher_fake():
         yield fake
 
 
+def rows_written(app: Any) -> None:
+    """Every ledger row the running server has handed over, written now. Rows travel to the
+    store a batch at a time (classroom/room.py); tests that read the store directly, rather
+    than through the server, wait for them here."""
+    room = app.state.xedullm.classroom
+    loop = room._rows_loop
+    if loop is not None and not loop.is_closed():
+        asyncio.run_coroutine_threadsafe(room.write_rows(), loop).result(10)
+
+
 @pytest.fixture
 def classroom_server(teacher_fake):
     """Factory: ``classroom_server(system=None, api_key=TEACHER_KEY, model=None, base_url=None,
-    timeout=10, **settings)`` starts our server for real on 127.0.0.1 in front of the fake."""
+    timeout=10, guarded=False, **settings)`` starts our server for real on 127.0.0.1 in front of the fake."""
     from xedullm import Client
     from xedullm.server.app import ServerSettings, create_app
+    from xedullm.server.runner import connection_protocol
     from xedullm.testing.server_thread import ServerThread
 
     with contextlib.ExitStack() as stack:
-        def start(system=None, api_key=TEACHER_KEY, model=None, base_url=None, timeout=10.0, **settings):
+        def start(system=None, api_key=TEACHER_KEY, model=None, base_url=None, timeout=10.0, guarded=False,
+                  **settings):
             # No retries: each upstream fault reaches the server exactly once.
             client = Client(provider="deepseek", base_url=base_url or teacher_fake.base_url,
                             api_key=api_key, model=model, timeout=timeout, max_retries=0, verbose=False)
             stack.callback(client.close)
             if system:
                 client.set_system(system)
-            app = create_app(client, settings=ServerSettings(**settings))
-            server = stack.enter_context(ServerThread(app))
+            server_settings = ServerSettings(**settings)
+            app = create_app(client, settings=server_settings)
+            # guarded: the connection guard `xedullm serve` runs (per-address caps, deadlines, and
+            # its disconnect notice); else uvicorn's plain protocol, as under any other ASGI server.
+            http = connection_protocol(server_settings) if guarded else "auto"
+            server = stack.enter_context(ServerThread(app, http=http))
             return Classroom(url=server.url, client=client, fake=teacher_fake, app=app)
 
         yield start

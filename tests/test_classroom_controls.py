@@ -30,7 +30,7 @@ from xedullm.server.classroom.room import today
 from xedullm.server.store.sqlite import SQLiteStore
 from xedullm.testing import Fault, ServerThread
 
-from conftest import TEACHER_KEY, serve_process, wait_until
+from conftest import TEACHER_KEY, rows_written, serve_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = "math-class-42"
@@ -50,6 +50,7 @@ class Room:
 
     @property
     def store(self):
+        rows_written(self.app)   # read directly: the server's rows first
         return self.classroom.store
 
 
@@ -101,8 +102,9 @@ def ledger(room):
 
 
 def holds(room):
-    with room.store._lock:
-        return room.store._db.execute("SELECT COUNT(*) FROM holds").fetchone()[0]
+    store = room.store
+    with store._lock:
+        return store._db.execute("SELECT COUNT(*) FROM holds").fetchone()[0]
 
 
 # -- access ----------------------------------------------------------------------------------

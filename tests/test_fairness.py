@@ -18,7 +18,7 @@ from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.store.sqlite import SQLiteStore
 from xedullm.testing import Fault, ServerThread
 
-from conftest import TEACHER_KEY, wait_until
+from conftest import TEACHER_KEY, rows_written, wait_until
 
 CODE = "fair-class-7"
 
@@ -29,11 +29,13 @@ class Room:
 
     @property
     def store(self):
+        rows_written(self.app)   # read directly: the server's rows first
         return self.app.state.xedullm.classroom.store
 
     def holds(self) -> int:
-        with self.store._lock:
-            return self.store._db.execute("SELECT COUNT(*) FROM holds").fetchone()[0]
+        store = self.store
+        with store._lock:
+            return store._db.execute("SELECT COUNT(*) FROM holds").fetchone()[0]
 
     def rows(self):
         return list(self.store.rows())

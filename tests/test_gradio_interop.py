@@ -29,7 +29,7 @@ import xedullm
 from xedullm import Client
 from xedullm.testing import FakeOpenAIServer, Fault
 
-from conftest import TEACHER_KEY, serve_process, wait_until
+from conftest import TEACHER_KEY, rows_written, serve_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSWER = "你好！你刚才说："      # the fake's answer starts with this, then the question
@@ -68,6 +68,7 @@ def run_third_party(venvs: Path, venv: str, script: str, *args: str, cwd: Path) 
 
 
 def ledger_rows(room) -> List[Dict[str, Any]]:
+    rows_written(room.app)
     return list(room.state.classroom.store.rows())
 
 

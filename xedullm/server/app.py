@@ -120,6 +120,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     finally:
         for loop in loops:
             loop.cancel()
+        if state.classroom is not None:
+            await state.classroom.write_rows()   # rows still waiting for their trip to the store
 
 
 def _open_store(settings: ServerSettings):

@@ -81,12 +81,21 @@ def admin_banner(url: str, classroom: Any) -> str:
     return "\n".join(lines)
 
 
+def connection_protocol(settings: Any) -> type:
+    """uvicorn's HTTP protocol with the connection limits of these ServerSettings."""
+    from .api.connection_guard import guarded_protocol
+
+    proxies = settings.forwarded_allow_ips
+    return guarded_protocol(read_timeout=settings.read_timeout, send_timeout=settings.send_timeout,
+                            max_per_address=settings.max_connections_per_address,
+                            exempt=frozenset(a.strip() for a in (proxies or "").split(",") if a.strip()))
+
+
 def make_server(client: "Client", sock: socket.socket, **options: Any):
     """A uvicorn server for ``client`` on ``sock``; options go to ServerSettings."""
     import uvicorn
 
     from .app import create_app
-    from .api.connection_guard import guarded_protocol
     from .settings import server_settings
     from .store.contract import default_data_dir
 
@@ -103,9 +112,7 @@ def make_server(client: "Client", sock: socket.socket, **options: Any):
         # Open answers end themselves at shutdown (see below); this only bounds the wait.
         timeout_graceful_shutdown=5,
         timeout_keep_alive=15,
-        http=guarded_protocol(read_timeout=settings.read_timeout, send_timeout=settings.send_timeout,
-                              max_per_address=settings.max_connections_per_address,
-                              exempt=frozenset(a.strip() for a in (proxies or "").split(",") if a.strip())),
+        http=connection_protocol(settings),
         # Nothing here speaks WebSocket; an upgraded connection would leave the guard's counts.
         ws="none",
         # X-Forwarded-For is believed only from the proxies the teacher names (docs/district.md);
@@ -119,7 +126,7 @@ def make_server(client: "Client", sock: socket.socket, **options: Any):
         async def shutdown(self, sockets=None):
             # Ctrl-C: answers still streaming close with a "server stopped" message at once,
             # so the lesson ends promptly and no student is cut off without a word.
-            state.stopping().set()
+            state.stop()
             await super().shutdown(sockets=sockets)
 
     server = ClassroomServer(config)

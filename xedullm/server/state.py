@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Set
 
 from .classroom.blocked_words import BlockedWords
 from .classroom.gate import Gate
@@ -30,6 +30,9 @@ class ServerState:
     compare: List[Column] = field(default_factory=list)   # compare mode's columns, [] when off
     blocked: BlockedWords = field(default_factory=lambda: BlockedWords(()))   # --blocked-words
     _stopping: Optional[asyncio.Event] = field(default=None, repr=False)
+    # What ends each answer still running, called by stop(): one set rather than a task per
+    # answer waiting on the event.
+    on_stop: Set[Callable[[], None]] = field(default_factory=set, repr=False)
 
     def client_for(self, admission: Any) -> "Client":
         """The Client that answers an admitted request: its compare column's, else the teacher's."""
@@ -45,6 +48,13 @@ class ServerState:
         if self._stopping is None:
             self._stopping = asyncio.Event()
         return self._stopping
+
+
+    def stop(self) -> None:
+        """The server is shutting down: every answer still running ends with a clear message."""
+        self.stopping().set()
+        for end in list(self.on_stop):
+            end()
 
 
 def state_of(request: Any) -> ServerState:

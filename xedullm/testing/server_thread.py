@@ -15,8 +15,9 @@ class ServerThread:
     """
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0,
-                 start_timeout: float = 10.0) -> None:
+                 start_timeout: float = 10.0, http: Any = "auto") -> None:
         self.app = app
+        self._http = http   # uvicorn's HTTP protocol (the classroom server's own, in its tests)
         self.host = host
         self._requested_port = port
         self._start_timeout = start_timeout
@@ -67,7 +68,7 @@ class ServerThread:
         # log_config=None: never reconfigure the host process's logging. The app's lifespan
         # runs as under `xedullm serve` (the classroom server re-reads shared settings there).
         config = uvicorn.Config(self.app, log_config=None, access_log=False, lifespan="auto",
-                                timeout_graceful_shutdown=3)
+                                timeout_graceful_shutdown=3, http=self._http)
         self._server = uvicorn.Server(config)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name=f"fake-server-{self.port}",

@@ -22,6 +22,7 @@ from ...errors import ConfigurationError, ContentFilterError, LLMError
 from ...keys import redact
 from ...types import ChatChunk, ChatRequest, Usage
 from .body import ChatBody
+from .connection_guard import ON_DISCONNECT
 from ..classroom.blocked_words import StreamMasker
 from ..classroom.gate import CallerBusy, ServerBusy
 from ..classroom.ledger import LedgerEntry
@@ -59,7 +60,6 @@ class ChatCall:
         self._phase = "waiting"        # -> 'streaming' once headers are out -> 'done'
         self._server_stopped = False
         self._recorded = False         # the ledger has been handed this call's entry
-        self._recording: Optional["asyncio.Future[None]"] = None   # its write, still to wait for
         self._flagged = False          # a blocked word, or the provider's own moderation
         self._provider: Optional[str] = None   # who answered (the Client says)
         self._fallback_reason: Optional[str] = None   # why the primary did not, when a fallback did
@@ -68,42 +68,46 @@ class ChatCall:
         self._maskers = (StreamMasker(blocked), StreamMasker(blocked)) if blocked else None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        state = self._state
         try:
             with anyio.CancelScope() as answer:
-                # Plain tasks that cancel one scope: an anyio task group does the same for
-                # several times the cost, and these never fail.
-                watchers = (asyncio.ensure_future(self._watch_disconnect(receive, answer)),
-                            asyncio.ensure_future(self._watch_stopping(answer)))
+                # Cancelling the whole call cancels the upstream request with it: when the
+                # student leaves (told by our connection guard, else by receive()) or the
+                # server stops.
+                def stop() -> None:
+                    self._server_stopped = True
+                    answer.cancel()
+
+                on_disconnect = scope.get("extensions", {}).get(ON_DISCONNECT)
+                if on_disconnect is not None:
+                    on_disconnect.append(answer.cancel)
+                    watcher = None
+                else:
+                    watcher = asyncio.ensure_future(self._watch_disconnect(receive, answer))
+                state.on_stop.add(stop)
+                if state.stopping().is_set():
+                    stop()
                 try:
                     await self._serve(send)
                 finally:
-                    for watcher in watchers:
+                    state.on_stop.discard(stop)
+                    if watcher is not None:
                         watcher.cancel()
             if self._server_stopped and self._phase != "done":
                 await self._say_server_stopped(send)
         finally:
             await self._record()
 
-    async def _record(self, *, before_last_bytes: bool = False) -> None:
+    async def _record(self) -> None:
         """Write the ledger entry, once: just before a complete answer's last bytes (so a
         student's next request already sees this one's usage), else when the call ends.
-
-        A ledger that writes in order (one store thread, StoreLedger.in_order) need only be
-        handed the entry before the last bytes: anything the student asks next queues behind
-        it. The call still waits for the write before it ends."""
+        The classroom's own ledger only hands the row over here (StoreLedger.record)."""
+        if self._recorded:
+            return
+        self._recorded = True
         with anyio.CancelScope(shield=True):
             try:
-                if not self._recorded:
-                    self._recorded = True
-                    ledger = self._state.ledger
-                    if before_last_bytes and getattr(ledger, "in_order", False):
-                        self._recording = ledger.start(self._entry())
-                    else:
-                        await ledger.record(self._entry())
-                    return
-                recording, self._recording = self._recording, None
-                if recording is not None:
-                    await recording
+                await self._state.ledger.record(self._entry())
             except Exception:  # noqa: BLE001 - a ledger given in ServerSettings may fail in any way
                 log.error("记录用量失败 / Recording usage failed:\n%s",
                           redact(traceback.format_exc(), self._state.secrets))
@@ -121,12 +125,6 @@ class ChatCall:
     async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
-        # Cancelling the whole call cancels the upstream request with it.
-        scope.cancel()
-
-    async def _watch_stopping(self, scope: anyio.CancelScope) -> None:
-        await self._state.stopping().wait()
-        self._server_stopped = True
         scope.cancel()
 
     async def _say_server_stopped(self, send: Any) -> None:
@@ -186,7 +184,7 @@ class ChatCall:
                           answered_by=self._answered_by(result.provider))
         self._answer.append(result.text)
         self._status, self._outcome = 200, "ok"
-        await self._record(before_last_bytes=True)
+        await self._record()
         await _send_json(send, 200, body, {})
         self._phase = "done"
 
@@ -224,7 +222,7 @@ class ChatCall:
                 return
             self._usage = writer.usage
             self._status, self._outcome = 200, "ok"
-            await self._record(before_last_bytes=True)
+            await self._record()
             await send({"type": "http.response.body", "body": writer.end(), "more_body": False})
             self._phase = "done"
         finally:

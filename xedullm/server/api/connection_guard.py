@@ -17,6 +17,9 @@ else turned away. So each connection here also has:
 - a **per-address cap**: at most ``max_per_address`` connections open from one address
   (addresses of a proxy the teacher named are exempt: all students come through it).
 
+The answer to a request is told when its connection is lost (the ``ON_DISCONNECT`` scope
+extension), so it need not keep a task waiting for ``http.disconnect``.
+
 And an offer to switch protocols (``Upgrade: h2c``, which Java's and JetBrains' HTTP clients
 add to ordinary POSTs) is declined as RFC 9110 allows: the request is answered in HTTP/1.1,
 body and all. httptools itself stops at such a request's head and drops its body.
@@ -37,6 +40,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # What h11 (uvicorn's other protocol) allows an incomplete request head, and browsers stay far below.
 MAX_HEAD_BYTES = 16 * 1024
+# A scope extension: callbacks run when the connection of a request still being answered is
+# lost. An answer learns of its student leaving without a task of its own waiting on
+# receive() (api/chat_call.py); under other servers it waits on receive() as ASGI intends.
+ON_DISCONNECT = "xedullm.on_disconnect"
 
 
 def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_address: int,
@@ -75,7 +82,11 @@ def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_addres
                 self._address = None
             self._read_deadline = _cancel(self._read_deadline)
             self._send_deadline = _cancel(self._send_deadline)
+            cycle = self.cycle
             super().connection_lost(exc)
+            if cycle is not None and cycle.disconnected:
+                for callback in cycle.scope["extensions"][ON_DISCONNECT]:
+                    callback()
 
         def data_received(self, data: bytes) -> None:
             if self._read_deadline is None and not self._answering():
@@ -117,6 +128,7 @@ def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_addres
         # (see _feed); nothing of it is acted on until it is parsed again without the offer.
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self.scope["extensions"] = {ON_DISCONNECT: []}
             self._in_message = True
             if self._read_deadline is None:
                 self._arm_read()

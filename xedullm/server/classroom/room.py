@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Awaitable, Callable, Deque, Optional, Set, Tuple
+from typing import Any, Awaitable, Callable, Deque, List, Optional, Set, Tuple
 
 from ...errors import LLMError, ServerError
 from .answer_sizes import AnswerSizes
@@ -27,6 +27,11 @@ log = logging.getLogger("xedullm.server")
 
 UNRECORDED_RETRY = 5.0     # seconds between tries to write rows the store refused
 UNRECORDED_MAX = 10_000    # beyond this many, the oldest are given up (and logged)
+# How long a finished request's row may wait to be written together with the next ones. Each
+# trip to the store thread costs several times the write itself (a thread wake-up and a loop
+# wake-up), so one trip carries every row handed over meanwhile. Nothing reads stale counts:
+# any other store call takes the waiting rows with it, ahead of itself (Classroom.submit).
+ROW_BATCH_DELAY = 0.1
 
 
 def today(now: Optional[float] = None) -> str:
@@ -53,6 +58,11 @@ class Classroom:
         self.answer_sizes.seed(reversed([r["completion_tokens"] for r in store.recent(AnswerSizes.SAMPLES)
                                          if r.get("outcome") == "ok"]))
         self._released: Optional[asyncio.Event] = None
+        # Rows handed over (queue_row) and not yet on their way to the store thread.
+        self._rows: List[Tuple[LedgerRow, Optional[str]]] = []
+        self._rows_due: Optional[asyncio.TimerHandle] = None
+        self._rows_loop: Optional[asyncio.AbstractEventLoop] = None
+        self._rows_writing: Set["asyncio.Future[None]"] = set()
 
     @property
     def hold_for(self) -> float:
@@ -126,7 +136,13 @@ class Classroom:
         """``fn(*args)`` handed to the store's threads now; await the result as with :meth:`call`.
 
         With one thread (``in_order``) calls run in the order they were handed over, so
-        whatever is submitted later, by any request, sees what this one wrote."""
+        whatever is submitted later, by any request, sees what this one wrote. Rows still
+        waiting in :meth:`queue_row` go first, for the same reason."""
+        if self._rows:
+            self._send_rows()
+        return self._submit_now(fn, *args)
+
+    def _submit_now(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
         loop = asyncio.get_running_loop()
         try:
             future = loop.run_in_executor(self._worker, fn, *args)
@@ -139,9 +155,92 @@ class Classroom:
     def in_order(self) -> bool:
         return self.store.workers == 1
 
+    # -- ledger rows, several to a trip (in-order stores only: see StoreLedger) -------------
+    def queue_row(self, row: LedgerRow, claim_id: Optional[str]) -> None:
+        """A finished request's row, written within ROW_BATCH_DELAY with the others handed
+        over meanwhile, or sooner, ahead of the next store call. Its hold (``claim_id``) is
+        given back once it is written."""
+        self._rows.append((row, claim_id))
+        loop = asyncio.get_running_loop()
+        # A timer of another loop (one that ended: tests' clients run a loop per request) never fires.
+        if self._rows_due is None or self._rows_loop is not loop:
+            if self._rows_due is not None:
+                self._rows_due.cancel()
+            self._rows_due, self._rows_loop = loop.call_later(ROW_BATCH_DELAY, self._send_rows), loop
+
+    def _send_rows(self) -> None:
+        if self._rows_due is not None:
+            self._rows_due.cancel()
+            self._rows_due = None
+        rows, self._rows = self._rows, []
+        if rows:
+            writing = asyncio.ensure_future(self._settle_rows(self._submit_now(_record_each, self.store, rows), rows))
+            self._rows_writing.add(writing)
+            writing.add_done_callback(self._rows_writing.discard)
+
+    async def _settle_rows(self, written: Awaitable[List[Optional[BaseException]]],
+                           rows: List[Tuple[LedgerRow, Optional[str]]]) -> None:
+        try:
+            try:
+                failures: List[Optional[BaseException]] = await written
+            except StoreUnavailable as exc:   # the thread itself is gone (closing)
+                failures = [exc] * len(rows)
+            for (row, claim_id), failure in zip(rows, failures):
+                if failure is None:
+                    self.running.discard(claim_id)
+                else:
+                    await self.record_again(row, claim_id, failure)
+        finally:
+            # Requests waiting for held budget look again (see ClassroomPolicy.admit).
+            self.note_released()
+
+    async def record_again(self, row: LedgerRow, claim_id: Optional[str], failure: BaseException) -> None:
+        """A row the store refused: once more without the conversation text (the likeliest
+        cause), which still counts the tokens and gives back the hold; if the store is away,
+        kept for settle_forever, since a row never written would hold its budget for ever."""
+        if not isinstance(failure, StoreUnavailable):
+            log.error("记录用量失败，改记一行不含对话的记录 / Recording failed, writing a row without the "
+                      "conversation: %s: %s", type(failure).__name__, failure)
+        row = dataclasses.replace(row, conversation=None)
+        try:
+            await self.call(self.store.record, row, claim_id)
+        except Exception:  # noqa: BLE001 - the store is away: kept to be written once it is back
+            if len(self.unrecorded) == self.unrecorded.maxlen:
+                log.error("课堂数据库离线太久，最早的一条用量记录未能保存 / The store was away too long: "
+                          "the oldest unsaved ledger row is given up")
+                self.running.discard(self.unrecorded[0][1])
+            self.unrecorded.append((row, claim_id))
+            return
+        self.running.discard(claim_id)
+
+    async def write_rows(self) -> None:
+        """Every row handed over, written now (the server is stopping)."""
+        self._send_rows()
+        if self._rows_writing:
+            await asyncio.gather(*self._rows_writing, return_exceptions=True)
+
     def close(self) -> None:
+        rows, self._rows = self._rows, []
+        if rows:   # the loop ended before write_rows: written here, without it
+            for (row, claim_id), failure in zip(rows, self._worker.submit(_record_each, self.store, rows).result()):
+                if failure is not None:
+                    log.error("关闭时记录用量失败 / Recording usage at shutdown failed: %s: %s",
+                              type(failure).__name__, failure)
         self._worker.shutdown(wait=True)
         self.store.close()
+
+
+def _record_each(store: Store, rows: List[Tuple[LedgerRow, Optional[str]]]) -> List[Optional[BaseException]]:
+    """On the store thread: each row in its own transaction, so one the store refuses costs
+    no other; what went wrong with each (None: written)."""
+    failures: List[Optional[BaseException]] = []
+    for row, claim_id in rows:
+        try:
+            store.record(row, claim_id)
+            failures.append(None)
+        except Exception as exc:  # noqa: BLE001 - a full disk or a locked file: retried by the caller
+            failures.append(exc)
+    return failures
 
 
 async def _store_result(future: "asyncio.Future[Any]") -> Any:
@@ -171,26 +270,28 @@ class StoreLedger:
     def __init__(self, classroom: Classroom) -> None:
         self._classroom = classroom
 
-    @property
-    def in_order(self) -> bool:
-        """Whether a row handed over by :meth:`start` is written before anything the server
-        asks of the store afterwards (one store thread): then an answer need not wait for it."""
-        return self._classroom.in_order
-
     async def record(self, entry: LedgerEntry) -> None:
-        await self.start(entry)
-
-    def start(self, entry: LedgerEntry) -> "asyncio.Future[None]":
-        """Hand the entry's row to the store's thread now; the task returned ends once it is
-        written (or kept for later, see settle_forever) and the hold is released."""
+        """Hand over the entry's row. With one store thread (``in_order``) that is all: the row
+        is written, and its hold given back, ahead of anything asked of the store later, so
+        nobody need wait for it (Classroom.queue_row). Otherwise it is written before this returns."""
         room = self._classroom
         try:
             row, claim_id = self._row(entry)
-            written = room.submit(room.store.record, row, claim_id)
         except BaseException:
             room.note_released()
             raise
-        return asyncio.ensure_future(self._settle(written, row, claim_id))
+        if room.in_order:
+            room.queue_row(row, claim_id)
+            return
+        try:
+            try:
+                await room.call(room.store.record, row, claim_id)
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the hold must not outlive the request
+                await room.record_again(row, claim_id, exc)
+                return
+            room.running.discard(claim_id)
+        finally:
+            room.note_released()
 
     def _row(self, entry: LedgerEntry) -> Tuple[LedgerRow, Optional[str]]:
         ticket = entry.ticket
@@ -219,33 +320,6 @@ class StoreLedger:
         if ticket is not None and entry.outcome == "ok" and usage is not None:
             self._classroom.answer_sizes.note(ticket.prompt_chars, usage.prompt_tokens, usage.completion_tokens)
         return row, claim_id
-
-    async def _settle(self, written: Awaitable[None], row: LedgerRow, claim_id: Optional[str]) -> None:
-        room = self._classroom
-        try:
-            try:
-                await written
-            except Exception as exc:  # noqa: BLE001 - whatever failed, the hold must not outlive the request
-                if not isinstance(exc, StoreUnavailable):   # that one is already in the teacher's log
-                    log.error("记录用量失败，改记一行不含对话的记录 / Recording failed, writing a row without the "
-                              "conversation: %s: %s", type(exc).__name__, exc)
-                # A row without the conversation text (the likeliest cause) still counts the tokens
-                # and gives back the hold; a row that can never be written would hold it for ever.
-                row = dataclasses.replace(row, conversation=None)
-                try:
-                    await room.call(room.store.record, row, claim_id)
-                except Exception:  # noqa: BLE001 - the store is away: kept to be written once it is back
-                    if len(room.unrecorded) == room.unrecorded.maxlen:
-                        log.error("课堂数据库离线太久，最早的一条用量记录未能保存 / The store was away too long: "
-                                  "the oldest unsaved ledger row is given up")
-                        room.running.discard(room.unrecorded[0][1])
-                    room.unrecorded.append((row, claim_id))
-                    return
-            if claim_id is not None:
-                room.running.discard(claim_id)
-        finally:
-            # Requests waiting for held budget look again (see ClassroomPolicy.admit).
-            room.note_released()
 
 
 def own_usage(classroom: Classroom, caller: Any) -> dict:
