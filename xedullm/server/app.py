@@ -91,8 +91,8 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
     )
     app = Starlette(
         routes=[
+            *openai_routes(),   # first: /v1/chat/completions is matched on every request
             *web_routes(),
-            *openai_routes(),
             *gradio_routes(),   # the old XEdu student client (gradio_client)
             *(admin_routes() if classroom else []),
         ],

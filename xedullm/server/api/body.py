@@ -8,6 +8,7 @@ any other field is ignored. ``stream_options`` is ours: usage is always asked up
 """
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ _FORMATS = ("text", "json_object", "json_schema")
 _TOOL_CHOICES = ("none", "auto", "required")
 # JSON may spell half of a UTF-16 pair ("\\ud800"); such text cannot be encoded, stored or sent.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# JSON text that may spell a lone surrogate ("\\ud800"; UTF-8 itself cannot carry one).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # Beyond any model's answer length and beyond what a 32-bit field upstream can hold.
 MAX_TOKENS_CEILING = 2 ** 31 - 1
 
@@ -39,10 +42,46 @@ class ChatBody:
     options: Dict[str, Any] = field(default_factory=dict)   # checked OpenAI options to forward
 
 
-def parse_chat_body(data: Any, limits: Limits = DEFAULT) -> ChatBody:
+def load_json(raw: bytes) -> Any:
+    """A body's JSON, every string and number in it sendable. The parse itself notices a
+    non-finite number and the text a surrogate escape; only then is the whole body walked
+    (_check_text), for the error that names the field."""
+    try:
+        data = _sendable_decoder.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        suspect = _SURROGATE_ESCAPE.search(raw) is not None
+    except _Unsendable:
+        data, suspect = json.loads(raw), True
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
+        raise InvalidRequest("请求体不是合法的 JSON。", "The request body is not valid JSON.") from None
+    if suspect:
+        _check_text(data)
+    return data
+
+
+class _Unsendable(Exception):
+    pass
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):   # 1e999
+        raise _Unsendable
+    return value
+
+
+def _constant(text: str) -> float:   # NaN, Infinity, -Infinity
+    raise _Unsendable
+
+
+_sendable_decoder = json.JSONDecoder(parse_float=_finite, parse_constant=_constant)
+
+
+def parse_chat_body(data: Any, limits: Limits = DEFAULT, *, checked: bool = False) -> ChatBody:
+    """``checked``: ``data`` came from :func:`load_json`, its strings and numbers already checked."""
     if not isinstance(data, dict):
         raise InvalidRequest("请求体必须是 JSON 对象。", "The request body must be a JSON object.")
-    _check_text(data)
+    if not checked:
+        _check_text(data)
     body = ChatBody(messages=_messages(data.get("messages"), limits))
     body.stream = _flag(data, "stream")
     options = data.get("stream_options")

@@ -49,8 +49,11 @@ class ChatCall:
         self._state = state
         self._body = body
         self._admission = admission
-        if admission.max_tokens is not None:   # the teacher's cap per answer
-            chat = dataclasses.replace(chat, max_tokens=admission.max_tokens)
+        # The model the policy chose, and the teacher's cap per answer, in one copy of the request.
+        if admission.max_tokens is not None:
+            chat = dataclasses.replace(chat, model=admission.model, max_tokens=admission.max_tokens)
+        else:
+            chat = dataclasses.replace(chat, model=admission.model)
         self._chat = chat
         self._started = started
         self._status = 499

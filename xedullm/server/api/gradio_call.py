@@ -110,7 +110,7 @@ async def answer(state: Any, limits: Limits, allow_legacy: bool, request: Any, i
         await emit(failed(item.id, await _refuse(state, err, item)))
         return None
     relay = _Relay(item, emit)
-    call = ChatCall(state, body, admission, dataclasses.replace(chat, model=admission.model), item.joined)
+    call = ChatCall(state, body, admission, chat, item.joined)
     await call(request.scope, _watched_by_the_queue_stream, relay)
     if relay.error is not None:
         await emit(failed(item.id, relay.error))

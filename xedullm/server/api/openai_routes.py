@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from typing import Any, List
 
@@ -20,7 +19,7 @@ from ..classroom.room import own_usage
 from ..classroom.compare_columns import column_for
 from ..settings import PUBLIC
 from ..state import ServerState, state_of
-from .body import parse_chat_body
+from .body import load_json, parse_chat_body
 from .chat_call import ChatCall
 from .openai_format import InvalidRequest, error_reply
 
@@ -102,7 +101,8 @@ async def chat_completions(request: Request) -> Any:
         except LLMError as err:
             return await _refuse(state, err, started, False)
     try:
-        body = parse_chat_body(await _json(request, state.settings.limits.max_body_bytes), state.settings.limits)
+        raw = await _body(request, state.settings.limits.max_body_bytes)
+        body = parse_chat_body(load_json(raw), state.settings.limits, checked=True)
     except InvalidRequest as err:
         return error_response(err)
     try:
@@ -127,7 +127,6 @@ async def chat_completions(request: Request) -> Any:
     if column is not None:
         # The policy admitted one answer (budget, per-caller caps); the column's Client gives it.
         admission = dataclasses.replace(admission, model=column.model, column=column.id)
-    chat = dataclasses.replace(chat, model=admission.model)
     return ChatCall(state, body, admission, chat, started)
 
 
@@ -155,21 +154,21 @@ async def _refuse(state: ServerState, err: LLMError, started: float, stream: boo
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
 
-async def _json(request: Request, max_bytes: int) -> Any:
-    too_large = InvalidRequest(f"请求太大（超过 {_size(max_bytes)}），请缩短对话。",
-                               f"The request is too large (over {_size(max_bytes)}); shorten the conversation.")
+async def _body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise too_large  # refused before reading a byte of it
-    raw = bytearray()
+        raise _too_large(max_bytes)  # refused before reading a byte of it
+    raw = b""
     async for piece in request.stream():
         raw += piece
         if len(raw) > max_bytes:
-            raise too_large
-    try:
-        return json.loads(bytes(raw))
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
-        raise InvalidRequest("请求体不是合法的 JSON。", "The request body is not valid JSON.") from None
+            raise _too_large(max_bytes)
+    return raw
+
+
+def _too_large(max_bytes: int) -> InvalidRequest:
+    return InvalidRequest(f"请求太大（超过 {_size(max_bytes)}），请缩短对话。",
+                          f"The request is too large (over {_size(max_bytes)}); shorten the conversation.")
 
 
 def _size(n: int) -> str:
