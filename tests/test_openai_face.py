@@ -307,3 +307,20 @@ def test_deepseeks_unknown_model_body_is_model_not_found(classroom_server, teach
     room = classroom_server(model="deepseek-v9")
     reply = post(room, {"messages": [{"role": "user", "content": "x"}]})
     assert reply.status_code == 404 and reply.json()["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+@pytest.mark.parametrize("answered_by", [None, {"provider": "moonshot", "provider_label": "月之暗面",
+                                                 "provider_label_en": "Moonshot"}])
+def test_a_text_frame_is_the_same_bytes_as_the_general_frame(include_usage, answered_by):
+    # Text frames take a shortcut (ChunkWriter._text_frame); what a client parses must not change.
+    from xedullm.server.api.openai_format import ChunkWriter
+    from xedullm.types import ChatChunk
+
+    writer = ChunkWriter(completion_id="chatcmpl-x", model="m", include_usage=include_usage)
+    writer.answered_by = answered_by
+    writer.chunk(ChatChunk(text="first"))   # the role goes with the first frame
+    for text in ["hello", '中文"引号\\ \n\t\u2028 \x01 😀 </script>']:
+        general = writer._frame([{"index": 0, "delta": {"content": text}, "finish_reason": None}])
+        assert writer.chunk(ChatChunk(text=text)) == general
+        assert json.loads(general[len(b"data: "):])["choices"][0]["delta"]["content"] == text

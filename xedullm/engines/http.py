@@ -116,21 +116,49 @@ class _StreamReader:
     def _chunks(self, events) -> Iterator[ChatChunk]:
         # A generator, so that the chunks before an in-stream error (one read may bring both)
         # reach the caller before the error does: text the student has seen is never retried.
+        # Pieces of plain text that arrived in the same read are joined into one chunk: a
+        # caller that has fallen behind (a server under a whole class) then handles, frames
+        # and sends each read once instead of once per piece; one that keeps up sees no change.
         produced = False
+        held: Optional[ChatChunk] = None
         for event in events:
-            result = self.adapter.parse_event(event)
+            try:
+                result = self.adapter.parse_event(event)
+            except Exception:
+                if held is not None:
+                    yield held
+                raise
             if result is STREAM_END:
                 self.finished = True
                 break
-            if result is not None:
-                self.last_progress = time.monotonic()
-                produced = True
+            if result is None:
+                continue
+            self.last_progress = time.monotonic()
+            produced = True
+            if held is not None:
+                if _plain(result) and bool(result.text) == bool(held.text):
+                    held.text += result.text
+                    held.reasoning += result.reasoning
+                    continue
+                yield held
+                held = None
+            if _plain(result):
+                held = result
+            else:
                 yield result
+        if held is not None:
+            yield held
         if not produced and not self.finished and time.monotonic() - self.last_progress > self.idle_timeout:
             raise E.APITimeoutError(
                 provider=self.adapter.provider_name,
                 detail=f"{self.idle_timeout:g} 秒内没有收到内容（只有保活信号）/ no content for {self.idle_timeout:g}s (keep-alives only)",
             )
+
+
+def _plain(chunk: ChatChunk) -> bool:
+    """Only answer text, or only reasoning: what can be joined with its neighbour of the same kind."""
+    return (bool(chunk.text) != bool(chunk.reasoning) and chunk.finish_reason is None and chunk.usage is None
+            and not chunk.tool_calls and chunk.logprobs is None and chunk.provider is None)
 
 
 class _AnswerBody:

@@ -243,6 +243,15 @@ class ChunkWriter:
         self._finish_sent = False
         self.usage: Optional[Usage] = None
 
+    def _text_frame(self, text: str) -> bytes:
+        frame = self._head + b'[{"index":0,"delta":{"content":' + _encode_string(text).encode() + \
+            b'},"finish_reason":null}]'
+        if self._include_usage:
+            frame += b',"usage":null'
+        if self.answered_by:
+            frame += b',"xedullm":' + _compact(self.answered_by)
+        return frame + b"}\n\n"
+
     def _frame(self, choices: list, usage: Optional[Dict[str, int]] = None) -> bytes:
         frame = self._head + _compact(choices)
         if self._include_usage:
@@ -255,6 +264,11 @@ class ChunkWriter:
         """The frame for one upstream chunk, or b'' when it carries nothing to show."""
         if chunk.usage is not None:
             self.usage = chunk.usage
+        if (self._role_sent and chunk.text and not chunk.reasoning and not chunk.tool_calls
+                and chunk.logprobs is None and chunk.finish_reason is None):
+            # Most frames of an answer are a piece of text: the same bytes as below, without
+            # building and walking the dictionaries for it.
+            return self._text_frame(chunk.text)
         delta: Dict[str, Any] = {}
         if not self._role_sent:
             delta["role"] = "assistant"
@@ -287,6 +301,8 @@ class ChunkWriter:
 
 # One encoder for every frame: json.dumps with options builds a new one per call.
 _encode_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# What that encoder writes for one string (its own C function for it).
+_encode_string = json.encoder.encode_basestring
 
 
 def _compact(value: Any) -> bytes:
