@@ -151,14 +151,14 @@ def rows_written(app: Any) -> None:
 @pytest.fixture
 def classroom_server(teacher_fake):
     """Factory: ``classroom_server(system=None, api_key=TEACHER_KEY, model=None, base_url=None,
-    timeout=10, guarded=False, **settings)`` starts our server for real on 127.0.0.1 in front of the fake."""
+    timeout=10, guarded=True, **settings)`` starts our server for real on 127.0.0.1 in front of the fake."""
     from xedullm import Client
     from xedullm.server.app import ServerSettings, create_app
     from xedullm.server.runner import connection_protocol
     from xedullm.testing.server_thread import ServerThread
 
     with contextlib.ExitStack() as stack:
-        def start(system=None, api_key=TEACHER_KEY, model=None, base_url=None, timeout=10.0, guarded=False,
+        def start(system=None, api_key=TEACHER_KEY, model=None, base_url=None, timeout=10.0, guarded=True,
                   **settings):
             # No retries: each upstream fault reaches the server exactly once.
             client = Client(provider="deepseek", base_url=base_url or teacher_fake.base_url,

@@ -22,7 +22,7 @@ from ...errors import ConfigurationError, ContentFilterError, LLMError
 from ...keys import redact
 from ...types import ChatChunk, ChatRequest, Usage
 from .body import ChatBody
-from .connection_guard import ON_DISCONNECT
+from .connection_guard import ON_DISCONNECT, SEND_BODY
 from ..classroom.blocked_words import StreamMasker
 from ..classroom.gate import CallerBusy, ServerBusy
 from ..classroom.ledger import LedgerEntry
@@ -72,6 +72,10 @@ class ChatCall:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         state = self._state
+        extensions = scope.get("extensions") or {}
+        # A response's start goes through the app's middleware (its CORS headers); under our
+        # connection guard the frames after it skip the wrappers, which only pass them on.
+        self._send_body = extensions.get(SEND_BODY, send)
         try:
             with anyio.CancelScope() as answer:
                 # Cancelling the whole call cancels the upstream request with it: when the
@@ -81,7 +85,7 @@ class ChatCall:
                     self._server_stopped = True
                     answer.cancel()
 
-                on_disconnect = scope.get("extensions", {}).get(ON_DISCONNECT)
+                on_disconnect = extensions.get(ON_DISCONNECT)
                 if on_disconnect is not None:
                     on_disconnect.append(answer.cancel)
                     watcher = None
@@ -136,7 +140,7 @@ class ChatCall:
         err = ServerStopping()
         try:
             if self._phase == "streaming":
-                await send({"type": "http.response.body", "body": error_frame(err), "more_body": False})
+                await self._send_body({"type": "http.response.body", "body": error_frame(err), "more_body": False})
                 self._settle(err)
             else:
                 await self._send_error(send, err)
@@ -188,7 +192,7 @@ class ChatCall:
         self._answer.append(result.text)
         self._status, self._outcome = 200, "ok"
         await self._record()
-        await _send_json(send, 200, body, {})
+        await _send_json(send, self._send_body, 200, body, {})
         self._phase = "done"
 
     async def _stream(self, send: Any) -> None:
@@ -220,13 +224,13 @@ class ChatCall:
                 self._settle(self._note(err))
                 await self._flush_held(send, writer)   # what arrived before the error stays the student's
                 self._usage = writer.usage
-                await send({"type": "http.response.body", "body": error_frame(err), "more_body": False})
+                await self._send_body({"type": "http.response.body", "body": error_frame(err), "more_body": False})
                 self._phase = "done"
                 return
             self._usage = writer.usage
             self._status, self._outcome = 200, "ok"
             await self._record()
-            await send({"type": "http.response.body", "body": writer.end(), "more_body": False})
+            await self._send_body({"type": "http.response.body", "body": writer.end(), "more_body": False})
             self._phase = "done"
         finally:
             with anyio.CancelScope(shield=True):
@@ -243,7 +247,9 @@ class ChatCall:
         await self._pass_on(send, writer, chunk)
 
     async def _pass_on(self, send: Any, writer: ChunkWriter, chunk: ChatChunk) -> None:
-        await _send_body(send, writer.chunk(chunk))
+        frame = writer.chunk(chunk)
+        if frame:
+            await self._send_body({"type": "http.response.body", "body": frame, "more_body": True})
         if chunk.text:
             self._answer.append(chunk.text)
 
@@ -289,7 +295,7 @@ class ChatCall:
     async def _send_error(self, send: Any, err: BaseException) -> None:
         self._settle(err)
         reply = error_reply(err)
-        await _send_json(send, reply.status, reply.body, reply.headers)
+        await _send_json(send, self._send_body, reply.status, reply.body, reply.headers)
         self._phase = "done"
 
 
@@ -307,18 +313,13 @@ def _texts(messages: Any) -> List[str]:
     return out
 
 
-async def _send_body(send: Any, data: bytes) -> None:
-    if data:
-        await send({"type": "http.response.body", "body": data, "more_body": True})
-
-
 # One encoder for every answer: json.dumps with an option builds a new one per call.
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
-async def _send_json(send: Any, status: int, body: Any, headers: dict) -> None:
+async def _send_json(send: Any, send_body: Any, status: int, body: Any, headers: dict) -> None:
     data = _encode_json(body).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
     raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": data, "more_body": False})
+    await send_body({"type": "http.response.body", "body": data, "more_body": False})

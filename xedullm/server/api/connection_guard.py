@@ -18,7 +18,8 @@ else turned away. So each connection here also has:
   (addresses of a proxy the teacher named are exempt: all students come through it).
 
 The answer to a request is told when its connection is lost (the ``ON_DISCONNECT`` scope
-extension), so it need not keep a task waiting for ``http.disconnect``.
+extension), so it need not keep a task waiting for ``http.disconnect``, and may send the
+frames of its body past the middleware (``SEND_BODY``).
 
 And an offer to switch protocols (``Upgrade: h2c``, which Java's and JetBrains' HTTP clients
 add to ordinary POSTs) is declined as RFC 9110 allows: the request is answered in HTTP/1.1,
@@ -44,6 +45,10 @@ MAX_HEAD_BYTES = 16 * 1024
 # lost. An answer learns of its student leaving without a task of its own waiting on
 # receive() (api/chat_call.py); under other servers it waits on receive() as ASGI intends.
 ON_DISCONNECT = "xedullm.on_disconnect"
+# A scope extension: uvicorn's own send for the request. The app's middleware (CORS, error
+# pages) acts on a response's start only, yet wraps every message; an answer sends its start
+# through them and its frames here (api/chat_call.py).
+SEND_BODY = "xedullm.send_body"
 
 
 def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_address: int,
@@ -138,6 +143,8 @@ def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_addres
                 return
             self._in_head, self._head_bytes = False, 0
             super().on_headers_complete()
+            if self.cycle is not None and self.cycle.scope is self.scope:
+                self.scope["extensions"][SEND_BODY] = self.cycle.send
 
         def on_body(self, body: bytes) -> None:
             if not self.parser.should_upgrade():

@@ -111,7 +111,11 @@ async def answer(state: Any, limits: Limits, allow_legacy: bool, request: Any, i
         return None
     relay = _Relay(item, emit)
     call = ChatCall(state, body, admission, chat, item.joined)
-    await call(request.scope, _watched_by_the_queue_stream, relay)
+    # The answer travels on the queue's stream, not on this request's connection: the scope
+    # goes without the connection's extensions (api/connection_guard.py), which would hand
+    # the answer that connection's disconnect and its raw send.
+    scope = {key: value for key, value in request.scope.items() if key != "extensions"}
+    await call(scope, _watched_by_the_queue_stream, relay)
     if relay.error is not None:
         await emit(failed(item.id, relay.error))
         return None
