@@ -4,6 +4,8 @@ test on an empty schema. "Two servers" are two store objects on the same data.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import threading
 import time
 import uuid
@@ -79,6 +81,20 @@ def test_record_releases_the_hold_and_counts_the_charge(store):
     assert store.used(DAY) == 250 and store.used(DAY, "小明") == 250 and store.used(DAY, "小红") == 0
     # the hold is gone: 750 is left for the next one
     assert store.claim(claim(estimate=5000, class_budget=1000)).held == 750
+
+
+def test_rows_written_together_are_all_or_none(store):
+    # The server writes the rows of answers that ended together in one go (record_many), and
+    # falls back to one at a time when that fails, so a partial batch must never be left.
+    c = claim(estimate=600, class_budget=1000)
+    assert store.claim(c).granted
+    bad = dataclasses.replace(row(who="小红", charged=7), started=None)   # NOT NULL: the store refuses it
+    with pytest.raises(Exception):
+        store.record_many([(row(charged=250), c.id), (bad, None)])
+    assert store.used(DAY) == 0 and list(store.rows()) == []
+    assert store.claim(claim(estimate=5000, class_budget=1000)).held == 400   # the hold is still there
+    store.record_many([(row(charged=250), c.id), (row(who="小红", charged=7), None)])
+    assert store.used(DAY) == 257 and store.used(DAY, "小红") == 7 and len(list(store.rows())) == 2
 
 
 def test_a_used_up_budget_refuses_without_retry(store):

@@ -231,8 +231,15 @@ class Classroom:
 
 
 def _record_each(store: Store, rows: List[Tuple[LedgerRow, Optional[str]]]) -> List[Optional[BaseException]]:
-    """On the store thread: each row in its own transaction, so one the store refuses costs
-    no other; what went wrong with each (None: written)."""
+    """On the store thread: all rows in one transaction where the store can (record_many);
+    where it cannot, or that fails, each in its own, so one the store refuses costs no other.
+    What went wrong with each (None: written)."""
+    if len(rows) > 1:
+        try:
+            store.record_many(rows)
+            return [None] * len(rows)
+        except Exception:  # noqa: BLE001 - NotImplementedError, or one bad row: one at a time
+            pass
     failures: List[Optional[BaseException]] = []
     for row, claim_id in rows:
         try:

@@ -132,6 +132,11 @@ class Store(ABC):
     def record(self, row: LedgerRow, claim_id: Optional[str] = None) -> None:
         """Write one ledger row and release the request's hold, in one transaction."""
 
+    def record_many(self, rows: Sequence[Tuple[LedgerRow, Optional[str]]]) -> None:
+        """Several rows (and their holds) as :meth:`record` does each, in one transaction: all
+        or none. Optional; a store without it is given the rows one at a time."""
+        raise NotImplementedError
+
     @abstractmethod
     def renew(self, claim_ids: Sequence[str], until: float) -> int:
         """Extend these holds to last until ``until`` (never shorten one); how many were found."""

@@ -263,17 +263,26 @@ class PostgreSQLStore(Store):
             return renewed
 
     def record(self, row: LedgerRow, claim_id: Optional[str] = None) -> None:
-        values = tuple(getattr(row, c) for c in _ROW_COLUMNS)
         with self._transaction() as db:
-            if claim_id is not None:
-                db.execute("DELETE FROM holds WHERE id = %s", (claim_id,))
-            db.execute(f"INSERT INTO ledger ({', '.join(_ROW_COLUMNS)}) "
-                       f"VALUES ({', '.join(['%s'] * len(_ROW_COLUMNS))})", values)
-            db.execute("INSERT INTO daily (day, who, requests, tokens, errors, name) VALUES (%s, %s, 1, %s, %s, %s) "
-                       "ON CONFLICT (day, who) DO UPDATE SET requests = daily.requests + 1, "
-                       "tokens = daily.tokens + EXCLUDED.tokens, errors = daily.errors + EXCLUDED.errors, "
-                       "name = COALESCE(EXCLUDED.name, daily.name)",
-                       (row.day, row.who or "", row.charged, int(row.outcome != "ok"), row.name))
+            self._record(db, row, claim_id)
+
+    def record_many(self, rows: Sequence[Tuple[LedgerRow, Optional[str]]]) -> None:
+        with self._transaction() as db:
+            for row, claim_id in rows:
+                self._record(db, row, claim_id)
+
+    @staticmethod
+    def _record(db: Any, row: LedgerRow, claim_id: Optional[str]) -> None:
+        values = tuple(getattr(row, c) for c in _ROW_COLUMNS)
+        if claim_id is not None:
+            db.execute("DELETE FROM holds WHERE id = %s", (claim_id,))
+        db.execute(f"INSERT INTO ledger ({', '.join(_ROW_COLUMNS)}) "
+                   f"VALUES ({', '.join(['%s'] * len(_ROW_COLUMNS))})", values)
+        db.execute("INSERT INTO daily (day, who, requests, tokens, errors, name) VALUES (%s, %s, 1, %s, %s, %s) "
+                   "ON CONFLICT (day, who) DO UPDATE SET requests = daily.requests + 1, "
+                   "tokens = daily.tokens + EXCLUDED.tokens, errors = daily.errors + EXCLUDED.errors, "
+                   "name = COALESCE(EXCLUDED.name, daily.name)",
+                   (row.day, row.who or "", row.charged, int(row.outcome != "ok"), row.name))
 
     def used(self, day: str, who: Optional[str] = None) -> int:
         with self._transaction() as db:

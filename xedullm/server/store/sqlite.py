@@ -163,17 +163,26 @@ class SQLiteStore(Store):
         return found[0] if found else 0
 
     def record(self, row: LedgerRow, claim_id: Optional[str] = None) -> None:
-        values = tuple(getattr(row, c) for c in _ROW_COLUMNS)
         with self._write() as db:
-            if claim_id is not None:
-                db.execute("DELETE FROM holds WHERE id = ?", (claim_id,))
-            db.execute(f"INSERT INTO ledger ({', '.join(_ROW_COLUMNS)}) "
-                       f"VALUES ({', '.join('?' * len(_ROW_COLUMNS))})", values)
-            db.execute("INSERT INTO daily (day, who, requests, tokens, errors, name) VALUES (?, ?, 1, ?, ?, ?) "
-                       "ON CONFLICT (day, who) DO UPDATE SET requests = requests + 1, "
-                       "tokens = tokens + excluded.tokens, errors = errors + excluded.errors, "
-                       "name = COALESCE(excluded.name, name)",
-                       (row.day, row.who or "", row.charged, int(row.outcome != "ok"), row.name))
+            self._record(db, row, claim_id)
+
+    def record_many(self, rows: Sequence[Tuple[LedgerRow, Optional[str]]]) -> None:
+        with self._write() as db:
+            for row, claim_id in rows:
+                self._record(db, row, claim_id)
+
+    @staticmethod
+    def _record(db: sqlite3.Connection, row: LedgerRow, claim_id: Optional[str]) -> None:
+        values = tuple(getattr(row, c) for c in _ROW_COLUMNS)
+        if claim_id is not None:
+            db.execute("DELETE FROM holds WHERE id = ?", (claim_id,))
+        db.execute(f"INSERT INTO ledger ({', '.join(_ROW_COLUMNS)}) "
+                   f"VALUES ({', '.join('?' * len(_ROW_COLUMNS))})", values)
+        db.execute("INSERT INTO daily (day, who, requests, tokens, errors, name) VALUES (?, ?, 1, ?, ?, ?) "
+                   "ON CONFLICT (day, who) DO UPDATE SET requests = requests + 1, "
+                   "tokens = tokens + excluded.tokens, errors = errors + excluded.errors, "
+                   "name = COALESCE(excluded.name, name)",
+                   (row.day, row.who or "", row.charged, int(row.outcome != "ok"), row.name))
 
     def used(self, day: str, who: Optional[str] = None) -> int:
         with self._lock:
