@@ -18,7 +18,7 @@ their holds.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -90,6 +90,10 @@ class LedgerRow:
     # Then why the primary could not, as the error code its failure would have had as
     # ``outcome`` ('insufficient_quota', 'upstream_unreachable', …; 'circuit_open': skipped).
     fallback_reason: Optional[str] = None
+
+
+# A ledger row's columns, as the stores name them: LedgerRow's fields, in order.
+ROW_COLUMNS = tuple(f.name for f in fields(LedgerRow))
 
 
 @dataclass(frozen=True)
