@@ -108,6 +108,9 @@ def test_a_blocked_word_in_the_answer_is_masked_even_split_across_chunks(fake, w
     # The fake streams 4-character pieces: "前面的坏" + "词后面的" splits 坏词 in two; the
     # full-width, spaced ＢＡＤ ｗｏｒｄ spans pieces too.
     fake.reply = lambda messages: "前面的坏词后面的话，还有ＢＡＤ ｗｏｒｄ和 bad word 结束"
+    # Paced, so that each piece arrives on its own: pieces that arrive together are joined
+    # (engines/http.py), and the frame count below is about what the masker holds back.
+    fake.token_delay = 0.02
     with serving(fake, blocked_words=words_file) as url:
         response = ask(url, [user("你好")], stream)
         assert response.status_code == 200
