@@ -173,6 +173,17 @@ def test_deep_nesting(server, depth, kind, where):
     check(http_post(server, raw.encode()))
 
 
+@pytest.mark.parametrize("first", ["NaN", "1e999", "-Infinity"])
+def test_an_unsendable_number_ahead_of_deep_nesting_is_still_a_400(server, first):
+    # The parse stops at the number, then the body is parsed again for the error naming the
+    # field: that second parse meets the nesting and must end in the same 400.
+    raw = ('{"messages":[{"role":"user","content":"hi"}],"user":[' + first + "," + "[" * 100_000
+           + "]" * 100_000 + "]}")
+    reply = http_post(server, raw.encode())
+    check(reply)
+    assert reply.status_code == 400
+
+
 def http_post(server, raw: bytes, **headers) -> httpx.Response:
     http, _ = server
     return http.post(CHAT, content=raw, headers={"content-type": "application/json", **headers})

@@ -47,10 +47,11 @@ def load_json(raw: bytes) -> Any:
     non-finite number and the text a surrogate escape; only then is the whole body walked
     (_check_text), for the error that names the field."""
     try:
-        data = _sendable_decoder.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
-        suspect = _SURROGATE_ESCAPE.search(raw) is not None
-    except _Unsendable:
-        data, suspect = json.loads(raw), True
+        try:
+            data = _sendable_decoder.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+            suspect = _SURROGATE_ESCAPE.search(raw) is not None
+        except _Unsendable:   # parsed again in full (the first parse stopped there) and walked
+            data, suspect = json.loads(raw), True
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurd nesting
         raise InvalidRequest("请求体不是合法的 JSON。", "The request body is not valid JSON.") from None
     if suspect:
