@@ -50,11 +50,8 @@ class ChatCall:
         self._body = body
         self._admission = admission
         # The model the policy chose, and the teacher's cap per answer, in one copy of the request.
-        if admission.max_tokens is not None:
-            chat = dataclasses.replace(chat, model=admission.model, max_tokens=admission.max_tokens)
-        else:
-            chat = dataclasses.replace(chat, model=admission.model)
-        self._chat = chat
+        self._chat = dataclasses.replace(chat, model=admission.model, max_tokens=(
+            chat.max_tokens if admission.max_tokens is None else admission.max_tokens))
         self._started = started
         self._status = 499
         self._outcome = "disconnected"

@@ -244,16 +244,14 @@ class ChunkWriter:
         self.usage: Optional[Usage] = None
 
     def _text_frame(self, text: str) -> bytes:
-        frame = self._head + b'[{"index":0,"delta":{"content":' + _encode_string(text).encode() + \
-            b'},"finish_reason":null}]'
-        if self._include_usage:
-            frame += b',"usage":null'
-        if self.answered_by:
-            frame += b',"xedullm":' + _compact(self.answered_by)
-        return frame + b"}\n\n"
+        return self._closed(self._head + b'[{"index":0,"delta":{"content":' + _encode_string(text).encode()
+                            + b'},"finish_reason":null}]')
 
     def _frame(self, choices: list, usage: Optional[Dict[str, int]] = None) -> bytes:
-        frame = self._head + _compact(choices)
+        return self._closed(self._head + _compact(choices), usage)
+
+    def _closed(self, frame: bytes, usage: Optional[Dict[str, int]] = None) -> bytes:
+        """A frame's head and choices, with what every frame ends with."""
         if self._include_usage:
             frame += b',"usage":' + _compact(usage)
         if self.answered_by:

@@ -158,12 +158,13 @@ async def _body(request: Request, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)  # refused before reading a byte of it
-    raw = b""
+    pieces, size = [], 0
     async for piece in request.stream():
-        raw += piece
-        if len(raw) > max_bytes:
+        pieces.append(piece)
+        size += len(piece)
+        if size > max_bytes:
             raise _too_large(max_bytes)
-    return raw
+    return b"".join(pieces)   # one copy, however many pieces a large body came in
 
 
 def _too_large(max_bytes: int) -> InvalidRequest:
