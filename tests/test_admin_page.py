@@ -105,9 +105,20 @@ def test_changes_need_the_custom_header_and_the_same_origin_and_admin_answers_no
     assert "access-control-allow-origin" not in preflight.headers
     simple = http.get("/admin/api/overview", headers={"Origin": "http://evil.example"})
     assert "access-control-allow-origin" not in simple.headers
-    # Students' endpoints keep their CORS.
+    # Students' endpoints keep their CORS: any origin, the same answer with or without one
+    # (so a cached copy serves every page), and a browser's preflight for a chat request passes.
     assert httpx.get(f"{r.url}/v1/models", headers={"Origin": "http://app.local"}).headers[
         "access-control-allow-origin"] == "*"
+    assert httpx.get(f"{r.url}/v1/models").headers["access-control-allow-origin"] == "*"
+    chat_preflight = httpx.options(f"{r.url}/v1/chat/completions", headers={
+        "Origin": "http://app.local", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+    assert chat_preflight.status_code == 200
+    assert chat_preflight.headers["access-control-allow-origin"] == "*"
+    assert "authorization" in chat_preflight.headers["access-control-allow-headers"].lower()
+    answer = httpx.post(f"{r.url}/v1/chat/completions", headers={"Origin": "http://app.local"},
+                        json={"messages": [{"role": "user", "content": "你好"}]})
+    assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == "*"
     cross_login = httpx.post(f"{r.url}/admin/login", data={"password": PASSWORD},
                              headers={"Origin": "http://evil.example"})
     assert cross_login.status_code == 403 and "set-cookie" not in cross_login.headers

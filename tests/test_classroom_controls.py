@@ -268,8 +268,8 @@ def test_per_student_budgets_count_each_student_separately(room):
 
 
 def test_a_students_next_request_sees_the_last_answers_usage_at_once(room):
-    # The row is written just after the answer is sent, but queued before its last bytes on
-    # the store's one thread, so the next claim comes after it. With budget_wait=0, a claim
+    # The row is queued right after the answer's last bytes are written, before the event loop
+    # takes up the student's next request, so the next claim comes after it. With budget_wait=0, a claim
     # that still saw the last answer's hold instead of its usage would be "held, try again".
     r = room(per_student_daily=1, budget_wait=0)
     for i in range(20):

@@ -376,10 +376,12 @@ class Client:
         return options_for(protocol)
 
     def _check_options(self, kwargs: Dict[str, Any], messages: List[Dict[str, Any]]) -> None:
-        from .protocols.options import TOOLS, has_tool_turns, unsupported
-
+        options = _options_module()
+        turn = options.has_tool_turns(messages)
+        if not kwargs and turn is None:
+            return   # nothing to check, as for most requests: the table is not even looked up
         table = self._option_table()
-        refused = unsupported(kwargs, table)
+        refused = options.unsupported(kwargs, table)
         where = self.provider.label_zh if self.provider else "这个服务"
         where_en = self.provider.label_en if self.provider else "this server"
         if refused:
@@ -388,8 +390,7 @@ class Client:
                 f"{where}不支持参数 {names}，请去掉它，或换一个支持它的服务商。/ "
                 f"{where_en} does not support {names}: leave it out, or use a provider that does.",
                 refused[0])
-        turn = has_tool_turns(messages)
-        if turn is not None and TOOLS not in table:
+        if turn is not None and options.TOOLS not in table:
             raise _unsupported(
                 f"{where}不支持工具调用，第 {turn + 1} 条消息却是工具调用的一部分。/ "
                 f"{where_en} does not support tool calls, but message {turn + 1} is part of one.",
@@ -613,6 +614,19 @@ class _AsFallback:
 
     def astream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         return self.client.achat_stream(self._own(req))
+
+
+_options: Any = None
+
+
+def _options_module() -> Any:
+    """protocols/options.py, imported at its first use (``from xedullm import Client`` stays
+    quick) and then kept: an import statement on every request costs more than its check."""
+    global _options
+    if _options is None:
+        from .protocols import options
+        _options = options
+    return _options
 
 
 def _fallback_client(spec: Union[Client, str], timeout: float, max_retries: int) -> Client:

@@ -33,6 +33,10 @@ class WireError(Exception):
         self.timed_out = timed_out
 
 
+# One encoder, made once (json.dumps with options builds a new one per call).
+_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def encode(request: HTTPRequest) -> Tuple[str, Dict[str, str], Optional[bytes]]:
     """(URL with the query, headers, body) for an adapter's request."""
     url = request.url
@@ -43,7 +47,7 @@ def encode(request: HTTPRequest) -> Tuple[str, Dict[str, str], Optional[bytes]]:
     body = None
     if request.json is not None:
         # Compact UTF-8, as providers' own SDKs send it; NaN is not JSON.
-        body = json.dumps(request.json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        body = _compact_json(request.json).encode()
         headers.setdefault("Content-Type", "application/json")
     return url, headers, body
 

@@ -6,11 +6,12 @@ and hands the answer back for parsing. Streams are decoded into SSE events by
 """
 from __future__ import annotations
 
+import codecs
 import json
 from typing import Any, List, Mapping, Optional, Tuple, Union
 
 from ..catalog import Provider
-from ..errors import LLMError
+from ..errors import LLMError, ServerError
 from ..sse import SSEEvent
 from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest, Usage
 
@@ -97,11 +98,10 @@ def _count(value: Any) -> int:
 
 def load_json(body: Union[bytes, str], adapter: Adapter) -> Any:
     """Parse a JSON body; garbage from upstream is a ServerError, never a crash."""
-    from ..errors import ServerError
-
     if isinstance(body, bytes):
         # Invalid UTF-8 is replaced, not fatal: the same text a stream of it gives (sse.py).
-        body = body.decode("utf-8-sig", "replace")
+        # (The BOM by hand: the "utf-8-sig" codec is written in Python, "utf-8" is not.)
+        body = (body[3:] if body[:3] == codecs.BOM_UTF8 else body).decode("utf-8", "replace")
     try:
         return json.loads(body)
     except ValueError:

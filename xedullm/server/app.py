@@ -96,8 +96,7 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
             *gradio_routes(),   # the old XEdu student client (gradio_client)
             *(admin_routes() if classroom else []),
         ],
-        middleware=[Middleware(_PublicCORS, allow_origins=["*"], allow_methods=["GET", "POST"],
-                               allow_headers=["*"], allow_credentials=False, max_age=600)],
+        middleware=[Middleware(_PublicCORS)],
         exception_handlers={HTTPException: _http_error},
         lifespan=_lifespan,
     )
@@ -135,15 +134,36 @@ def _open_store(settings: ServerSettings):
     return open_store(settings.store, settings.data_dir)
 
 
-class _PublicCORS(CORSMiddleware):
+class _PublicCORS:
     """CORS for everything students' web apps call, and none for the teacher's admin pages:
-    a browser then refuses any cross-site script's request to /admin before it is sent."""
+    a browser then refuses any cross-site script's request to /admin before it is sent.
+
+    Every public answer allows any origin, whether or not the request named one: without
+    credentials that header is the same for every page, so an answer never varies by Origin
+    and a cached copy serves any of them. That is one header added to the start of each
+    answer, where a general CORS middleware reads the request's headers and rewrites the
+    answer's on every request. Preflights go to Starlette's CORSMiddleware."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self._preflight = CORSMiddleware(app, allow_origins=["*"], allow_methods=["GET", "POST"],
+                                         allow_headers=["*"], allow_credentials=False, max_age=600)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and (scope["path"] == "/admin" or scope["path"].startswith("/admin/")):
+        if scope["type"] != "http" or scope["path"] == "/admin" or scope["path"].startswith("/admin/"):
             await self.app(scope, receive, send)
-            return
-        await super().__call__(scope, receive, send)
+        elif scope["method"] == "OPTIONS":
+            await self._preflight(scope, receive, send)
+        else:
+            async def send_allowing_any_origin(message: Any) -> None:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message.get("headers", ()), _ANY_ORIGIN]
+                await send(message)
+
+            await self.app(scope, receive, send_allowing_any_origin)
+
+
+_ANY_ORIGIN = (b"access-control-allow-origin", b"*")
 
 
 def _register_mime_types() -> None:

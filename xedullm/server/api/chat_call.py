@@ -59,6 +59,9 @@ class ChatCall:
         self._answer: List[str] = []   # text the student has been sent
         self._phase = "waiting"        # -> 'streaming' once headers are out -> 'done'
         self._server_stopped = False
+        self._task: Optional["asyncio.Task[Any]"] = None
+        self._cancellable = False      # a disconnect or the server stopping may still end the call
+        self._cancelled = False        # and one has (see _serve_cancellably)
         self._recorded = False         # the ledger has been handed this call's entry
         self._flagged = False          # a blocked word, or the provider's own moderation
         self._provider: Optional[str] = None   # who answered (the Client says)
@@ -73,48 +76,77 @@ class ChatCall:
         # A response's start goes through the app's middleware (its CORS headers); under our
         # connection guard the frames after it skip the wrappers, which only pass them on.
         self._send_body = extensions.get(SEND_BODY, send)
+        self._task = asyncio.current_task()
         try:
-            with anyio.CancelScope() as answer:
-                # Cancelling the whole call cancels the upstream request with it: when the
-                # student leaves (told by our connection guard, else by receive()) or the
-                # server stops.
-                def stop() -> None:
-                    self._server_stopped = True
-                    answer.cancel()
-
-                on_disconnect = extensions.get(ON_DISCONNECT)
-                if on_disconnect is not None:
-                    on_disconnect.append(answer.cancel)
-                    watcher = None
-                else:
-                    watcher = asyncio.ensure_future(self._watch_disconnect(receive, answer))
-                state.on_stop.add(stop)
-                if state.stopping().is_set():
-                    stop()
-                try:
-                    await self._serve(send)
-                finally:
-                    state.on_stop.discard(stop)
-                    if watcher is not None:
-                        watcher.cancel()
+            if state.stopping().is_set():
+                self._server_stopped = True
+            else:
+                await self._serve_cancellably(state, extensions.get(ON_DISCONNECT), receive, send)
             if self._server_stopped and self._phase != "done":
                 await self._say_server_stopped(send)
         finally:
             await self._record()
 
+    async def _serve_cancellably(self, state: "ServerState", on_disconnect: Optional[List[Any]],
+                                 receive: Any, send: Any) -> None:
+        """Serve, cancelled as a whole (the upstream request with it) when the student leaves
+        (told by our connection guard, else by receive()) or the server stops.
+
+        Cancellation is this task's own asyncio one, asked for at most once, and only while
+        the answer may still be abandoned: once its last bytes are on their way nothing is
+        left to cut short, so nothing after that point, the ledger row included, can be
+        interrupted. (anyio's cancel scopes would do the same at a cost that showed on every
+        request's profile.)"""
+        self._cancellable = True
+        if on_disconnect is not None:
+            on_disconnect.append(self._cancel)
+            watcher = None
+        else:
+            watcher = asyncio.ensure_future(self._watch_disconnect(receive))
+        state.on_stop.add(self._stop)
+        try:
+            await self._serve(send)
+        except asyncio.CancelledError:
+            if not self._cancelled:
+                raise   # not ours: the server itself is cancelling its tasks
+            uncancel = getattr(self._task, "uncancel", None)   # Python 3.11+ counts cancellations
+            if uncancel is not None:
+                uncancel()
+        finally:
+            self._cancellable = False   # before any await: a late cancel now must not land
+            state.on_stop.discard(self._stop)
+            if watcher is not None:
+                watcher.cancel()
+
+    def _cancel(self) -> None:
+        if self._cancellable and not self._cancelled and self._task is not None:
+            self._cancelled = True
+            self._task.cancel()
+
+    def _stop(self) -> None:
+        if self._cancellable:
+            self._server_stopped = True
+            self._cancel()
+
+    async def _watch_disconnect(self, receive: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self._cancel()
+
     async def _record(self) -> None:
-        """Write the ledger entry, once: just before a complete answer's last bytes (so a
-        student's next request already sees this one's usage), else when the call ends.
-        The classroom's own ledger only hands the row over here (StoreLedger.record)."""
+        """Write the ledger entry, once, when the call ends: after the last bytes are out, so
+        the student is not kept waiting for it. A student's next request still sees this
+        one's usage: the last send returns as soon as the bytes are written, and the row is
+        handed over at once, before the event loop can take up anything the student sends
+        next (the classroom's own ledger only queues it: StoreLedger.record)."""
         if self._recorded:
             return
         self._recorded = True
-        with anyio.CancelScope(shield=True):
-            try:
-                await self._state.ledger.record(self._entry())
-            except Exception:  # noqa: BLE001 - a ledger given in ServerSettings may fail in any way
-                log.error("记录用量失败 / Recording usage failed:\n%s",
-                          redact(traceback.format_exc(), self._state.secrets))
+        try:
+            await self._state.ledger.record(self._entry())
+        except Exception:  # noqa: BLE001 - a ledger given in ServerSettings may fail in any way
+            log.error("记录用量失败 / Recording usage failed:\n%s",
+                      redact(traceback.format_exc(), self._state.secrets))
 
     def _entry(self) -> LedgerEntry:
         return LedgerEntry(
@@ -124,12 +156,6 @@ class ChatCall:
             outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
             messages=self._chat.messages, answer="".join(self._answer), name=self._admission.name,
             flagged=self._flagged, provider=self._provider, fallback_reason=self._fallback_reason)
-
-    @staticmethod
-    async def _watch_disconnect(receive: Any, scope: anyio.CancelScope) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        scope.cancel()
 
     async def _say_server_stopped(self, send: Any) -> None:
         # Ending the answer ourselves lets the server stop at once instead of waiting out
@@ -188,7 +214,7 @@ class ChatCall:
                           answered_by=self._answered_by(result.provider))
         self._answer.append(result.text)
         self._status, self._outcome = 200, "ok"
-        await self._record()
+        self._cancellable = False   # the answer is whole: nothing is left to cut short
         await _send_json(send, self._send_body, 200, body, {})
         self._phase = "done"
 
@@ -226,7 +252,7 @@ class ChatCall:
                 return
             self._usage = writer.usage
             self._status, self._outcome = 200, "ok"
-            await self._record()
+            self._cancellable = False   # the answer is whole: nothing is left to cut short
             await self._send_body({"type": "http.response.body", "body": writer.end(), "more_body": False})
             self._phase = "done"
         finally:

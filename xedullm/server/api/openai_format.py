@@ -10,10 +10,11 @@ server log).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import secrets
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
@@ -199,8 +200,14 @@ class InvalidRequest(BadRequestError):
         return wrapped
 
 
+# Ids need only be unique, not secret: a random part per process (servers sharing one store
+# differ there) and a count, instead of a fresh uuid4 (an os.urandom call) per answer.
+_ID_PREFIX = "chatcmpl-" + secrets.token_hex(8)
+_id_count = itertools.count(1)
+
+
 def new_completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
+    return f"{_ID_PREFIX}{next(_id_count):016x}"
 
 
 def completion(result: ChatResult, *, completion_id: str, model: str,

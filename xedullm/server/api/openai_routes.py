@@ -183,13 +183,14 @@ def error_response(err: BaseException) -> Response:
 
 def openai_routes() -> List[BaseRoute]:
     return [
+        # First: the router tries routes in order, and this one is asked for most.
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        # Some clients add a slash; a redirect would lose a POST body in many of them.
+        Route("/v1/chat/completions/", chat_completions, methods=["POST"]),
         Route("/api/info", info, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/", models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", model, methods=["GET"]),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        # Some clients add a slash; a redirect would lose a POST body in many of them.
-        Route("/v1/chat/completions/", chat_completions, methods=["POST"]),
         Route("/v1/usage", usage, methods=["GET"]),
     ]

@@ -36,7 +36,26 @@ ROW_BATCH_DELAY = 0.1
 
 def today(now: Optional[float] = None) -> str:
     """The local date budgets count: a class day starts at the teacher's midnight."""
-    return time.strftime("%Y-%m-%d", time.localtime(now))
+    if now is None:
+        now = time.time()
+    start, end, day = _day_known
+    if start <= now < end:   # every request asks; working the date out costs more than the rest
+        return day
+    return _learn_day(now)
+
+
+_day_known: Tuple[float, float, str] = (0.0, 0.0, "")
+
+
+def _learn_day(now: float) -> str:
+    global _day_known
+    local = time.localtime(now)
+    # Midnight to midnight in local time; mktime works out a summer-time change between them.
+    start = time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1))
+    end = time.mktime((local.tm_year, local.tm_mon, local.tm_mday + 1, 0, 0, 0, 0, 0, -1))
+    day = time.strftime("%Y-%m-%d", local)
+    _day_known = (start, end, day)
+    return day
 
 
 class Classroom:

@@ -35,8 +35,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 from ...errors import ConfigurationError
-from .contract import (ROW_COLUMNS, Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, Store, StudentToken,
-                       TokenLimits, WhoTotals)
+from .contract import (ROW_COLUMNS, Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, RowWrites, Store,
+                       StudentToken, TokenLimits, WhoTotals, row_writes)
 
 log = logging.getLogger("xedullm.server")
 
@@ -264,24 +264,23 @@ class PostgreSQLStore(Store):
 
     def record(self, row: LedgerRow, claim_id: Optional[str] = None) -> None:
         with self._transaction() as db:
-            self._record(db, row, claim_id)
+            self._record(db, row_writes([(row, claim_id)]))
 
     def record_many(self, rows: Sequence[Tuple[LedgerRow, Optional[str]]]) -> None:
         with self._transaction() as db:
-            for row, claim_id in rows:
-                self._record(db, row, claim_id)
+            self._record(db, row_writes(rows))
 
     @staticmethod
-    def _record(db: Any, row: LedgerRow, claim_id: Optional[str]) -> None:
-        values = tuple(getattr(row, c) for c in ROW_COLUMNS)
-        if claim_id is not None:
-            db.execute("DELETE FROM holds WHERE id = %s", (claim_id,))
-        db.execute(_INSERT_ROW, values)
-        db.execute("INSERT INTO daily (day, who, requests, tokens, errors, name) VALUES (%s, %s, 1, %s, %s, %s) "
-                   "ON CONFLICT (day, who) DO UPDATE SET requests = daily.requests + 1, "
-                   "tokens = daily.tokens + EXCLUDED.tokens, errors = daily.errors + EXCLUDED.errors, "
-                   "name = COALESCE(EXCLUDED.name, daily.name)",
-                   (row.day, row.who or "", row.charged, int(row.outcome != "ok"), row.name))
+    def _record(db: Any, writes: RowWrites) -> None:
+        with db.cursor() as cursor:   # psycopg runs executemany on a cursor, not the connection
+            if writes.holds:
+                cursor.executemany("DELETE FROM holds WHERE id = %s", writes.holds)
+            cursor.executemany(_INSERT_ROW, writes.values)
+            cursor.executemany("INSERT INTO daily (day, who, requests, tokens, errors, name) "
+                               "VALUES (%s, %s, %s, %s, %s, %s) "
+                               "ON CONFLICT (day, who) DO UPDATE SET requests = daily.requests + EXCLUDED.requests, "
+                               "tokens = daily.tokens + EXCLUDED.tokens, errors = daily.errors + EXCLUDED.errors, "
+                               "name = COALESCE(EXCLUDED.name, daily.name)", writes.daily)
 
     def used(self, day: str, who: Optional[str] = None) -> int:
         with self._transaction() as db:

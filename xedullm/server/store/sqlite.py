@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ...errors import ConfigurationError
-from .contract import (ROW_COLUMNS, Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, Store, StudentToken,
-                    TokenLimits, WhoTotals)
+from .contract import (ROW_COLUMNS, Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, RowWrites, Store,
+                       StudentToken, TokenLimits, WhoTotals, row_writes)
 
 DB_NAME = "classroom.sqlite3"
 _SCHEMA_VERSION = 5   # 2: names; 3: admin_sessions; 4: flagged, provider; 5: fallback_reason
@@ -164,24 +164,21 @@ class SQLiteStore(Store):
 
     def record(self, row: LedgerRow, claim_id: Optional[str] = None) -> None:
         with self._write() as db:
-            self._record(db, row, claim_id)
+            self._record(db, row_writes([(row, claim_id)]))
 
     def record_many(self, rows: Sequence[Tuple[LedgerRow, Optional[str]]]) -> None:
         with self._write() as db:
-            for row, claim_id in rows:
-                self._record(db, row, claim_id)
+            self._record(db, row_writes(rows))
 
     @staticmethod
-    def _record(db: sqlite3.Connection, row: LedgerRow, claim_id: Optional[str]) -> None:
-        values = tuple(getattr(row, c) for c in ROW_COLUMNS)
-        if claim_id is not None:
-            db.execute("DELETE FROM holds WHERE id = ?", (claim_id,))
-        db.execute(_INSERT_ROW, values)
-        db.execute("INSERT INTO daily (day, who, requests, tokens, errors, name) VALUES (?, ?, 1, ?, ?, ?) "
-                   "ON CONFLICT (day, who) DO UPDATE SET requests = requests + 1, "
-                   "tokens = tokens + excluded.tokens, errors = errors + excluded.errors, "
-                   "name = COALESCE(excluded.name, name)",
-                   (row.day, row.who or "", row.charged, int(row.outcome != "ok"), row.name))
+    def _record(db: sqlite3.Connection, writes: RowWrites) -> None:
+        if writes.holds:
+            db.executemany("DELETE FROM holds WHERE id = ?", writes.holds)
+        db.executemany(_INSERT_ROW, writes.values)
+        db.executemany("INSERT INTO daily (day, who, requests, tokens, errors, name) VALUES (?, ?, ?, ?, ?, ?) "
+                       "ON CONFLICT (day, who) DO UPDATE SET requests = requests + excluded.requests, "
+                       "tokens = tokens + excluded.tokens, errors = errors + excluded.errors, "
+                       "name = COALESCE(excluded.name, name)", writes.daily)
 
     def used(self, day: str, who: Optional[str] = None) -> int:
         with self._lock:
