@@ -97,6 +97,28 @@ def test_rows_written_together_are_all_or_none(store):
     assert store.used(DAY) == 257 and store.used(DAY, "小红") == 7 and len(list(store.rows())) == 2
 
 
+def test_a_batch_of_rows_counts_as_the_same_rows_one_by_one(store):
+    # record_many sums a student's rows into one daily update: requests, tokens, errors and
+    # the last name given must come out as if each row had been written on its own.
+    holds = [claim(who="小明"), claim(who="小红")]
+    for c in holds:
+        assert store.claim(c).granted
+    store.record_many([(row(who="小明", charged=5, name="明"), holds[0].id),
+                       (row(who="小红", charged=7), holds[1].id),
+                       (row(who="小明", charged=3, outcome="upstream_error"), None),
+                       (row(who="小明", charged=2, name="小明同学"), None),
+                       (row(who="小红", charged=1, day="2026-03-03"), None)])
+    totals = {s.who: s for s in store.day_totals(DAY).students}
+    assert (totals["小明"].requests, totals["小明"].tokens, totals["小明"].errors, totals["小明"].name) == (
+        3, 10, 1, "小明同学")
+    assert (totals["小红"].requests, totals["小红"].tokens, totals["小红"].errors) == (1, 7, 0)
+    assert store.used(DAY) == 17 and store.used("2026-03-03", "小红") == 1 and len(list(store.rows())) == 5
+    store.record_many([(row(who="小明", charged=1), None), (row(who="小明", charged=1), None)])
+    again = {s.who: s for s in store.day_totals(DAY).students}["小明"]
+    assert (again.requests, again.tokens, again.name) == (5, 12, "小明同学")   # no name given: the old one stays
+    assert store.claim(claim(estimate=5000, class_budget=17 + 2 + 100)).held == 100   # both holds were given back
+
+
 def test_a_used_up_budget_refuses_without_retry(store):
     store.record(row(charged=1000))
     refused = store.claim(claim(class_budget=1000))

@@ -172,6 +172,10 @@ def run_chat(args) -> int:
             history.pop()  # the question was not answered; asking again must not repeat it
             warn(_redacted(exc))
             continue
+        except KeyboardInterrupt:
+            # Ctrl-C just as the answer ended, after the stream's own handler (while it closes):
+            # still a stop, not the end of the chat. What was shown of the answer is not kept.
+            answer, stopped = "", True
         if answer:
             history.append({"role": "assistant", "content": answer})
         else:

@@ -94,16 +94,18 @@ def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_addres
                     callback()
 
         def data_received(self, data: bytes) -> None:
-            if self._read_deadline is None and not self._answering():
-                # Bytes between requests (stray line ends, say) start the clock too: uvicorn
-                # stops its keep-alive timer on any byte, and would otherwise wait for ever.
-                self._arm_read()
             if self._in_head:
                 self._head_bytes += len(data)
             self._feed(data)
             if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
                 self.logger.warning("Request head too large.")
                 self.send_400_response("Request head too large.")
+            elif self._read_deadline is None and (self._in_message or not self._answering()):
+                # A request still arriving starts the clock, and so do bytes between requests
+                # (stray line ends, say): uvicorn stops its keep-alive timer on any byte, and
+                # would otherwise wait for ever. Armed after the parser has seen the bytes, so
+                # a request that came whole (most do) never needs a timer at all.
+                self._arm_read()
 
         def _feed(self, data: bytes) -> None:
             # uvicorn's data_received, except for protocol switch offers (it only knows WebSocket).
@@ -134,9 +136,7 @@ def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_addres
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self.scope["extensions"] = {ON_DISCONNECT: []}
-            self._in_message = True
-            if self._read_deadline is None:
-                self._arm_read()
+            self._in_message = True   # data_received starts the clock if the request stays incomplete
 
         def on_headers_complete(self) -> None:
             if self.parser.should_upgrade():
@@ -145,6 +145,7 @@ def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_addres
             super().on_headers_complete()
             if self.cycle is not None and self.cycle.scope is self.scope:
                 self.scope["extensions"][SEND_BODY] = self.cycle.send
+                self.cycle.transport = _HeadWithBody(self.transport, self.loop)
 
         def on_body(self, body: bytes) -> None:
             if not self.parser.should_upgrade():
@@ -185,6 +186,46 @@ def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_addres
             self.transport.abort()
 
     return GuardedHttpToolsProtocol
+
+
+class _HeadWithBody:
+    """The connection's transport as one response writes to it: its first write (the head,
+    which uvicorn writes on its own) waits for the next one, and both leave as one segment,
+    or at the end of the event loop's current step if no other comes. An answer's head and
+    its body, or a stream's head and first frame, then take one system call and wake the
+    client once, not twice. Every later write goes straight through."""
+
+    __slots__ = ("_transport", "_loop", "_held", "write")
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: Optional[bytes] = None
+        self.write = self._hold_first   # type: ignore[method-assign]
+
+    def _hold_first(self, data: bytes) -> None:
+        self._held = data
+        self.write = self._join_held   # type: ignore[method-assign]
+        self._loop.call_soon(self._flush)
+
+    def _join_held(self, data: bytes) -> None:
+        held, self._held = self._held, None
+        self.write = self._transport.write   # type: ignore[method-assign]
+        self._transport.write(held + data)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self.write = self._transport.write   # type: ignore[method-assign]
+            if not self._transport.is_closing():
+                self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:   # is_closing, abort, get_extra_info…
+        return getattr(self._transport, name)
 
 
 _SWITCH_HEADERS = (b"upgrade", b"http2-settings")

@@ -25,7 +25,7 @@ from typing import Any, List, Optional
 from ...errors import AuthenticationError, LLMError, QuotaExceededError, RateLimitError
 from ...types import ChatRequest
 from . import student_tokens
-from .steering import ClassPaused, NameNeeded, name_from
+from .steering import ClassPaused, NameNeeded, header, name_from
 from .room import Classroom, today
 from .open_policy import Admission
 from ..store.contract import Claim, ClaimResult, StudentToken
@@ -71,8 +71,7 @@ class SlowDown(RateLimitError, Refused):
 
 
 def bearer(request: Any) -> Optional[str]:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+    scheme, _, value = header(request, "authorization").partition(" ")
     if scheme.lower() != "bearer":
         return None
     return value.strip() or None
@@ -115,7 +114,7 @@ class ClassroomPolicy:
 
     @staticmethod
     def _anonymous(request: Any, kind: str) -> Caller:
-        session = "".join(c for c in request.headers.get("x-xedullm-session", "") if c.isprintable())
+        session = "".join(c for c in header(request, "x-xedullm-session") if c.isprintable())
         name = name_from(request)
         if session:
             return Caller(who=f"browser:{session[:_SESSION_MAX]}", name=name)

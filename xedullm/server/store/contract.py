@@ -96,6 +96,21 @@ class LedgerRow:
 ROW_COLUMNS = tuple(f.name for f in fields(LedgerRow))
 
 
+def row_statements(mark: str) -> Tuple[str, str, str]:
+    """The three statements that write a batch of rows (RowWrites' holds, values, daily, in
+    that order), for a driver whose placeholder is ``mark`` (? or %s): the SQL itself is
+    the same in SQLite and PostgreSQL."""
+    def marks(n: int) -> str:
+        return ", ".join([mark] * n)
+
+    return (f"DELETE FROM holds WHERE id = {mark}",
+            f"INSERT INTO ledger ({', '.join(ROW_COLUMNS)}) VALUES ({marks(len(ROW_COLUMNS))})",
+            f"INSERT INTO daily (day, who, requests, tokens, errors, name) VALUES ({marks(6)}) "
+            "ON CONFLICT (day, who) DO UPDATE SET requests = daily.requests + excluded.requests, "
+            "tokens = daily.tokens + excluded.tokens, errors = daily.errors + excluded.errors, "
+            "name = COALESCE(excluded.name, daily.name)")
+
+
 @dataclass
 class RowWrites:
     """What writing a batch of rows changes, whatever the SQL dialect: the holds they give
@@ -105,6 +120,12 @@ class RowWrites:
     values: List[tuple]
     # (day, who, requests, tokens, errors, name): the name the last of their rows gave
     daily: List[Tuple[str, str, int, int, int, Optional[str]]]
+
+    def each(self, statements: Tuple[str, str, str]) -> Iterator[Tuple[str, list]]:
+        """(statement, its parameter list) for ``executemany``, leaving out those with none."""
+        for statement, params in zip(statements, (self.holds, self.values, self.daily)):
+            if params:
+                yield statement, params
 
 
 def row_writes(rows: Sequence[Tuple[LedgerRow, Optional[str]]]) -> RowWrites:

@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 from ...errors import ConfigurationError
 from .contract import (ROW_COLUMNS, Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, RowWrites, Store,
-                       StudentToken, TokenLimits, WhoTotals, row_writes)
+                       StudentToken, TokenLimits, WhoTotals, row_statements, row_writes)
 
 log = logging.getLogger("xedullm.server")
 
@@ -89,9 +89,8 @@ _MIGRATIONS: Tuple[str, ...] = (
     ALTER TABLE ledger ADD COLUMN fallback_reason TEXT;
     """,
 )
-# One statement for every row (a store thread writes hundreds a minute in a busy class).
-_INSERT_ROW = (f"INSERT INTO ledger ({', '.join(ROW_COLUMNS)}) "
-               f"VALUES ({', '.join(['%s'] * len(ROW_COLUMNS))})")
+# Made once: a store thread writes rows several times a second in a busy class.
+_ROW_STATEMENTS = row_statements("%s")
 _TOKEN_COLUMNS = "name, created, revoked, daily_tokens, rpm, concurrent, models, expires"
 # Holds lapsed longer ago than this are deleted when holds are renewed (a killed server's).
 _FORGET_LAPSED = 24 * 3600.0
@@ -273,14 +272,8 @@ class PostgreSQLStore(Store):
     @staticmethod
     def _record(db: Any, writes: RowWrites) -> None:
         with db.cursor() as cursor:   # psycopg runs executemany on a cursor, not the connection
-            if writes.holds:
-                cursor.executemany("DELETE FROM holds WHERE id = %s", writes.holds)
-            cursor.executemany(_INSERT_ROW, writes.values)
-            cursor.executemany("INSERT INTO daily (day, who, requests, tokens, errors, name) "
-                               "VALUES (%s, %s, %s, %s, %s, %s) "
-                               "ON CONFLICT (day, who) DO UPDATE SET requests = daily.requests + EXCLUDED.requests, "
-                               "tokens = daily.tokens + EXCLUDED.tokens, errors = daily.errors + EXCLUDED.errors, "
-                               "name = COALESCE(EXCLUDED.name, daily.name)", writes.daily)
+            for statement, params in writes.each(_ROW_STATEMENTS):
+                cursor.executemany(statement, params)
 
     def used(self, day: str, who: Optional[str] = None) -> int:
         with self._transaction() as db:

@@ -16,7 +16,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ...errors import ConfigurationError
 from .contract import (ROW_COLUMNS, Claim, ClaimResult, DayTotals, LedgerRow, LoginFailures, RowWrites, Store,
-                       StudentToken, TokenLimits, WhoTotals, row_writes)
+                       StudentToken, TokenLimits, WhoTotals, row_statements, row_writes)
 
 DB_NAME = "classroom.sqlite3"
 _SCHEMA_VERSION = 5   # 2: names; 3: admin_sessions; 4: flagged, provider; 5: fallback_reason
@@ -61,9 +61,8 @@ _MIGRATIONS = {
         "CREATE INDEX IF NOT EXISTS ledger_flagged ON ledger(day) WHERE flagged = 1"),
     4: ("ALTER TABLE ledger ADD COLUMN fallback_reason TEXT",),
 }
-# One statement for every row (a store thread writes hundreds a minute in a busy class).
-_INSERT_ROW = (f"INSERT INTO ledger ({', '.join(ROW_COLUMNS)}) "
-               f"VALUES ({', '.join(['?'] * len(ROW_COLUMNS))})")
+# Made once: a store thread writes rows several times a second in a busy class.
+_ROW_STATEMENTS = row_statements("?")
 
 
 class SQLiteStore(Store):
@@ -172,13 +171,8 @@ class SQLiteStore(Store):
 
     @staticmethod
     def _record(db: sqlite3.Connection, writes: RowWrites) -> None:
-        if writes.holds:
-            db.executemany("DELETE FROM holds WHERE id = ?", writes.holds)
-        db.executemany(_INSERT_ROW, writes.values)
-        db.executemany("INSERT INTO daily (day, who, requests, tokens, errors, name) VALUES (?, ?, ?, ?, ?, ?) "
-                       "ON CONFLICT (day, who) DO UPDATE SET requests = requests + excluded.requests, "
-                       "tokens = tokens + excluded.tokens, errors = errors + excluded.errors, "
-                       "name = COALESCE(excluded.name, name)", writes.daily)
+        for statement, params in writes.each(_ROW_STATEMENTS):
+            db.executemany(statement, params)
 
     def used(self, day: str, who: Optional[str] = None) -> int:
         with self._lock:
