@@ -72,9 +72,10 @@ ENVS: Dict[str, Env] = {
         ), ("xedullm", "urllib3", "aiohttp", "httpx", "starlette", "uvicorn", "llama_cpp_python"),
             watches=(REPO / "pyproject.toml",)),
         # XEduLLM 2.0.0 declares no pins that still install on Python 3.11: numpy<2 and six
-        # are what its import needs beyond its own requirements.
+        # are what its import needs beyond its own requirements, and holidays what one import
+        # in about 170 wants (XEdu's greeting then pip-installs it, which fails offline).
         Env("xedu", (
-            (f"xedu-python=={XEDU_VERSION}", "numpy<2", "six", "requests"),
+            (f"xedu-python=={XEDU_VERSION}", "numpy<2", "six", "requests", "holidays"),
         ), ("xedu-python", "numpy", "requests")),
         Env("openai", ((f"openai=={OPENAI_VERSION}",),), ("openai", "httpx", "httpx2")),
         Env("litellm", ((f"litellm[proxy]=={LITELLM_VERSION}",),), ("litellm", "openai", "httpx")),
