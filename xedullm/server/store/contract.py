@@ -20,7 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 
 @dataclass(frozen=True)
@@ -129,14 +129,14 @@ class RowWrites:
 
 
 def row_writes(rows: Sequence[Tuple[LedgerRow, Optional[str]]]) -> RowWrites:
-    holds = [(claim_id,) for _, claim_id in rows if claim_id is not None]
-    values = [tuple(getattr(row, c) for c in ROW_COLUMNS) for row, _ in rows]
-    daily: Dict[Tuple[str, str], List] = {}
-    for row, _ in rows:
-        key = (row.day, row.who or "")
-        total = daily.get(key)
-        if total is None:
-            total = daily[key] = [0, 0, 0, None]
+    holds: List[Tuple[str]] = []
+    values: List[tuple] = []
+    daily: Dict[Tuple[str, str], List[Any]] = {}   # (day, who) -> [requests, tokens, errors, name]
+    for row, claim_id in rows:
+        if claim_id is not None:
+            holds.append((claim_id,))
+        values.append(tuple(getattr(row, c) for c in ROW_COLUMNS))
+        total = daily.setdefault((row.day, row.who or ""), [0, 0, 0, None])
         total[0] += 1
         total[1] += row.charged
         total[2] += int(row.outcome != "ok")
