@@ -119,6 +119,19 @@ class APIConnectionError(LLMError):
     )
 
 
+class StreamInterruptedError(APIConnectionError):
+    """The stream ended without the provider saying it was complete ([DONE], a finish reason,
+    DashScope's or ERNIE's end marker): the answer is cut short. What arrived before the cut
+    was already yielded and is kept on ``partial_text``."""
+
+    advice = (
+        "回答被中途切断（连接在回答结束前关闭），内容不完整：请重试。",
+        "The answer was cut off (the connection closed before it ended) and is incomplete: try again.",
+    )
+    #: the text that arrived before the cut
+    partial_text = ""
+
+
 class APITimeoutError(APIConnectionError):
     advice = (
         "请求超时：服务没有及时响应，请稍后重试或调大 timeout。",
@@ -138,4 +151,5 @@ __all__ = [
     "ServerError",
     "APIConnectionError",
     "APITimeoutError",
+    "StreamInterruptedError",
 ]

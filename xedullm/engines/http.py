@@ -106,6 +106,8 @@ class _StreamReader:
         self.idle_timeout = idle_timeout
         self.last_progress = time.monotonic()
         self.finished = False
+        # The provider said the answer is whole: [DONE] (finished) or a finish reason.
+        self.said_end = False
 
     def feed(self, raw: bytes) -> Iterator[ChatChunk]:
         return self._chunks(self.decoder.feed(raw))
@@ -129,10 +131,12 @@ class _StreamReader:
                     yield held
                 raise
             if result is STREAM_END:
-                self.finished = True
+                self.finished = self.said_end = True
                 break
             if result is None:
                 continue
+            if result.finish_reason:
+                self.said_end = True
             self.last_progress = time.monotonic()
             produced = True
             if held is not None:
@@ -153,6 +157,20 @@ class _StreamReader:
                 provider=self.adapter.provider_name,
                 detail=f"{self.idle_timeout:g} 秒内没有收到内容（只有保活信号）/ no content for {self.idle_timeout:g}s (keep-alives only)",
             )
+
+
+    def check_complete(self) -> None:
+        """After the body ended cleanly: without the provider's end the answer was cut."""
+        if not self.said_end:
+            raise E.StreamInterruptedError(
+                provider=self.adapter.provider_name,
+                detail="连接在回答结束标记之前关闭 / the connection closed before the end of the answer")
+
+
+def _interrupted(err: E.LLMError, texts: List[str]) -> E.LLMError:
+    if isinstance(err, E.StreamInterruptedError):
+        err.partial_text = "".join(texts)
+    return err
 
 
 def _plain(chunk: ChatChunk) -> bool:
@@ -331,16 +349,18 @@ class HTTPEngine:
     def stream(self, req: ChatRequest) -> Iterator[ChatChunk]:
         plan = _RetryPlan(self)
         while True:
-            yielded = False
+            yielded, texts = False, []
             try:
                 for chunk in self._stream_once(req, plan.token()):
                     yielded = yielded or bool(chunk.text or chunk.reasoning)
+                    if chunk.text:
+                        texts.append(chunk.text)
                     yield chunk
                 return
             except E.LLMError as err:
                 delay = plan.delay_after(err, yielded)
                 if delay is None:
-                    raise self._scrub(err) from None
+                    raise self._scrub(_interrupted(err, texts)) from None
                 time.sleep(delay)
 
     def _stream_once(self, req: ChatRequest, token: Optional[str]) -> Iterator[ChatChunk]:
@@ -361,6 +381,7 @@ class HTTPEngine:
                         yield from reader.feed(raw)
                 if not reader.finished:
                     yield from reader.close()
+                reader.check_complete()
         except WireError as exc:
             if not reader.finished:  # a hiccup after [DONE] loses nothing
                 raise self._network_error(exc) from None
@@ -405,7 +426,7 @@ class HTTPEngine:
     async def astream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         plan = _RetryPlan(self)
         while True:
-            yielded = False
+            yielded, texts = False, []
             try:
                 # Closed explicitly: an abandoned async generator is only finalized later by
                 # the event loop, and until then it holds the upstream connection.
@@ -413,6 +434,8 @@ class HTTPEngine:
                 try:
                     async for chunk in once:
                         yielded = yielded or bool(chunk.text or chunk.reasoning)
+                        if chunk.text:
+                            texts.append(chunk.text)
                         yield chunk
                 finally:
                     await once.aclose()
@@ -420,7 +443,7 @@ class HTTPEngine:
             except E.LLMError as err:
                 delay = plan.delay_after(err, yielded)
                 if delay is None:
-                    raise self._scrub(err) from None
+                    raise self._scrub(_interrupted(err, texts)) from None
                 await asyncio.sleep(delay)
 
     async def _astream_once(self, req: ChatRequest, token: Optional[str]) -> AsyncIterator[ChatChunk]:
@@ -440,6 +463,7 @@ class HTTPEngine:
                 if not reader.finished:
                     for chunk in reader.close():
                         yield chunk
+                reader.check_complete()
         except WireError as exc:
             if not reader.finished:
                 raise self._network_error(exc) from None

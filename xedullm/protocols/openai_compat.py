@@ -45,6 +45,7 @@ _SPECIFIC = {
     "1210": E.BadRequestError, "1213": E.BadRequestError, "1214": E.BadRequestError,
     "1261": E.BadRequestError,
     # our classroom server's own types (server/openai_format.py)
+    "stream_interrupted": E.StreamInterruptedError,
     "api_connection_error": E.APIConnectionError,
     "timeout_error": E.APITimeoutError,
 }

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import anyio
 
 from ... import catalog
-from ...errors import ConfigurationError, ContentFilterError, LLMError
+from ...errors import ConfigurationError, ContentFilterError, LLMError, StreamInterruptedError
 from ...keys import redact
 from ...types import ChatChunk, ChatRequest, Usage
 from .body import ChatBody
@@ -312,8 +312,9 @@ class ChatCall:
             self._flagged = True
         reply = error_reply(err)
         self._status = reply.status
-        self._outcome = "server_busy" if isinstance(err, ServerBusy) else (
-            reply.body["error"]["code"] or reply.body["error"]["type"])
+        # 'cut': the provider's stream ended without its end marker; the row keeps what was sent.
+        self._outcome = "server_busy" if isinstance(err, ServerBusy) else "cut" if isinstance(
+            err, StreamInterruptedError) else (reply.body["error"]["code"] or reply.body["error"]["type"])
 
     async def _send_error(self, send: Any, err: BaseException) -> None:
         self._settle(err)
