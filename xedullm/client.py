@@ -150,6 +150,10 @@ class Client:
         self.last_tool_calls: List[Dict[str, Any]] = []
         self._engine: Optional[Engine] = None
         self.xedu_url = xedu_url.rstrip("/") if xedu_url else None
+        # Client(xedu_url=…): the turns so far. XEduLLM's teacher server kept one conversation
+        # per student client, so inference('继续') goes on from the last answer; new_conversation()
+        # starts over. A message list passed to inference() is sent exactly as given.
+        self.conversation: List[Dict[str, Any]] = []
 
         if xedu_url:
             # A classroom server speaks the OpenAI protocol; the teacher's server picks the model.
@@ -497,6 +501,21 @@ class Client:
         if chunk.tool_calls:
             _join_tool_calls(self.last_tool_calls, chunk.tool_calls)
 
+    def new_conversation(self) -> None:
+        """Start over: the next inference('…') of a ``Client(xedu_url=…)`` has no history."""
+        self.conversation = []
+
+    def _with_history(self, input: Messages) -> Messages:
+        """A question (a str) to a classroom server goes on from the conversation so far."""
+        if self.xedu_url and isinstance(input, str):
+            return [*self.conversation, {"role": "user", "content": input}]
+        return input
+
+    def _answered_turn(self, input: Messages, answer: str) -> None:
+        if self.xedu_url and isinstance(input, str):
+            self.conversation = [*self.conversation, {"role": "user", "content": input},
+                                 {"role": "assistant", "content": answer}]
+
     def inference(self, input: Messages, temperature: Optional[float] = None,
                   top_p: Optional[float] = None, stream: bool = False, **kwargs: Any):
         """The answer as a str, or with ``stream=True`` an iterator of str pieces.
@@ -504,19 +523,44 @@ class Client:
         Only the answer: a reasoning model's thinking is in ``last_reasoning``, never mixed in.
         With ``tools=[...]`` the tools the model wants called are in ``last_tool_calls``
         (the text is then often empty); ``chat()`` gives them on its result too.
+        With ``xedu_url`` a str question continues the conversation (see new_conversation()).
         """
-        req = self.build_request(input, temperature, top_p, stream, **kwargs)  # bad input fails now
+        req = self.build_request(self._with_history(input), temperature, top_p, stream, **kwargs)  # bad input fails now
         if stream:
-            return _texts(self.chat_stream(req))
-        return self.chat(req).text
+            return self._remembered(input, _texts(self.chat_stream(req)))
+        text = self.chat(req).text
+        self._answered_turn(input, text)
+        return text
+
+    def _remembered(self, input: Messages, pieces: Iterator[str]) -> Iterator[str]:
+        seen: List[str] = []
+        try:
+            for piece in pieces:
+                seen.append(piece)
+                yield piece
+        finally:
+            pieces.close()
+        self._answered_turn(input, "".join(seen))   # only once the answer is whole
 
     async def ainference(self, input: Messages, temperature: Optional[float] = None,
                          top_p: Optional[float] = None, stream: bool = False, **kwargs: Any):
         """Like inference(): ``await`` gives a str, or with ``stream=True`` an async iterator."""
-        req = self.build_request(input, temperature, top_p, stream, **kwargs)
+        req = self.build_request(self._with_history(input), temperature, top_p, stream, **kwargs)
         if stream:
-            return _atexts(self.achat_stream(req))
-        return (await self.achat(req)).text
+            return self._aremembered(input, _atexts(self.achat_stream(req)))
+        text = (await self.achat(req)).text
+        self._answered_turn(input, text)
+        return text
+
+    async def _aremembered(self, input: Messages, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+        seen: List[str] = []
+        try:
+            async for piece in pieces:
+                seen.append(piece)
+                yield piece
+        finally:
+            await pieces.aclose()
+        self._answered_turn(input, "".join(seen))
 
     def support_model(self) -> List[str]:
         """Model ids: live from the provider where it lists them, else the catalog's."""
