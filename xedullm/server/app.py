@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import mimetypes
+import secrets
 from typing import TYPE_CHECKING, Any, AsyncIterator, List, Optional
 
 from starlette.applications import Starlette
@@ -27,7 +28,7 @@ from .api.gradio_routes import GradioFace, gradio_routes
 from .classroom import fallback_list
 from .classroom.blocked_words import BlockedWords
 from .classroom.gate import Gate
-from .classroom.ledger import NullLedger
+from .classroom.ledger import REQUEST_ID, NullLedger
 from .classroom.live_settings import LiveSettings
 from .classroom.open_policy import OpenPolicy
 from .classroom.policy import ClassroomPolicy
@@ -150,17 +151,28 @@ class _PublicCORS:
                                          allow_headers=["*"], allow_credentials=False, max_age=600)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] == "/admin" or scope["path"].startswith("/admin/"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
-        elif scope["method"] == "OPTIONS":
-            await self._preflight(scope, receive, send)
+            return
+        # Every answer names its request (the openai SDK's ``_request_id``); a chat's ledger
+        # row keeps the same id (api/chat_call.py).
+        request_id = scope[REQUEST_ID] = f"req_{secrets.token_hex(12)}"
+        id_header = (b"x-request-id", request_id.encode())
+        if scope["path"] == "/admin" or scope["path"].startswith("/admin/"):
+            extra: Any = (id_header,)
         else:
-            async def send_allowing_any_origin(message: Any) -> None:
-                if message["type"] == "http.response.start":
-                    message["headers"] = [*message.get("headers", ()), _ANY_ORIGIN]
-                await send(message)
+            extra = (id_header, _ANY_ORIGIN)
 
-            await self.app(scope, receive, send_allowing_any_origin)
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        if scope["method"] == "OPTIONS" and len(extra) == 2:
+            extra = (id_header,)   # the preflight middleware names the origin itself
+            await self._preflight(scope, receive, send_with_headers)
+        else:
+            await self.app(scope, receive, send_with_headers)
 
 
 _ANY_ORIGIN = (b"access-control-allow-origin", b"*")

@@ -25,7 +25,7 @@ from .body import ChatBody
 from .connection_guard import ON_DISCONNECT, SEND_BODY
 from ..classroom.blocked_words import StreamMasker
 from ..classroom.gate import CallerBusy, ServerBusy
-from ..classroom.ledger import LedgerEntry
+from ..classroom.ledger import REQUEST_ID, LedgerEntry
 from .openai_format import (BlockedQuestion, ChunkWriter, ServerStopping, completion, error_frame, error_reply,
                             new_completion_id)
 from ..classroom.open_policy import Admission
@@ -63,6 +63,7 @@ class ChatCall:
         self._cancellable = False      # a disconnect or the server stopping may still end the call
         self._cancelled = False        # and one has (see _serve_cancellably)
         self._recorded = False         # the ledger has been handed this call's entry
+        self._request_id: Optional[str] = None
         self._flagged = False          # a blocked word, or the provider's own moderation
         self._provider: Optional[str] = None   # who answered (the Client says)
         self._fallback_reason: Optional[str] = None   # why the primary did not, when a fallback did
@@ -76,6 +77,7 @@ class ChatCall:
         # A response's start goes through the app's middleware (its CORS headers); under our
         # connection guard the frames after it skip the wrappers, which only pass them on.
         self._send_body = extensions.get(SEND_BODY, send)
+        self._request_id = scope.get(REQUEST_ID)
         self._task = asyncio.current_task()
         try:
             if state.stopping().is_set():
@@ -155,7 +157,8 @@ class ChatCall:
             status=499 if self._outcome == "disconnected" else self._status,
             outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
             messages=self._chat.messages, answer="".join(self._answer), name=self._admission.name,
-            flagged=self._flagged, provider=self._provider, fallback_reason=self._fallback_reason)
+            flagged=self._flagged, provider=self._provider, fallback_reason=self._fallback_reason,
+            request_id=self._request_id)
 
     async def _say_server_stopped(self, send: Any) -> None:
         # Ending the answer ourselves lets the server stop at once instead of waiting out

@@ -181,6 +181,17 @@ def error_response(err: BaseException) -> Response:
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
 
+async def legacy_completions(request: Request) -> Response:
+    """OpenAI's old text-completions API is not served: say where the chat is (LlamaIndex's
+    ``OpenAILike`` calls this path unless it is told ``is_chat_model=True``)."""
+    return JSONResponse({"error": {
+        "message": "这里没有 /v1/completions（旧的文本补全接口），请用 /v1/chat/completions；LlamaIndex 的 "
+                   "OpenAILike 请加 is_chat_model=True。/ /v1/completions (the legacy text-completions API) "
+                   "is not served here: use /v1/chat/completions; with LlamaIndex's OpenAILike pass "
+                   "is_chat_model=True.",
+        "type": "invalid_request_error", "param": None, "code": "unknown_url"}}, status_code=404)
+
+
 def openai_routes() -> List[BaseRoute]:
     return [
         # First: the router tries routes in order, and this one is asked for most.
@@ -193,4 +204,5 @@ def openai_routes() -> List[BaseRoute]:
         Route("/v1/models/", models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", model, methods=["GET"]),
         Route("/v1/usage", usage, methods=["GET"]),
+        Route("/v1/completions", legacy_completions, methods=["POST"]),
     ]

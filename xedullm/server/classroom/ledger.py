@@ -11,6 +11,9 @@ from typing import Any, Dict, List, Optional
 
 from ...types import Usage
 
+#: the ASGI scope key holding a request's id, sent as its answer's ``x-request-id`` (app.py)
+REQUEST_ID = "xedullm.request_id"
+
 
 @dataclass(frozen=True)
 class LedgerEntry:
@@ -30,6 +33,7 @@ class LedgerEntry:
     flagged: bool = False     # a blocked word in the question or answer, or the provider's moderation
     provider: Optional[str] = None   # who answered (a fallback's id when the primary could not)
     fallback_reason: Optional[str] = None   # then why the primary could not ('insufficient_quota', …)
+    request_id: Optional[str] = None   # the x-request-id its answer carried
 
 
 class NullLedger:
