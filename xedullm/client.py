@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence, Union
 
-from . import catalog
 from .errors import BadRequestError, ConfigurationError, LLMError
 from .fallback import Attempt, Attempts, Breaker, parse_spec
 from .keys import mask_key, resolve_credentials
@@ -154,6 +153,8 @@ class Client:
         # per student client, so inference('继续') goes on from the last answer; new_conversation()
         # starts over. A message list passed to inference() is sent exactly as given.
         self.conversation: List[Dict[str, Any]] = []
+        # The catalog (every provider's row) is read on the first Client, not on import.
+        from . import catalog
 
         if xedu_url:
             # A classroom server speaks the OpenAI protocol; the teacher's server picks the model.
@@ -238,10 +239,14 @@ class Client:
     # -- class-level catalog ------------------------------------------------------------
     @staticmethod
     def support_provider(lang: str = "en") -> List[str]:
+        from . import catalog
+
         return catalog.support_provider(lang)
 
     @staticmethod
     def provider_info(name: str, lang: str = "zh") -> Dict[str, Any]:
+        from . import catalog
+
         if lang not in catalog.LANGS:
             catalog.support_provider(lang)  # raises the standard lang error
         provider = catalog.find_provider(name)

@@ -6,7 +6,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional
 
-from ..catalog import Provider
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the catalog is imported where a provider is first looked up, not with Client
+    from ..catalog import Provider
 from .mask import clean_key, mask_key
 
 
