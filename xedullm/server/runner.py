@@ -137,6 +137,7 @@ def make_server(client: "Client", sock: socket.socket, **options: Any):
 def run_client_server(client: "Client", host: str = "0.0.0.0", port: int = 7860, **options: Any) -> None:
     """Serve ``client`` to the class until Ctrl-C (what ``Client.run`` and ``xedullm serve`` call)."""
     _show_server_log()
+    open_browser = bool(options.pop("open_browser", False))
     sock = bind_socket(host, port)
     server = None
     try:
@@ -147,6 +148,8 @@ def run_client_server(client: "Client", host: str = "0.0.0.0", port: int = 7860,
         if qr:
             print(f"扫码打开 / Scan to open {urls[0]}:\n{qr}", flush=True)
         print(admin_banner(urls[0], server.classroom), flush=True)
+        if open_browser and desktop_session():
+            _open_admin_page(f"{_loopback_url(host, sock.getsockname()[1])}/admin")
         if _loop_running():
             # Jupyter already runs an event loop in this thread: serve from another thread
             # and stop it when the cell is interrupted.
@@ -161,6 +164,43 @@ def run_client_server(client: "Client", host: str = "0.0.0.0", port: int = 7860,
         if server is not None:
             server.classroom.close()
     print("服务已停止。/ Server stopped.", flush=True)
+
+
+def desktop_session(env: Optional[Any] = None) -> bool:
+    """Whether a browser can open on the teacher's screen: not over SSH, not with
+    ``XEDULLM_NO_BROWSER`` set (tests, CI), and on Linux/BSD only with a display."""
+    import os
+
+    env = os.environ if env is None else env
+    if env.get("XEDULLM_NO_BROWSER", "").strip() not in ("", "0") or env.get("CI"):
+        return False
+    if env.get("SSH_CONNECTION") or env.get("SSH_TTY") or env.get("SSH_CLIENT"):
+        return False
+    if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def _loopback_url(host: str, port: int) -> str:
+    # The admin page from this machine: loopback where we listen on all interfaces, so the key
+    # box accepts keys (admin/key_routes.py).
+    if host in ("", "0.0.0.0"):
+        return f"http://127.0.0.1:{port}"
+    if host == "::":
+        return f"http://[::1]:{port}"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _open_admin_page(url: str) -> None:
+    import webbrowser
+
+    def open_it() -> None:
+        try:
+            webbrowser.open(url)
+        except Exception:  # noqa: BLE001 - no browser is no reason to stop the lesson
+            pass
+
+    threading.Thread(target=open_it, daemon=True).start()
 
 
 def _show_server_log() -> None:

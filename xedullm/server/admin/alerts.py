@@ -70,9 +70,10 @@ def _alert(kind: str, provider: Any, since: float) -> Dict[str, Any]:
         where_zh = f"到 {key_url} 查看或新建密钥，" if key_url else "检查或换一个密钥，"
         where_en = f"check or create a key at {key_url}, " if key_url else "check or replace the key, "
         zh = (f"{label_zh}拒绝了老师的密钥：全班现在都用不了。请{where_zh}"
-              f"用 xedullm key set {pid} 保存，然后重启服务器。")
+              f"在本页的“密钥”框里粘贴新密钥（或运行 xedullm key set {pid}），几秒内就会生效，不用重启服务器。")
         en = (f"{label_en} refused your key: the whole class is stopped. Please {where_en}"
-              f"save it with `xedullm key set {pid}`, then restart the server.")
+              f"paste the new key in the key box on this page (or run `xedullm key set {pid}`): it is used "
+              f"within seconds, no restart needed.")
     elif kind == "upstream_quota":
         where_zh = f"（{key_url} 所在的控制台）" if key_url else ""
         where_en = f" (the console at {key_url})" if key_url else ""
@@ -83,7 +84,10 @@ def _alert(kind: str, provider: Any, since: float) -> Dict[str, Any]:
         zh = f"连不上{label_zh}，或它一直出错：请检查这台电脑的网络；一直这样请换一个服务商或稍后再上课。"
         en = (f"{label_en} cannot be reached or keeps failing: check this computer's network; if it "
               f"persists, switch provider or try again later.")
-    return {"kind": kind, "since": since, "zh": zh, "en": en, "message": f"{zh} / {en}"}
+    alert = {"kind": kind, "since": since, "zh": zh, "en": en, "message": f"{zh} / {en}"}
+    if kind in ("upstream_auth", "upstream_quota") and provider is not None:
+        alert["key_box"] = f"#key-{provider.id}"   # the admin page links the alert to the key box
+    return alert
 
 
 # What the alert says of a primary that failed for a reason other than its balance.
