@@ -245,7 +245,7 @@ class Client:
                 "api_key": mask_key(creds.api_key), "secret_key": mask_key(creds.secret_key),
                 "source": creds.source, "since": self.key_since}
 
-    def reload_credentials(self) -> bool:
+    def reload_credentials(self, force: bool = False) -> bool:
         """Take up a key saved or rotated in the key store (``xedullm key set/rotate``, the admin
         page) since this client found its key; True when the key changed (its fallbacks' too).
 
@@ -257,7 +257,7 @@ class Client:
         """
         changed = False
         for fallback in self.fallbacks:
-            changed = fallback.reload_credentials() or changed
+            changed = fallback.reload_credentials(force) or changed
         provider = self.provider
         if (provider is None or self.xedu_url or not provider.needs_key
                 or self._credentials.source not in ("store", "none")):
@@ -265,7 +265,7 @@ class Client:
         from .keys.store import store_stamp
 
         stamp = store_stamp()
-        if stamp == self._store_seen:
+        if stamp == self._store_seen and not force:
             return changed
         self._store_seen = stamp
         fresh = resolve_credentials(provider, secret_key=None)

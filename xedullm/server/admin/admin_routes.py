@@ -26,6 +26,7 @@ from ..class_address import class_url, qr_svg
 from ..classroom import fallback_list, student_tokens
 from ..classroom.token_sheet import sheet_csv, sheet_html
 from .alerts import alerts
+from .key_routes import key_boxes, save_key
 from .auth import CSRF_HEADER, Sessions, password_matches, retry_after, same_origin, wait_left
 from ..classroom.room import Classroom, today
 from ..settings import admin_changes
@@ -277,6 +278,8 @@ def admin_routes() -> List[Route]:
         Route("/admin/api/review", _guarded(review), methods=["GET"]),
         Route("/admin/api/settings", _guarded(change_settings, change=True), methods=["POST"]),
         Route("/admin/api/export.csv", _guarded(export), methods=["GET"]),
+        Route("/admin/api/keys", _guarded(key_boxes), methods=["GET"]),
+        Route("/admin/api/key", _guarded(save_key, change=True), methods=["POST"]),
     ]
 
 

@@ -22,13 +22,13 @@ log = logging.getLogger("xedullm.server")
 INTERVAL = 1.0
 
 
-def follow_once(clients: List[Any], secrets: List[str]) -> bool:
+def follow_once(clients: List[Any], secrets: List[str], force: bool = False) -> bool:
     """Give each Client the store's key if it changed; new keys join ``secrets`` (what log
     lines never show). True when any key changed."""
     changed = False
     for client in clients:
         try:
-            now = client.reload_credentials()
+            now = client.reload_credentials(force)
         except LLMError as err:   # a damaged key file, a locked keyring: keep the old key
             log.warning("读取密钥失败，仍用原来的密钥 / Could not read the key store; keeping the old key: %s", err)
             continue
