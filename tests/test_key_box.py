@@ -114,3 +114,79 @@ def test_a_key_from_another_computer_is_refused_and_nothing_is_stored(tmp_path, 
         assert store.path.read_bytes() == before
         assert fake.requests == []   # not even checked with the provider
         assert http.get("/admin/api/keys", headers={"X-Forwarded-For": "10.0.0.7"}).json()["local"] is False
+
+
+# -- in the browser ------------------------------------------------------------------------------
+@pytest.fixture
+def context(browser):
+    ctx = browser.new_context(viewport={"width": 1200, "height": 900}, locale="zh-CN")
+    ctx.errors, ctx.bodies = [], []
+    ctx.on("weberror", lambda e: ctx.errors.append(str(e.error)))
+
+    def keep(response):
+        with contextlib.suppress(Exception):
+            ctx.bodies.append((response.url, response.text(), json.dumps(dict(response.headers))))
+    ctx.on("response", keep)
+    yield ctx
+    assert ctx.errors == []
+    ctx.close()
+
+
+def test_the_key_box_saves_a_key_and_the_next_question_is_answered_with_no_key_on_any_page(
+        tmp_path, monkeypatch, context, caplog):
+    caplog.set_level("INFO", logger="xedullm.server")
+    with key_room(tmp_path, monkeypatch) as (url, store, fake, app):
+        assert ask(url).status_code == 401
+        page = open_admin(context, url, PASSWORD)
+        alert = page.locator("#alerts .alert-upstream_auth")
+        page.reload()   # the 401 above is in the ledger now: the alert shows, linking to the key box
+        expect(alert).to_be_visible()
+        expect(alert.locator("a.alert-key-link")).to_have_attribute("href", "#key-deepseek")
+        box = page.locator("#key-deepseek")
+        expect(box).to_have_attribute("open", "")
+        expect(box.locator("a[href='https://platform.deepseek.com/api_keys']").first).to_be_visible()
+        expect(box.locator(".key-leaked li")).to_have_count(3)
+        expect(box.locator(".key-in-use")).to_contain_text("sk-re…AKED")
+        assert page.locator("#key-input-deepseek").get_attribute("type") == "password"
+        page.fill("#key-input-deepseek", TEACHER_KEY)
+        box.locator("button[type=submit]").click()
+        expect(page.locator("#key-status-deepseek")).to_contain_text("已验证并保存")
+        assert page.locator("#key-input-deepseek").input_value() == ""
+        expect(box.locator(".key-in-use")).to_contain_text("sk-te…b1c3")
+        assert store.get("deepseek").api_key == TEACHER_KEY
+        answered = ask(url)
+        assert answered.status_code == 200, answered.text
+        expect(alert).to_have_count(0)       # the next answer cleared it
+        # The key scan: every page and API answer the browser got, then the others by hand.
+        for path in ("/admin", "/admin/api/overview", "/admin/api/keys", "/admin/api/export.csv",
+                     "/admin/static/admin.js", "/admin/static/keys.js", "/", "/api/info"):
+            got = page.request.get(f"{url}{path}")   # the page's own session cookie
+            assert got.ok, path
+            assert_no_key(got.text() + json.dumps(got.headers))
+        assert_no_key(page.content())
+        sent = [b for b in context.bodies if "/admin/api/key" in b[0] and b[0].endswith("/key")]
+        assert sent, "the save's answer was seen"
+        for where, body, headers in context.bodies:
+            assert_no_key(body + headers)
+        assert_no_key(answered.text)
+        assert_no_key(caplog.text)
+        assert_no_key(caplog.text, WRONG_KEY)
+        assert "sk-te…b1c3" in caplog.text   # the log says which key is now in use, masked
+
+
+def test_the_key_box_refuses_a_key_from_another_computer_behind_the_trusted_proxy(tmp_path, monkeypatch, browser):
+    with key_room(tmp_path, monkeypatch, forwarded_allow_ips="127.0.0.1") as (url, store, fake, app):
+        before = store.path.read_bytes()
+        ctx = browser.new_context(extra_http_headers={"X-Forwarded-For": "10.0.0.7"})
+        try:
+            page = open_admin(ctx, url, PASSWORD)
+            box = page.locator("#key-deepseek")
+            expect(box.locator(".status")).to_contain_text("只能在运行服务器的这台电脑上")
+            assert page.locator("#key-input-deepseek").is_disabled()
+            status = page.evaluate("""async (key) => (await fetch('/admin/api/key', {method: 'POST',
+                headers: {'Content-Type': 'application/json', 'X-Xedullm-Admin': '1'},
+                body: JSON.stringify({provider: 'deepseek', api_key: key})})).status""", TEACHER_KEY)
+            assert status == 403
+        finally:
+            ctx.close()
+        assert store.path.read_bytes() == before and fake.requests == []

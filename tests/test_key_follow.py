@@ -100,3 +100,34 @@ def test_the_admin_page_opens_only_on_a_desktop_session():
     if sys.platform.startswith("linux"):
         assert not desktop_session({})
         assert desktop_session({"WAYLAND_DISPLAY": "wayland-0"})
+
+
+def test_serve_without_a_key_starts_tells_students_to_wait_and_answers_once_the_key_is_saved(tmp_path):
+    home = tmp_path / "home"
+    env = {"XEDULLM_HOME": str(home), "XEDULLM_KEYRING": "0", "PYTHONIOENCODING": "utf-8"}
+    password = "teacher-pass-1234"
+    with FakeOpenAIServer(flavor="deepseek", api_key=TEACHER_KEY) as fake:
+        args = ["-p", "deepseek", "--base-url", fake.base_url, "--host", "127.0.0.1", "--port", "0",
+                "--data-dir", str(tmp_path / "data"), "--admin-password", password]
+        with serve_process(args, env, until="获取密钥 / Get a key") as (proc, lines):
+            url = next(line for line in lines if line.startswith("Running on local URL:")).split()[-1]
+            printed = "".join(lines)
+            assert f"{url}/admin" in printed and "xedullm key set deepseek" in printed
+            waiting = ask(url)
+            assert waiting.status_code == 503, waiting.text
+            error = waiting.json()["error"]
+            assert error["code"] == "teacher_setting_up" and "老师还在设置" in error["message"]
+            assert "still setting up" in error["message"] and fake.requests == []
+            http = httpx.Client(base_url=url, timeout=20)
+            assert http.post("/admin/login", data={"password": password}).status_code == 303
+            alert = http.get("/admin/api/overview").json()["alerts"][0]
+            assert alert["kind"] == "key_missing" and alert["key_box"] == "#key-deepseek"
+            saved = http.post("/admin/api/key", json={"provider": "deepseek", "api_key": TEACHER_KEY},
+                              headers={"X-Xedullm-Admin": "1"})
+            assert saved.status_code == 200, saved.text
+            answered = ask(url)
+            assert answered.status_code == 200, answered.text
+            assert FileKeyStore(home / "keys.json").get("deepseek").api_key == TEACHER_KEY
+            assert all(a["kind"] != "key_missing" for a in http.get("/admin/api/overview").json()["alerts"])
+        out = proc.communicate()
+    assert TEACHER_KEY not in "".join(lines) + "".join(part or "" for part in out)

@@ -134,6 +134,7 @@ class Client:
         fallback: Optional[Sequence[Union["Client", str]]] = None,
         breaker_failures: int = 3,
         breaker_cooldown: float = 30.0,
+        require_key: bool = True,
     ) -> None:
         if timeout is None or timeout <= 0:
             raise ConfigurationError("timeout 必须大于 0。/ timeout must be greater than 0.")
@@ -188,10 +189,12 @@ class Client:
             _check_ascii_keys(self._credentials, "密钥", "API key")
             missing = self.provider.needs_key and not self._credentials.api_key or (
                 self.provider.needs_secret and not self._credentials.secret_key)
-            if missing:
+            if missing and require_key:
                 from .keys import missing_key_error
 
                 raise missing_key_error(self.provider)
+            # require_key=False (a classroom server waiting for the teacher's key): each call
+            # raises MissingKeyError until reload_credentials() finds the key in the store.
         # Other clients that answer when this one cannot (fallback.py says when); set_fallback()
         # replaces them.
         self.fallbacks: List[Client] = [_fallback_client(f, self.timeout, self.max_retries) for f in fallback or ()]
@@ -300,6 +303,13 @@ class Client:
     # -- engine (private: every other layer uses the methods below) -----------------------
     def _get_engine(self) -> Engine:
         if self._engine is None:
+            provider = self.provider
+            if provider is not None and not self.xedu_url and (
+                    provider.needs_key and not self._credentials.api_key
+                    or provider.needs_secret and not self._credentials.secret_key):
+                from .keys import missing_key_error
+
+                raise missing_key_error(provider)
             from .engines import open_engine
 
             conn = Connection(self.base_url, self._credentials.api_key, self._credentials.secret_key)

@@ -43,7 +43,8 @@ def run(args) -> int:
         from ..errors import ConfigurationError
 
         raise ConfigurationError("--preset 和 --system 只能选一个。/ Use --preset or --system, not both.")
-    client = make_client(args, verbose=True)
+    # No key yet: the server starts anyway and waits for it (admin page key box, or key set).
+    client = make_client(args, verbose=True, require_key=False)
     if args.preset:
         client.use_preset(args.preset)
     client.run(host=args.host, port=args.port, open_browser=not args.no_browser, **serve_options(args))

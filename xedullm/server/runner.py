@@ -81,6 +81,21 @@ def admin_banner(url: str, classroom: Any) -> str:
     return "\n".join(lines)
 
 
+def key_banner(client: "Client", local_url: str) -> str:
+    """Where to paste the key, when the server starts without one (else '')."""
+    info, provider = client.key_info, client.provider
+    if provider is None or not provider.needs_key or info["api_key"]:
+        return ""
+    return "\n".join([
+        f"还没有{provider.label_zh}的密钥：学生会看到“老师还在设置”。请在这台电脑上打开 {local_url}/admin，"
+        f"把密钥粘贴到“密钥”框里（或运行 xedullm key set {provider.id}），保存后下一个问题就能回答。",
+        f"No {provider.label_en} key yet: students are told the teacher is still setting up. On this computer "
+        f"open {local_url}/admin and paste the key in the key box (or run `xedullm key set {provider.id}`); "
+        f"the next question after saving is answered.",
+        f"获取密钥 / Get a key: {provider.key_url}",
+    ])
+
+
 def connection_protocol(settings: Any) -> type:
     """uvicorn's HTTP protocol with the connection limits of these ServerSettings."""
     from .api.connection_guard import guarded_protocol
@@ -148,6 +163,9 @@ def run_client_server(client: "Client", host: str = "0.0.0.0", port: int = 7860,
         if qr:
             print(f"扫码打开 / Scan to open {urls[0]}:\n{qr}", flush=True)
         print(admin_banner(urls[0], server.classroom), flush=True)
+        waiting = key_banner(client, _loopback_url(host, sock.getsockname()[1]))
+        if waiting:
+            print(waiting, flush=True)
         if open_browser and desktop_session():
             _open_admin_page(f"{_loopback_url(host, sock.getsockname()[1])}/admin")
         if _loop_running():

@@ -25,7 +25,7 @@ from ...errors import ConfigurationError
 from ..class_address import class_url, qr_svg
 from ..classroom import fallback_list, student_tokens
 from ..classroom.token_sheet import sheet_csv, sheet_html
-from .alerts import alerts
+from .alerts import alerts, key_missing_alert
 from .key_routes import key_boxes, save_key
 from .auth import CSRF_HEADER, Sessions, password_matches, retry_after, same_origin, wait_left
 from ..classroom.room import Classroom, today
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from ...client import Client
 
 ADMIN_DIR = Path(__file__).parent / "static"
-ASSETS = ("admin.js", "admin.css", "chart.js", "review.js", "presets.js")
+ASSETS = ("admin.js", "admin.css", "chart.js", "review.js", "presets.js", "keys.js")
 SERIES_HOURS = 6
 SERIES_BUCKET = 600.0
 _MAX_FORM = 4096
@@ -333,11 +333,13 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
     series = {start: (tokens_used, count) for start, tokens_used, count in store.series(since, SERIES_BUCKET)}
     provider = client.provider
     live = room.settings
+    waiting = [key_missing_alert(provider)] if provider is not None and provider.needs_key \
+        and not client.key_info["api_key"] else []
     return {
         "day": day,
         "now": now,
-        "alerts": alerts(store.recent(200), now=now, provider=provider, tokens_today=totals.tokens,
-                         daily_budget=room.daily_budget, primary=client.label),
+        "alerts": waiting + alerts(store.recent(200), now=now, provider=provider, tokens_today=totals.tokens,
+                                   daily_budget=room.daily_budget, primary=client.label),
         "flagged": _flagged(store.flagged(day), room.review),
         "totals": {"requests": totals.requests, "tokens": totals.tokens, "errors": totals.errors},
         "settings": {

@@ -137,6 +137,17 @@ def _fallback_alert(provider: Any, primary: str, answered: str, reason: Optional
             "zh": zh, "en": en, "message": f"{zh} / {en}"}
 
 
+def key_missing_alert(provider: Any) -> Dict[str, Any]:
+    """The server started without the teacher's key: where to paste it."""
+    zh = (f"还没有{provider.label_zh}的密钥：学生现在看到“老师还在设置”。请到 {provider.key_url} 获取密钥，"
+          f"粘贴到本页的“密钥”框里（只能在运行服务器的这台电脑上粘贴），保存后下一个问题就能回答。")
+    en = (f"No {provider.label_en} key yet: students are told the teacher is still setting up. Get a key at "
+          f"{provider.key_url} and paste it in the key box on this page (only on the computer running the "
+          f"server); the next question after saving is answered.")
+    return {"kind": "key_missing", "since": None, "zh": zh, "en": en, "message": f"{zh} / {en}",
+            "key_box": f"#key-{provider.id}"}
+
+
 def _budget_alert(used: int, budget: int) -> Dict[str, Any]:
     percent = min(100, round(100 * used / budget))
     if used >= budget:
