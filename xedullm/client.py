@@ -12,7 +12,7 @@ from . import catalog
 from .errors import BadRequestError, ConfigurationError, LLMError
 from .fallback import Attempt, Attempts, Breaker, parse_spec
 from .keys import mask_key, resolve_credentials
-from .types import ChatChunk, ChatRequest, ChatResult, Connection, Usage
+from .types import ChatChunk, ChatRequest, ChatResult, Connection, EmbeddingResult, Usage
 
 if TYPE_CHECKING:
     from .engines.engine import Engine
@@ -68,9 +68,12 @@ def _message(i: int, item: Any) -> Dict[str, Any]:
         raise BadRequestError(
             f"第 {n} 条消息的 tool_calls 应是助手消息里的字典列表。/ "
             f"Message {n}: tool_calls must be a list of dicts on an assistant message.")
-    if not isinstance(content, str) and not (calls and content is None):
+    if isinstance(content, list):
+        content = _parts(n, role, content)
+    elif not isinstance(content, str) and not (calls and content is None):
         raise BadRequestError(
-            f"第 {n} 条消息的 content 应是字符串。/ Message {n} content must be a string.")
+            f"第 {n} 条消息的 content 应是字符串，或 OpenAI 的内容片段列表（text、image_url）。/ "
+            f"Message {n} content must be a string or a list of OpenAI content parts (text, image_url).")
     message: Dict[str, Any] = {"role": role, "content": content}
     if calls:
         message["tool_calls"] = calls
@@ -81,6 +84,27 @@ def _message(i: int, item: Any) -> Dict[str, Any]:
                 f"Message {n} (role tool) needs tool_call_id: the tool call it answers.")
         message["tool_call_id"] = item["tool_call_id"]
     return message
+
+
+def _parts(n: int, role: str, content: List[Any]) -> List[Dict[str, Any]]:
+    """OpenAI content parts: text everywhere, pictures (https or data: URLs) in user turns."""
+    from . import pictures
+
+    out: List[Dict[str, Any]] = []
+    for j, part in enumerate(content):
+        where = f"messages[{n - 1}].content[{j}]"
+        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            out.append({"type": "text", "text": part["text"]})
+        elif pictures.is_image_part(part) and role == "user":
+            out.append({"type": "image_url", "image_url": {"url": pictures.check_url(pictures.image_url(part), where)}})
+        else:
+            raise BadRequestError(
+                f"第 {n} 条消息的第 {j + 1} 个片段不对：应是 {{'type': 'text', 'text': …}}，或（仅用户消息）"
+                f"{{'type': 'image_url', 'image_url': {{'url': …}}}}。/ Message {n}, part {j + 1}: use "
+                f"{{'type': 'text', 'text': …}} or, in a user message, {{'type': 'image_url', 'image_url': {{'url': …}}}}.")
+    if not out:
+        raise BadRequestError(f"第 {n} 条消息的内容片段列表是空的。/ Message {n} has an empty list of parts.")
+    return out
 
 
 def _check_ascii_keys(credentials: Any, what_zh: str, what_en: str) -> None:
@@ -346,7 +370,15 @@ class Client:
         """
         if isinstance(input, ChatRequest):
             return input if input.stream == bool(stream) else dataclasses.replace(input, stream=bool(stream))
+        images = kwargs.pop("images", None)
+        if images:
+            input = self._picture_question(input, images)
         messages = _messages(input)
+        if self.provider is not None and self.provider.protocol == "local":
+            from .pictures import cannot_see, has_images
+
+            if has_images(messages):   # the local engine runs a text model
+                raise cannot_see("本地", "The local", self.model or "")
         system = self.system_prompt if system is _CLIENT_SYSTEM else system
         if system:
             messages.insert(0, {"role": "system", "content": system})
@@ -363,6 +395,20 @@ class Client:
             stop=[stop] if isinstance(stop, str) else stop,
             extra=kwargs,
         )
+
+    @staticmethod
+    def _picture_question(input: Messages, images: Any) -> Messages:
+        from .pictures import question
+
+        if isinstance(images, (str, bytes)) or not isinstance(images, (list, tuple)):
+            images = [images]
+        if not isinstance(input, str):
+            raise BadRequestError(
+                "images=[…] 要和一段文字的问题一起用，如 inference('图里有什么？', images=['cat.jpg'])；"
+                "消息列表请直接在 content 里放 image_url 片段。/ images=[…] goes with a question as text, e.g. "
+                "inference('What is in the picture?', images=['cat.jpg']); in a list of messages put "
+                "image_url parts in the content instead.")
+        return question(input, images)
 
     def _option_table(self) -> Any:
         """The OpenAI options (``tools``, ``seed``…) this client's protocol carries, as a table
@@ -518,6 +564,40 @@ class Client:
             return _atexts(self.achat_stream(req))
         return (await self.achat(req)).text
 
+    # -- embeddings -----------------------------------------------------------------------
+    def embed(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> List[List[float]]:
+        """One vector per text, in order (a single text gives a list of one). ``model``: an
+        embedding model of this provider (default: its usual one, e.g. text-embedding-v4 at
+        Qwen). Usage is in ``last_usage``. Fallbacks are never asked: vectors of two models
+        cannot be compared with each other. Long lists go in several requests."""
+        texts, chosen, size = self._embedding_plan(texts, model)
+        engine = self._get_engine()
+        return self._embedded([engine.embed(batch, chosen) for batch in _batches(texts, size)])
+
+    async def aembed(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> List[List[float]]:
+        texts, chosen, size = self._embedding_plan(texts, model)
+        engine = self._get_engine()
+        return self._embedded([await engine.aembed(batch, chosen) for batch in _batches(texts, size)])
+
+    def _embedding_plan(self, texts: Any, model: Optional[str]) -> Any:
+        from .embeddings import checked_texts, models_for
+
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise ConfigurationError("model 必须是非空字符串。/ model must be a non-empty string.")
+        texts = checked_texts(texts)
+        key = "classroom" if self.xedu_url else (self.provider.id if self.provider else None)
+        label_zh = self.provider.label_zh if self.provider else "这个服务"
+        label_en = self.provider.label_en if self.provider else "This service"
+        found = models_for(key, label_zh, label_en)
+        return texts, (model or found.default or self.model or "default"), found.batch
+
+    def _embedded(self, results: List[EmbeddingResult]) -> List[List[float]]:
+        vectors = [vector for result in results for vector in result.vectors]
+        counted = [r.usage for r in results if r.usage is not None]
+        self._remember(Usage(sum(u.prompt_tokens for u in counted), 0, sum(u.total_tokens for u in counted))
+                       if counted else None, "")
+        return vectors
+
     def support_model(self) -> List[str]:
         """Model ids: live from the provider where it lists them, else the catalog's."""
         models = self._get_engine().models() if self._lists_models_live() else []
@@ -573,6 +653,10 @@ def _classroom_credentials(access_code: Optional[str]):
 
     code = clean_key(access_code)
     return Credentials(code, None, "argument" if code else "none")
+
+
+def _batches(texts: List[str], size: int) -> List[List[str]]:
+    return [texts[i:i + size] for i in range(0, len(texts), size)]
 
 
 def _texts(chunks: Iterator[ChatChunk]) -> Iterator[str]:

@@ -109,3 +109,16 @@ class Connection:
 
     def secrets(self) -> List[str]:
         return [s for s in (self.api_key, self.secret_key) if s]
+
+
+@dataclass
+class EmbeddingResult:
+    """Vectors for some texts, in their order (``Client.embed``; every engine's ``embed``).
+
+    ``usage`` counts the input tokens (``completion_tokens`` is 0); ``model`` is the model that
+    made them, as the provider named it.
+    """
+
+    vectors: List[List[float]]
+    usage: Optional[Usage] = None
+    model: Optional[str] = None
