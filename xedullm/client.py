@@ -568,16 +568,33 @@ class Client:
     def embed(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> List[List[float]]:
         """One vector per text, in order (a single text gives a list of one). ``model``: an
         embedding model of this provider (default: its usual one, e.g. text-embedding-v4 at
-        Qwen). Usage is in ``last_usage``. Fallbacks are never asked: vectors of two models
-        cannot be compared with each other. Long lists go in several requests."""
-        texts, chosen, size = self._embedding_plan(texts, model)
-        engine = self._get_engine()
-        return self._embedded([engine.embed(batch, chosen) for batch in _batches(texts, size)])
+        Qwen). Usage is in ``last_usage``; ``embeddings()`` gives it with the vectors."""
+        return self.embeddings(texts, model).vectors
 
     async def aembed(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> List[List[float]]:
+        return (await self.aembeddings(texts, model)).vectors
+
+    def embeddings(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> EmbeddingResult:
+        """Like ``embed()``, as a result: ``vectors``, ``usage``, ``model``. Fallbacks are never
+        asked (vectors of two models cannot be compared); long lists go in several requests."""
         texts, chosen, size = self._embedding_plan(texts, model)
         engine = self._get_engine()
-        return self._embedded([await engine.aembed(batch, chosen) for batch in _batches(texts, size)])
+        return self._embedded([engine.embed(batch, chosen) for batch in _batches(texts, size)], chosen)
+
+    async def aembeddings(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> EmbeddingResult:
+        texts, chosen, size = self._embedding_plan(texts, model)
+        engine = self._get_engine()
+        return self._embedded([await engine.aembed(batch, chosen) for batch in _batches(texts, size)], chosen)
+
+    def embedding_models(self) -> List[str]:
+        """This provider's embedding models, its default first; [] where it has none we know
+        of (or the other side decides: a classroom server, the local model)."""
+        from .embeddings import EMBEDDING_MODELS
+
+        found = EMBEDDING_MODELS.get("classroom" if self.xedu_url else (self.provider.id if self.provider else None))
+        if found is None:
+            return []
+        return list(dict.fromkeys(([found.default] if found.default else []) + list(found.models)))
 
     def _embedding_plan(self, texts: Any, model: Optional[str]) -> Any:
         from .embeddings import checked_texts, models_for
@@ -591,12 +608,12 @@ class Client:
         found = models_for(key, label_zh, label_en)
         return texts, (model or found.default or self.model or "default"), found.batch
 
-    def _embedded(self, results: List[EmbeddingResult]) -> List[List[float]]:
-        vectors = [vector for result in results for vector in result.vectors]
+    def _embedded(self, results: List[EmbeddingResult], model: str) -> EmbeddingResult:
         counted = [r.usage for r in results if r.usage is not None]
-        self._remember(Usage(sum(u.prompt_tokens for u in counted), 0, sum(u.total_tokens for u in counted))
-                       if counted else None, "")
-        return vectors
+        usage = Usage(sum(u.prompt_tokens for u in counted), 0, sum(u.total_tokens for u in counted)) if counted else None
+        self._remember(usage, "")
+        return EmbeddingResult(vectors=[vector for result in results for vector in result.vectors], usage=usage,
+                               model=next((r.model for r in results if r.model), model))
 
     def support_model(self) -> List[str]:
         """Model ids: live from the provider where it lists them, else the catalog's."""

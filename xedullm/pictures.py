@@ -18,6 +18,9 @@ from .errors import BadRequestError
 
 #: what the review, the ledger and stored conversations show instead of a picture
 PLACEHOLDER = "[图片 / picture]"
+#: prompt tokens one picture is counted as before the provider says (holds and budgets): Qwen-VL
+#: charges at most 1280 a picture, GLM-4V and Kimi about as much for a photo
+IMAGE_TOKEN_ESTIMATE = 1280
 
 # Model ids that see pictures, as patterns, per catalog provider id (data, as the catalog is;
 # a provider left out has no vision model we know of). Each pattern is matched anywhere in the
@@ -55,6 +58,7 @@ def cannot_see(where_zh: str, where_en: str, model: str, why_zh: str = "", why_e
         f"{where_en} model {model} cannot see pictures{why_en}: leave the picture out, or use a model that "
         f"can see, e.g. {VISION_EXAMPLES_EN}.", code="model_cannot_see")
     err.param = "messages"
+    err.student_facing = True   # written for the student: the classroom server passes it on as it is
     return err
 
 
