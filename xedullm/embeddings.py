@@ -36,9 +36,11 @@ MAX_TEXT_CHARS = 8000
 def models_for(key: Optional[str], label_zh: str, label_en: str) -> EmbeddingModels:
     found = EMBEDDING_MODELS.get(key)
     if found is None:
-        raise BadRequestError(
+        err = BadRequestError(
             f"{label_zh}没有文本向量（embedding）模型：请换用 {WITH_EMBEDDINGS_ZH}。/ "
             f"{label_en} has no embedding model: use {WITH_EMBEDDINGS_EN}.", code="no_embedding_model")
+        err.student_facing = True   # written for people: the classroom server passes it on as it is
+        raise err
     return found
 
 
