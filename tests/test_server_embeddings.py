@@ -3,11 +3,13 @@ openai SDK get vectors with the class's access code and are refused without it, 
 same budgets and rate limits as chat; every request is a ledger row marked as an embedding."""
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -138,3 +140,29 @@ def test_langchain_openai_embeddings_and_the_sdk_through_xedullm_serve(venvs, tm
                    "sdk_dims": [64, 64], "sdk_close": True, "sdk_usage": len(PASSAGES[0]) + len(PASSAGES[1]),
                    "without_code": 401}
     assert all(r["json"]["model"] == "embedding-3" for r in fake.requests if r["path"].endswith("/embeddings"))
+
+
+# -- the lessons in docs/examples, run as a student runs them -----------------------------------
+def run_example(name, *args):
+    done = subprocess.run([sys.executable, str(ROOT / "docs" / "examples" / name), *args], capture_output=True,
+                          text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_knowledge_base_and_picture_lessons_in_docs_run_through_a_classroom_server(tmp_path):
+    picture = tmp_path / "leaf.png"
+    picture.write_bytes(base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="))
+    with FakeOpenAIServer("glm", api_key=TEACHER_KEY) as fake:
+        client = Client(provider="glm", base_url=fake.base_url, api_key=TEACHER_KEY, model="glm-4v-flash",
+                        max_retries=0, verbose=False)
+        app = create_app(client, settings=ServerSettings(access_code=CODE, data_dir=str(tmp_path)))
+        with ServerThread(app) as server:
+            out = run_example("knowledge_base_lesson.py", server.url, CODE)
+            assert "最相关的段落 / closest passage: 光合作用在叶绿体里进行" in out
+            asked = fake.chat_requests[-1]["json"]["messages"][-1]["content"]
+            assert "资料：光合作用" in asked and "问题：植物为什么需要阳光？" in asked
+            out = run_example("picture_question.py", server.url, CODE, str(picture))
+            assert "我看到了 1 张图片。" in out
+        client.close()
