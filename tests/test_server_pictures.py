@@ -52,7 +52,8 @@ def test_the_openai_sdk_asks_about_a_picture_and_gets_the_answer(tmp_path):
         got = sdk(url).chat.completions.create(model="glm-4v-flash", messages=question())
         assert got.choices[0].message.content == "我看到了 1 张图片。你好！你刚才说：图里有什么？"
         sent = fake.chat_requests[-1]["json"]["messages"][-1]["content"]
-        assert sent == question()[0]["content"]
+        bare = PICTURE.split(",", 1)[1]   # GLM takes the base64 without "data:…;base64,"
+        assert sent == [{"type": "text", "text": "图里有什么？"}, {"type": "image_url", "image_url": {"url": bare}}]
         stream = sdk(url).chat.completions.create(model="glm-4v-flash", messages=question(), stream=True)
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices).startswith("我看到了 1 张图片")
         # The picture's tokens (the fake charges 85) count against the class's budget.

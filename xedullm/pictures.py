@@ -33,6 +33,9 @@ VISION_MODELS: Dict[str, Tuple[str, ...]] = {
     "openrouter": ("vision", "-vl", "gpt-4o", "gemini", "claude", "llama-3.2-11b", "llama-3.2-90b", "pixtral"),
     "deepseek": (),
 }
+# Providers that take a picture's base64 bare, without the "data:image/…;base64," in front
+# (GLM answers a data: URL with an error; docs/pictures-and-embeddings.md).
+BARE_BASE64 = ("glm",)
 # Shown in refusals: models a teacher can switch to.
 VISION_EXAMPLES = "qwen-vl-max / qwen-vl-plus（通义千问）、glm-4v-flash（智谱，免费）、moonshot-v1-8k-vision-preview（Kimi）、ernie-4.5-8k-vl（文心 v2）"
 VISION_EXAMPLES_EN = ("qwen-vl-max / qwen-vl-plus (Qwen), glm-4v-flash (GLM, free), "
@@ -138,6 +141,24 @@ def question(text: str, images: Sequence[str]) -> List[Dict[str, Any]]:
     parts: List[Dict[str, Any]] = [{"type": "text", "text": text}]
     parts += [as_part(image) for image in images]
     return [{"role": "user", "content": parts}]
+
+
+def bare_base64(messages: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The messages with every data: URL cut to its base64 (for the BARE_BASE64 providers)."""
+    out = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list) and count_images(content):
+            content = [_bare(p) if is_image_part(p) else p for p in content]
+            message = dict(message, content=content)
+        out.append(message)
+    return out
+
+
+def _bare(part: Dict[str, Any]) -> Dict[str, Any]:
+    url = image_url(part)
+    match = _DATA_URL.match(url)
+    return {"type": "image_url", "image_url": {"url": url[match.end():]}} if match else part
 
 
 def without_pictures(messages: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from .. import errors as E
 from ..sse import SSEEvent
-from ..pictures import cannot_see, has_images, sees
+from ..pictures import BARE_BASE64, bare_base64, cannot_see, has_images, sees
 from ..types import ChatChunk, ChatRequest, ChatResult, Connection, EmbeddingResult, HTTPRequest
 from .adapter import STREAM_END, Adapter, EventResult, join_url, load_json, retry_after_seconds, usage_from
 from .options import OPENAI_OPTIONS, wire_options
@@ -122,7 +122,10 @@ class OpenAICompatAdapter(Adapter):
         if self.provider and not sees(self.provider.id, req.model) and has_images(req.messages):
             # OpenAI's image parts are every such provider's own form too; only the model decides.
             raise cannot_see(self.provider.label_zh, self.provider.label_en, req.model)
-        body: Dict[str, Any] = {"model": req.model, "messages": _strip_reasoning(req.messages)}
+        messages = _strip_reasoning(req.messages)
+        if self.provider and self.provider.id in BARE_BASE64 and has_images(messages):
+            messages = bare_base64(messages)
+        body: Dict[str, Any] = {"model": req.model, "messages": messages}
         temperature, top_p = req.temperature, req.top_p
         if self.provider and self.provider.sampling_open_interval:
             if temperature is not None and temperature <= 0:

@@ -484,8 +484,10 @@ class OpenAIEndpoints:
                 continue
             url = (part.get("image_url") or {}).get("url") if kind == "image_url" and isinstance(
                 part.get("image_url"), dict) else None
-            if not isinstance(url, str) or not url.startswith(("https://", "data:image/")) \
-                    or message.get("role") != "user":
+            # GLM takes a picture's base64 bare and refuses a data: URL; the others take data: URLs.
+            inline = ("data:image/",) if self.flavor != "glm" else ()
+            if not isinstance(url, str) or message.get("role") != "user" or not (
+                    url.startswith(("https://",) + inline) or self.flavor == "glm" and _bare_base64(url)):
                 return self._error("bad_request", 400, "Invalid content part: use text, or image_url with a url.")
             if not any(mark in model.lower() for mark in VISION_MARKS):
                 return self._error("bad_request", 400, f"Model {model} does not support image input.")
@@ -545,6 +547,14 @@ class OpenAIEndpoints:
         answer = shape_answer(data, fake._answer(data["messages"], fault, reasoning=ctx.reasoning),
                               call_prefix=f"call_{ctx.id[-6:]}_")
         return fake.respond(self.wire, ctx, answer, fault, stream=data.get("stream") is True)
+
+
+def _bare_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+        return bool(text)
+    except ValueError:
+        return False
 
 
 def _check_glm_jwt(token: str, api_key: str) -> str:
