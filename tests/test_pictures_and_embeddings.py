@@ -143,3 +143,19 @@ def test_embed_errors_keep_their_class_and_never_show_the_key():
         with pytest.raises(AuthenticationError) as caught:
             client.embed(["你好"])
         assert "sk-wrong-SECRET" not in str(caught.value)
+
+
+def test_an_old_xedullm_classroom_server_refuses_pictures_and_embeddings_clearly():
+    # Its queue takes one text; nothing of a picture may be folded into it silently.
+    from xedullm.protocols.gradio import GradioAdapter, GradioApp
+    from xedullm.types import ChatRequest, Connection
+
+    adapter = GradioAdapter(None)
+    app = GradioApp("http://192.168.1.23:7860", "", 0, ["message", "state"], "deepseek-chat", "4.44.1")
+    parts = [{"type": "text", "text": "图里有什么？"}, {"type": "image_url", "image_url": {"url": URL}}]
+    with pytest.raises(BadRequestError, match="只收文字") as caught:
+        adapter.queue_call(app, ChatRequest(model="x", messages=[{"role": "user", "content": parts}]))
+    assert "qwen-vl-max" in str(caught.value) and caught.value.code == "model_cannot_see"
+    with pytest.raises(BadRequestError, match="新版 xedullm serve"):
+        adapter.embeddings_request(["你好"], "x", Connection(app.root))
+    assert adapter.queue_call(app, ChatRequest(model="x", messages=[{"role": "user", "content": "你好"}])).message == "你好"

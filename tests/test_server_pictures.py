@@ -117,13 +117,18 @@ def test_blocked_words_apply_to_the_text_beside_a_picture(tmp_path):
 
 
 def test_stored_conversations_show_that_a_picture_was_sent_not_the_picture(tmp_path):
-    with vision_class(tmp_path, review=True) as (url, fake, app):
+    with vision_class(tmp_path, review=True, admin_password="teacher-pw-1") as (url, fake, app):
         sdk(url).chat.completions.create(model="glm-4v-flash", messages=question())
         wait_until(lambda: len(ledger(app)) == 1)
         kept = ledger(app)[0]["conversation"]
         assert "base64" not in kept and "[图片 / picture]" in kept
         assert json.loads(kept)["messages"][-1]["content"] == [
             {"type": "text", "text": "图里有什么？"}, {"type": "text", "text": "[图片 / picture]"}]
+        # The teacher's review shows the question as text, the picture as its mark.
+        teacher = httpx.Client(base_url=url, timeout=20)
+        assert teacher.post("/admin/login", data={"password": "teacher-pw-1"}).status_code == 303
+        shown = teacher.get("/admin/api/review").json()["conversations"]
+        assert [c["question"] for c in shown] == ["图里有什么？[图片 / picture]"]
     with vision_class(tmp_path / "kept", review=True, store_pictures=True) as (url, fake, app):
         sdk(url).chat.completions.create(model="glm-4v-flash", messages=question())
         wait_until(lambda: len(ledger(app)) == 1)
