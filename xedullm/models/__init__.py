@@ -3,7 +3,7 @@
 ``import xedullm.models`` stays light (standard library only); ``xedullm.models.pull`` (HTTP
 client, hub protocols) is imported only by those who fetch a model.
 """
-from .catalog import LOCAL_MODELS, LocalModel, find_local_model, local_model_names
+from .local_catalog import LOCAL_MODELS, LocalModel, find_local_model, local_model_names
 from .installed import InstalledModel, default_local_model, find_model_file, installed_models
 
 

