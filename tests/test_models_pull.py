@@ -279,3 +279,32 @@ def test_a_size_the_server_does_not_have_is_refused_at_once(home, hub):
         pull("qwen2.5-0.5b")
     assert "not the" in str(caught.value)
     assert len(hub.file_requests()) == 1 and models(home) == []
+
+
+def test_a_second_pull_of_the_same_file_into_one_folder_is_refused_while_the_first_runs(home, hub):
+    import threading
+
+    data = fake_gguf()
+    hub.add(QWEN.hf_repo, QWEN.hf_file, data)
+    started, go_on, result = threading.Event(), threading.Event(), {}
+
+    def held(done, total):   # the first pull stops after its first piece until the test says
+        started.set()
+        go_on.wait(60)
+
+    def first():
+        result["path"] = pull("qwen2.5-0.5b", progress=held)
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    try:
+        assert started.wait(60)
+        with pytest.raises(LLMError) as caught:
+            pull("qwen2.5-0.5b")   # e.g. a second machine of the room sharing XEDULLM_MODELS_DIR
+        assert "Another xedullm models pull" in str(caught.value) and "另一个" in str(caught.value)
+    finally:
+        go_on.set()
+        worker.join(60)
+    assert result["path"].read_bytes() == data
+    assert models(home) == [QWEN.file]   # no part, no lock left behind
+    assert pull("qwen2.5-0.5b") == result["path"]

