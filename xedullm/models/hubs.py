@@ -1,7 +1,7 @@
 """Where a model file comes from: each source answers "which URL, with which headers, how
 big, which sha256". The download itself (resume, checks, placing) is pull.py's.
 
-Wire forms, checked 2026-12-07 (docs/local-models.md has the pages):
+Wire forms, checked 2026-12-07 (docs/teacher-guide.md, "Offline models", has the sources):
 
 - Hugging Face, resolve protocol: ``{endpoint}/{repo}/resolve/{revision}/{file}``; endpoint
   ``HF_ENDPOINT`` (mirrors in China) or https://huggingface.co. ``HEAD`` without following
