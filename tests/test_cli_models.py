@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import resource
 import signal
 import socket
 import struct
@@ -145,10 +144,13 @@ def test_no_network_says_what_to_do(home):
 
 def _small_disk():
     """In the child: files may grow to 1 MB, as on a disk that is full (EFBIG, not a signal)."""
+    import resource
+
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, resource.RLIM_INFINITY))
 
 
+@pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE is POSIX-only")
 def test_a_full_disk_mid_download_keeps_the_part_and_says_what_to_do(home, hub):
     data = fake_gguf()
     hub.add(QWEN.hf_repo, QWEN.hf_file, data)
