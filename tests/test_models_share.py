@@ -47,7 +47,8 @@ def _serve(teacher_fake, tmp_path, size):
     (home / "models" / QWEN.file).write_bytes(data)
     args = ["-p", "deepseek", "--base-url", teacher_fake.base_url, "--host", "127.0.0.1", "--port", "0",
             "--access-code", CODE, "--data-dir", str(tmp_path / "data")]
-    env = {"DEEPSEEK_API_KEY": TEACHER_KEY, "XEDULLM_HOME": str(home)}
+    # The teacher's own models folder (not a shared XEDULLM_MODELS_DIR the test run may have).
+    env = {"DEEPSEEK_API_KEY": TEACHER_KEY, "XEDULLM_HOME": str(home), "XEDULLM_MODELS_DIR": str(home / "models")}
     with serve_process(args, env, until="用量记录保存在") as (proc, lines):
         url = next(line for line in lines if line.startswith("Running on local URL:")).split()[-1]
         yield url, data
