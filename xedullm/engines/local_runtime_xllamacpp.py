@@ -7,12 +7,19 @@ dict and answers with OpenAI's own chunks, using the model's chat template, JSON
 grammars and (for templates that carry them) tool calls.
 
 Lanes. One ``Server`` decodes all its parallel slots in one batch with its own thread pool.
-Measured on the 2-core target with SmolLM2 and 8 concurrent questions (bench/local_engines.py):
-one Server with 8 slots on 2 threads made ~180 tokens/s on a quiet machine but fell to ~50 as
-soon as one other busy process took a core (llama.cpp's threads wait for each other), while one
-Server per core, each on 1 thread with 4 slots, made ~140-155 quiet and ~110 with the busy
-process. A classroom server always has something else on the CPU (the web server, a browser),
-so a model runs as one 1-thread lane per core and each request goes to the least busy lane.
+Measured on the 2-core target with SmolLM2 and 8 concurrent questions: one Server with 8 slots
+on 2 threads made ~180 tokens/s on a quiet machine but fell to ~50 as soon as one other busy
+process took a core (llama.cpp's threads wait for each other), while one Server per core, each
+on 1 thread with 4 slots, made ~140-155 quiet and ~110 with the busy process. A classroom
+server always has something else on the CPU (the web server, a browser), so a model runs in
+1-thread lanes, one per core, each request going to the least busy lane.
+
+Slots: 30 students on 2 cores waited a median ~5 s for a first token with 4 slots per lane and
+~1 s with 8 (aggregate 123 vs 162 tokens/s), so a lane has 8. Each slot holds its KV cache
+(llama.cpp allocates it whole: ~47 MB per 2048 tokens for SmolLM2, ~25 for Qwen2.5-0.5B, ~57 for
+Qwen2.5-1.5B), so lanes open as students arrive: one student's ``xedullm ask`` keeps one lane.
+One shared (unified) KV cache would save memory, but when it fills every answer fails at once
+(tried: 8 long questions on a 8192-token unified cache all ended "Context size has been exceeded").
 
 Admission is ours, not llama.cpp's: a request waits here (cancellable, counted for ``status``)
 until a slot is free, so a student who closes the page while waiting never reaches the model.
@@ -28,8 +35,11 @@ from ..errors import BadRequestError, ConfigurationError, ServerError
 
 PROVIDER = "local"
 NAME = "xllamacpp"
-SLOTS_PER_LANE = 4
-MAX_LANES = 8
+SLOTS_PER_LANE = 8
+#: one lane per core at most: lanes beyond the cores fight for them (measured: 4 lanes of 4 on 2
+#: cores made half the tokens/s of 2 lanes of 8 for 30 students)
+LANES_PER_CORE = 1
+MAX_LANES = 16
 # llama.cpp's log: errors only (the worker's stderr is kept for a crash report, not a diary).
 LOG_ERRORS_ONLY = 1
 
@@ -97,10 +107,11 @@ class LoadedModel:
     def __init__(self, path: Path, n_ctx: int, n_threads: Optional[int]) -> None:
         self.path = path
         self.n_ctx = n_ctx
-        cores = os.cpu_count() or 1
-        lanes = max(1, min(n_threads or cores, MAX_LANES))
+        cores = n_threads or os.cpu_count() or 1
+        self.max_lanes = max(1, min(cores * LANES_PER_CORE, MAX_LANES))
         self.params = _params(path, n_ctx, SLOTS_PER_LANE, 1, False)
-        self.lanes = [_Lane(_load(path, self.params), SLOTS_PER_LANE) for _ in range(lanes)]
+        self.lanes = [_Lane(_load(path, self.params), SLOTS_PER_LANE)]
+        self._opening = False
         self._embedder = None
         self._embed_lock = threading.Lock()
         self._cond = threading.Condition()
@@ -110,13 +121,14 @@ class LoadedModel:
 
     @property
     def max_contexts(self) -> int:
-        return sum(lane.slots for lane in self.lanes)
+        return self.max_lanes * SLOTS_PER_LANE
 
     def stats(self) -> Dict[str, Any]:
         with self._cond:
             busy = sum(lane.busy for lane in self.lanes)
             return dict(tokens_generated=self.tokens_generated, busy=busy, waiting=self._waiting,
-                        contexts=self.max_contexts, max_contexts=self.max_contexts, lanes=len(self.lanes),
+                        contexts=sum(lane.slots for lane in self.lanes), max_contexts=self.max_contexts,
+                        lanes=len(self.lanes),
                         n_ctx=self.n_ctx, n_threads=len(self.lanes),
                         # read back from what llama.cpp was given
                         use_extra_bufts=not self.params.no_extra_bufts)
@@ -130,6 +142,13 @@ class LoadedModel:
             self._waiting += 1
             try:
                 while not cancel.is_set():
+                    if (not self._opening and len(self.lanes) < self.max_lanes
+                            and all(lane.busy for lane in self.lanes)):
+                        # Every lane is working: the next core gets one, for the students after
+                        # this one (this one does not wait for it if a slot is free now).
+                        self._opening = True
+                        threading.Thread(target=self._open_lane, daemon=True,
+                                         name="xedullm-local-lane").start()
                     free = [lane for lane in self.lanes if lane.busy < lane.slots]
                     if free:
                         lane = min(free, key=lambda lane: lane.busy)
@@ -139,6 +158,20 @@ class LoadedModel:
                 return None
             finally:
                 self._waiting -= 1
+
+    def _open_lane(self) -> None:
+        """One more lane (the weights are mapped already; the lane allocates its KV cache)."""
+        lane = None
+        try:
+            lane = _Lane(_load(self.path, self.params), SLOTS_PER_LANE)
+        except Exception:   # a lane that cannot open leaves the others serving
+            self.max_lanes = len(self.lanes)
+        finally:
+            with self._cond:
+                self._opening = False
+                if lane is not None:
+                    self.lanes.append(lane)
+                self._cond.notify_all()
 
     def _release(self, lane: _Lane, generated: int) -> None:
         with self._cond:
