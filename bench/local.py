@@ -24,7 +24,7 @@ QUESTIONS = [
     "Describe how a bicycle works.",
     "Why is the sky blue?",
 ]
-RUNTIMES = {"xllamacpp": "xllamacpp (shipped: one 1-thread lane per core, 4 slots each)",
+RUNTIMES = {"xllamacpp": "xllamacpp (shipped: 1-thread lanes of 8 slots, one per core, opened as needed)",
             "llama_cpp": "llama-cpp-python contexts (the engine before; the fallback now)"}
 MODELS_DIR = REPO / ".models"
 
@@ -51,7 +51,9 @@ async def _class(url: str, students: int, max_tokens: int):
         body = {"model": "local", "stream": True, "max_tokens": max_tokens, "temperature": 0,
                 "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]}
         t0 = time.perf_counter()
-        async with http.stream("POST", f"{url}/v1/chat/completions", json=body) as answer:
+        # Each student its own session, as each browser is (one session may run 4 answers at once).
+        headers = {"X-Xedullm-Session": f"bench-student-{i}"}
+        async with http.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as answer:
             async for line in answer.aiter_lines():
                 if line.startswith("data: {") and '"content":"' in line.replace(" ", ""):
                     if '"content":""' not in line.replace(" ", ""):

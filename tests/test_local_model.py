@@ -573,9 +573,9 @@ def test_a_chinese_question_to_the_english_model_says_once_how_to_get_a_chinese_
             "c.inference('你好', max_tokens=4); c.inference('一加一等于几？', max_tokens=4)\n")
     chinese = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
                              encoding="utf-8", env=env, check=True)
-    assert chinese.stderr.count("只懂英文") == 1                      # once, not per question
-    assert chinese.stderr.count("speaks English only") == 1
-    assert "xedullm models pull qwen2.5-0.5b" in chinese.stderr
+    assert chinese.stderr.count("只会英文") == 1                      # once, not per question
+    assert chinese.stderr.count("answers in English only") == 1
+    assert "xedullm models pull qwen2.5" in chinese.stderr
     cli = subprocess.run([sys.executable, "-m", "xedullm", "ask", "-p", "local", "你好"], capture_output=True,
                          text=True, encoding="utf-8", env=env, check=True)
-    assert "xedullm models pull qwen2.5-0.5b" in cli.stderr and "local.py" not in cli.stderr
+    assert "xedullm models pull qwen2.5" in cli.stderr and "local.py" not in cli.stderr

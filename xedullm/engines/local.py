@@ -65,25 +65,11 @@ def default_model() -> str:
 
 
 def resolve_model_path(model: Optional[str]) -> Path:
-    """A catalog model name, a .gguf in the models folder or any .gguf path, as an existing file."""
-    from ..models import find_local_model, find_model_file, local_model_names
+    """A catalog model name, a .gguf in the models folder or any .gguf path, as an existing
+    file (a bilingual ConfigurationError saying what to pull or pass otherwise)."""
+    from ..models import find_model_file
 
-    name = (model or default_model()).strip()
-    found = find_model_file(name)
-    if found is not None:
-        return found
-    row = find_local_model(name)
-    if row is not None:
-        raise _config_error(
-            f"本地模型 {row.label} 还没有下载：请运行 xedullm models pull {row.name}（只需一次）。",
-            f"The local model {row.label} is not downloaded yet: run xedullm models pull {row.name} (once).",
-        )
-    names = ", ".join(local_model_names())
-    raise _config_error(
-        f"找不到本地模型 {name!r}：请给出一个 .gguf 文件的路径，或用 xedullm models 查看可用的模型（{names}）。",
-        f"Local model {name!r} not found: pass the path of a .gguf file, or see xedullm models for the "
-        f"models you can pull ({names}).",
-    )
+    return find_model_file(model or default_model())
 
 
 def _has_wheels(platform: str, machine: str, version: Tuple[int, int]) -> bool:
@@ -161,11 +147,9 @@ def _advise_chinese_model(path: Path, messages: List[Dict[str, Any]]) -> None:
         if row.name in _advised:
             return
         _advised.add(row.name)
-    warnings.warn(LocalModelAdvice(
-        f"提示：本地模型 {row.label} 只懂英文，中文回答会很差。运行 xedullm models pull qwen2.5-0.5b "
-        f"下载会中文的 Qwen2.5（约 490 MB，之后自动使用）。 / Tip: the local model {row.label} "
-        f"speaks English only. Run xedullm models pull qwen2.5-0.5b for Qwen2.5, which speaks "
-        f"Chinese (about 490 MB; used automatically afterwards)."), stacklevel=4)
+    from ..models import chinese_model_advice
+
+    warnings.warn(LocalModelAdvice(chinese_model_advice(row.name)), stacklevel=4)
 
 
 def _template_has_tools(path: Path) -> Optional[bool]:
