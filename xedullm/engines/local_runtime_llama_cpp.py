@@ -292,7 +292,7 @@ class Generation:
         send(finish=finish, usage=[len(self.prompt_tokens), completion])
 
 
-NAME = "llama-cpp-python"
+NAME = "llama_cpp"   # as XEDULLM_LOCAL_RUNTIME names it
 _NEEDS_XLLAMACPP = ("response_format", "tools", "tool_choice", "parallel_tool_calls", "logprobs",
                     "top_logprobs", "frequency_penalty", "presence_penalty")
 
