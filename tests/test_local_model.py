@@ -150,6 +150,70 @@ def test_tools_on_a_model_whose_template_has_none_is_a_clear_error(engine):
     assert "tools" in message and "工具" in message and "qwen2.5" in message
 
 
+# A chat template that carries tools (Hermes-style <tool_call> tags, as Qwen2.5's does), written
+# for this test and put into a copy of SmolLM2's file.
+TOOL_TEMPLATE = """{%- if tools %}<|im_start|>system
+You are a helpful assistant.
+
+# Tools
+
+You may call one or more functions to assist with the user query.
+
+You are provided with function signatures within <tools></tools> XML tags:
+<tools>
+{%- for tool in tools %}
+{{ tool | tojson }}
+{%- endfor %}
+</tools>
+
+For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:
+<tool_call>
+{"name": <function-name>, "arguments": <args-json-object>}
+</tool_call><|im_end|>
+{% endif %}
+{%- for message in messages %}
+{%- if message.role == "assistant" and message.tool_calls %}<|im_start|>assistant
+{%- for tool_call in message.tool_calls %}
+<tool_call>
+{"name": "{{ tool_call.function.name }}", "arguments": {% if tool_call.function.arguments is string %}{{ tool_call.function.arguments }}{% else %}{{ tool_call.function.arguments | tojson }}{% endif %}}
+</tool_call>
+{%- endfor %}<|im_end|>
+{% elif message.role == "tool" %}<|im_start|>user
+<tool_response>
+{{ message.content }}
+</tool_response><|im_end|>
+{% else %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
+
+@pytest.mark.local_model
+def test_tools_reach_a_model_whose_template_has_them(engine, tmp_path):
+    from xedullm.models.gguf import chat_template
+    from xedullm.testing.gguf_template import with_chat_template
+
+    copy = with_chat_template(resolve_model_path(None), tmp_path / "smollm2-with-tools.gguf", TOOL_TEMPLATE)
+    assert chat_template(copy) == TOOL_TEMPLATE
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Get the weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    with Client(provider="local", model=str(copy), verbose=False) as client:
+        if FALLBACK:
+            with pytest.raises(BadRequestError) as caught:
+                client.chat("What is the weather in Paris?", tools=tools)
+            assert "tools" in str(caught.value) and "xllamacpp" in str(caught.value)
+            return
+        # Accepted and answered: llama.cpp formats the tools with this template. Whether a
+        # 135M model then calls the tool is its own business (it does not, even with
+        # tool_choice "required": see docs/local-engine.md).
+        result = client.chat("What is the weather in Paris?", tools=tools, temperature=0, max_tokens=40)
+        assert result.text or result.tool_calls
+        assert result.usage.prompt_tokens > engine.chat(request("What is the weather in Paris?")).usage.prompt_tokens
+
+
 @pytest.mark.local_model
 def test_embeddings_put_similar_sentences_closer(engine):
     texts = ["The cat sat on the mat", "A cat is sitting on a mat", "Stock markets fell sharply today"]
