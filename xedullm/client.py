@@ -12,7 +12,7 @@ from . import catalog
 from .errors import BadRequestError, ConfigurationError, LLMError
 from .fallback import Attempt, Attempts, Breaker, parse_spec
 from .keys import mask_key, resolve_credentials
-from .types import ChatChunk, ChatRequest, ChatResult, Connection, EmbeddingResult, Usage
+from .types import ChatChunk, ChatRequest, ChatResult, Connection, EmbeddingResult, Usage, join_tool_calls
 
 if TYPE_CHECKING:
     from .engines.engine import Engine
@@ -123,22 +123,6 @@ def _unsupported(message: str, param: str) -> BadRequestError:
     return err
 
 
-def _join_tool_calls(calls: List[Dict[str, Any]], pieces: List[Dict[str, Any]]) -> None:
-    """Add streamed tool-call pieces to ``calls`` (joined by ``index``, OpenAI's rule)."""
-    for piece in pieces:
-        index = piece.get("index", len(calls))
-        while len(calls) <= index:
-            calls.append({"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
-        call = calls[index]
-        for name in ("id", "type"):
-            if piece.get(name):
-                call[name] = piece[name]
-        function = piece.get("function") or {}
-        for name in ("name", "arguments"):
-            if isinstance(function.get(name), str):
-                call["function"][name] += function[name]
-
-
 class Client:
     """One model at one provider (or a classroom server, or the local model)."""
 
@@ -201,7 +185,7 @@ class Client:
                 provider = "local"
             self.provider = catalog.find_provider(provider)
             self.base_url = (base_url or self.provider.base_url).rstrip("/")
-            self.model = model or self.provider.default_model
+            self.model = model or self._default_model()
             self._credentials = resolve_credentials(self.provider, api_key, secret_key)
             _check_ascii_keys(self._credentials, "密钥", "API key")
             missing = self.provider.needs_key and not self._credentials.api_key or (
@@ -216,6 +200,14 @@ class Client:
         self._breaker = Breaker(breaker_failures, breaker_cooldown)
         if verbose:
             print(self._banner())
+
+    def _default_model(self) -> str:
+        if self.provider.protocol == "local":
+            # The best local model this computer has (a Chinese-capable one once pulled).
+            from .engines.local import default_model
+
+            return default_model()
+        return self.provider.default_model
 
     # -- presentation -----------------------------------------------------------------
     @property
@@ -541,7 +533,7 @@ class Client:
         if chunk.reasoning:
             self.last_reasoning += chunk.reasoning
         if chunk.tool_calls:
-            _join_tool_calls(self.last_tool_calls, chunk.tool_calls)
+            join_tool_calls(self.last_tool_calls, chunk.tool_calls)
 
     def inference(self, input: Messages, temperature: Optional[float] = None,
                   top_p: Optional[float] = None, stream: bool = False, **kwargs: Any):
@@ -608,7 +600,8 @@ class Client:
         found = models_for(key, label_zh, label_en)
         return texts, (model or found.default or self.model or "default"), found.batch
 
-    def _embedded(self, results: List[EmbeddingResult], model: str) -> EmbeddingResult:
+    def _embedded(self, results: List[Any], model: str) -> EmbeddingResult:
+        results = [_as_embedding_result(r, model) for r in results]
         counted = [r.usage for r in results if r.usage is not None]
         usage = Usage(sum(u.prompt_tokens for u in counted), 0, sum(u.total_tokens for u in counted)) if counted else None
         self._remember(usage, "")
@@ -670,6 +663,14 @@ def _classroom_credentials(access_code: Optional[str]):
 
     code = clean_key(access_code)
     return Credentials(code, None, "argument" if code else "none")
+
+
+def _as_embedding_result(result: Any, model: str) -> EmbeddingResult:
+    # The local engine answered (vectors, tokens) before EmbeddingResult existed; both are taken.
+    if isinstance(result, tuple):
+        vectors, tokens = result
+        return EmbeddingResult(vectors=list(vectors), usage=Usage(tokens, 0, tokens), model=model)
+    return result
 
 
 def _batches(texts: List[str], size: int) -> List[List[str]]:
