@@ -109,3 +109,25 @@ def test_the_teachers_switch_hides_the_picture_button(page):
         page.goto(url)
         expect(page.locator("#model")).to_have_text("glm-4v-flash")
         expect(page.locator("#attach")).to_be_hidden()
+
+
+PASTE = """b64 => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const data = new DataTransfer();
+  data.items.add(new File([bytes], "pasted.png", { type: "image/png" }));
+  document.getElementById("input").dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true }));
+}"""
+
+
+def test_a_pasted_picture_goes_with_the_question(page):
+    with served("glm", "glm-4v-flash", "glm") as (url, fake):
+        page.goto(url)
+        expect(page.locator("#model")).to_have_text("glm-4v-flash")
+        page.evaluate(PASTE, base64.b64encode(png(300, 200)).decode())
+        expect(page.locator("#attached")).to_be_visible()
+        page.fill("#input", "这是什么？")
+        page.press("#input", "Enter")
+        expect(page.locator(".msg.assistant").last).to_contain_text("我看到了 1 张图片。")
+        sent = base64.b64decode(fake.chat_requests[-1]["json"]["messages"][-1]["content"][1]["image_url"]["url"])
+        assert jpeg_size(sent) == (300, 200)   # small pictures keep their size
+        assert page.errors == []
