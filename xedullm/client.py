@@ -542,6 +542,8 @@ class Client:
         Only the answer: a reasoning model's thinking is in ``last_reasoning``, never mixed in.
         With ``tools=[...]`` the tools the model wants called are in ``last_tool_calls``
         (the text is then often empty); ``chat()`` gives them on its result too.
+        ``images=[path_or_url, …]`` asks about pictures (a model that sees, e.g. glm-4v-flash);
+        a message list may carry OpenAI's ``image_url`` parts instead.
         """
         req = self.build_request(input, temperature, top_p, stream, **kwargs)  # bad input fails now
         if stream:

@@ -187,7 +187,8 @@ def _messages(value: Any, limits: Limits) -> List[Dict[str, Any]]:
                 raise InvalidRequest(f"图片太多（一次对话最多 {limits.max_images} 张），请清空对话后重新开始。",
                                      f"Too many pictures (at most {limits.max_images} in one conversation); clear "
                                      f"the chat and start again.", f"{param}.content")
-        if content is not None and len(text_of(content)) > limits.max_content_chars:
+        if content is not None and len(content if isinstance(content, str) else text_of(content)) > \
+                limits.max_content_chars:
             raise InvalidRequest(f"{param}.content 太长（最多 {limits.max_content_chars} 个字符），请缩短。",
                                  f"{param}.content is too long (at most {limits.max_content_chars} characters); shorten it.",
                                  f"{param}.content")
