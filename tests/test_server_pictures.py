@@ -11,6 +11,7 @@ import json
 import httpx
 import openai
 import pytest
+from playwright.sync_api import expect
 
 from xedullm import Client
 from xedullm.server.app import ServerSettings, create_app
@@ -133,3 +134,29 @@ def test_stored_conversations_show_that_a_picture_was_sent_not_the_picture(tmp_p
         sdk(url).chat.completions.create(model="glm-4v-flash", messages=question())
         wait_until(lambda: len(ledger(app)) == 1)
         assert PICTURE in ledger(app)[0]["conversation"]
+
+
+def test_the_teacher_turns_pictures_off_and_on_from_the_admin_page(tmp_path, browser):
+    with vision_class(tmp_path, admin_password="teacher-pw-1") as (url, fake, app):
+        teacher = httpx.Client(base_url=url, timeout=20)
+        assert teacher.post("/admin/login", data={"password": "teacher-pw-1"}).status_code == 303
+        settings = teacher.get("/admin/api/overview").json()["settings"]
+        assert (settings["allow_pictures"], settings["store_pictures"]) == (True, False)
+        # The page's checkbox, as the teacher clicks it.
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{url}/admin")
+        page.fill("#password", "teacher-pw-1")
+        page.click("button[type=submit]")
+        expect(page.locator("#allow-pictures")).to_be_checked()
+        expect(page.locator("#store-pictures")).not_to_be_checked()
+        page.locator("#allow-pictures").uncheck()
+        page.click("#settings button[type=submit]")
+        expect(page.locator("#settings-status")).to_contain_text("已保存")
+        context.close()
+        assert teacher.get("/admin/api/overview").json()["settings"]["allow_pictures"] is False
+        with pytest.raises(openai.BadRequestError, match="老师关闭了图片"):
+            sdk(url).chat.completions.create(model="glm-4v-flash", messages=question())
+        assert teacher.post("/admin/api/settings", json={"allow_pictures": True},
+                            headers={"X-Xedullm-Admin": "1"}).status_code == 200
+        assert sdk(url).chat.completions.create(model="glm-4v-flash", messages=question())

@@ -346,6 +346,7 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
             "review": room.review, "access_code_required": room.access_code is not None,
             "paused": room.paused, "require_name": room.require_name,
             "fallback": live.get("fallback") or [],
+            "allow_pictures": bool(live.get("allow_pictures")), "store_pictures": bool(live.get("store_pictures")),
         },
         "series": [{"start": since + i * SERIES_BUCKET,
                     "tokens": series.get(since + i * SERIES_BUCKET, (0, 0))[0],
