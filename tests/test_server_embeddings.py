@@ -106,6 +106,17 @@ def test_batches_are_bounded_and_bad_input_is_a_clear_400(tmp_path):
         assert [len(r["json"]["input"]) for r in fake.requests] == [64, 64, 2]
 
 
+def test_blocked_words_keep_a_text_from_being_embedded(tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("作弊\n", encoding="utf-8")
+    with glm_class(tmp_path, blocked_words=str(words)) as (url, fake, app):
+        with pytest.raises(openai.BadRequestError):
+            sdk(url).embeddings.create(model="embedding-3", input=["光合作用", "怎么作弊"])
+        assert fake.requests == []
+        wait_until(lambda: len(ledger(app)) == 1)
+        assert ledger(app)[0]["flagged"] and ledger(app)[0]["outcome"] == "flagged"
+
+
 def test_a_provider_without_embeddings_says_which_have_them(classroom_server):
     room = classroom_server()   # DeepSeek
     with pytest.raises(openai.BadRequestError) as caught:
