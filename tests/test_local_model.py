@@ -222,7 +222,8 @@ def test_embeddings_put_similar_sentences_closer(engine):
             engine.embed(texts)
         assert "embeddings" in str(caught.value) and "xllamacpp" in str(caught.value)
         return
-    vectors, prompt_tokens = engine.embed(texts)
+    result = engine.embed(texts)
+    vectors, prompt_tokens = result.vectors, result.usage.prompt_tokens
     assert len(vectors) == 3 and len({len(v) for v in vectors}) == 1 and len(vectors[0]) > 100
     assert prompt_tokens >= len(" ".join(texts).split())
 
@@ -231,6 +232,9 @@ def test_embeddings_put_similar_sentences_closer(engine):
 
     assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.05
     assert engine.chat(request()).text            # chat still answers beside the embedding model
+    client = Client(provider="local", verbose=False)
+    assert client.embed(texts[:2]) == vectors[:2]                 # the public API, same vectors
+    assert client.last_usage.prompt_tokens > 0
 
 
 @pytest.mark.local_model

@@ -603,7 +603,6 @@ class Client:
         return texts, (model or found.default or self.model or "default"), found.batch
 
     def _embedded(self, results: List[Any], model: str) -> EmbeddingResult:
-        results = [_as_embedding_result(r, model) for r in results]
         counted = [r.usage for r in results if r.usage is not None]
         usage = Usage(sum(u.prompt_tokens for u in counted), 0, sum(u.total_tokens for u in counted)) if counted else None
         self._remember(usage, "")
@@ -665,14 +664,6 @@ def _classroom_credentials(access_code: Optional[str]):
 
     code = clean_key(access_code)
     return Credentials(code, None, "argument" if code else "none")
-
-
-def _as_embedding_result(result: Any, model: str) -> EmbeddingResult:
-    # The local engine answered (vectors, tokens) before EmbeddingResult existed; both are taken.
-    if isinstance(result, tuple):
-        vectors, tokens = result
-        return EmbeddingResult(vectors=list(vectors), usage=Usage(tokens, 0, tokens), model=model)
-    return result
 
 
 def _batches(texts: List[str], size: int) -> List[List[str]]:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Set, Tuple
 
 from ..errors import BadRequestError, ConfigurationError, LLMError
-from ..types import ChatChunk, ChatRequest, ChatResult, join_tool_calls
+from ..types import ChatChunk, ChatRequest, ChatResult, EmbeddingResult, Usage, join_tool_calls
+from ..protocols.options import has_tool_turns
 from .local_process import DONE, SUPERVISOR
 
 PROVIDER = "local"
@@ -205,12 +206,17 @@ class LocalEngine:
     def _chat_message(self, req: ChatRequest) -> Dict[str, Any]:
         message = self._message("chat", req.model, messages=req.messages)
         path = Path(message["path"])
-        if any(req.extra.get(name) is not None for name in _TOOL_OPTIONS) and _template_has_tools(path) is False:
-            raise BadRequestError(
-                f"本地模型 {path.name} 的对话模板不支持工具调用（tools）：请去掉 tools，或换用支持工具的模型，"
-                f"例如 xedullm models pull qwen2.5-1.5b。 / The chat template of the local model "
-                f"{path.name} has no tool calls: leave out tools, or use a model that has them, "
-                f"e.g. xedullm models pull qwen2.5-1.5b.", provider=PROVIDER, code="unsupported_option")
+        option = next((name for name in _TOOL_OPTIONS if req.extra.get(name) is not None), None)
+        turn = has_tool_turns(req.messages)
+        if (option or turn is not None) and _template_has_tools(path) is False:
+            error = BadRequestError(
+                f"本地模型 {path.name} 的对话模板不支持工具调用（tools）：请去掉 tools 和工具调用的消息，"
+                f"或换用支持工具的模型，例如 xedullm models pull qwen2.5-1.5b。 / The chat template of "
+                f"the local model {path.name} has no tool calls: leave out tools and tool-call messages, "
+                f"or use a model that has them, e.g. xedullm models pull qwen2.5-1.5b.",
+                provider=PROVIDER, code="unsupported_parameter")
+            error.param = option or f"messages[{turn}]"   # the field the server's 400 names
+            raise error
         _advise_chinese_model(path, req.messages)
         params: Dict[str, Any] = {name: req.extra[name] for name in OPTIONS if OPTIONS[name] and name in req.extra}
         params.update(
@@ -316,13 +322,15 @@ class LocalEngine:
         return self.models()
 
     # -- embeddings ----------------------------------------------------------------------
-    def embed(self, texts: List[str], model: Optional[str] = None) -> Tuple[List[List[float]], int]:
+    def embed(self, texts: List[str], model: Optional[str] = None) -> EmbeddingResult:
         """Vectors for ``texts`` (mean of the model's token vectors, as llama.cpp's embedding
-        mode gives them) and the prompt tokens they took."""
-        answer = self._ask(self._message("embed", model, texts=list(texts)))
-        return answer["vectors"], answer["prompt_tokens"]
+        mode gives them), with the prompt tokens they took as usage."""
+        name = model or self.model
+        answer = self._ask(self._message("embed", name, texts=list(texts)))
+        tokens = answer["prompt_tokens"]
+        return EmbeddingResult(vectors=answer["vectors"], usage=Usage(tokens, 0, tokens), model=name)
 
-    async def aembed(self, texts: List[str], model: Optional[str] = None) -> Tuple[List[List[float]], int]:
+    async def aembed(self, texts: List[str], model: Optional[str] = None) -> EmbeddingResult:
         return await asyncio.get_running_loop().run_in_executor(None, self.embed, texts, model)
 
     # -- the worker's state ----------------------------------------------------------------
