@@ -9,7 +9,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence, Union
 
 from . import catalog
-from .errors import BadRequestError, ConfigurationError, LLMError
+from .errors import BadRequestError, ConfigurationError, LLMError, StreamInterruptedError
 from .fallback import Attempt, Attempts, Breaker, parse_spec
 from .keys import mask_key, resolve_credentials
 from .types import ChatChunk, ChatRequest, ChatResult, Connection, EmbeddingResult, Usage, join_tool_calls
@@ -455,12 +455,16 @@ class Client:
         req = self.build_request(input, temperature, top_p, True, **kwargs)
         self._remember(None, "")
         for attempt in self._attempts():
+            texts: List[str] = []
             chunks, answered = attempt.answerer.stream(req), False
             try:
                 for chunk in chunks:
                     answered = answered or bool(chunk.text or chunk.reasoning or chunk.tool_calls)
+                    texts.append(chunk.text)
                     yield self._arrived(chunk, attempt)
             except LLMError as err:
+                if isinstance(err, StreamInterruptedError):
+                    err.partial_text = "".join(texts)   # what the student saw before the cut
                 attempt.failed(err, answered)  # never a second provider once text was shown
                 continue
             finally:
@@ -486,12 +490,16 @@ class Client:
         req = self.build_request(input, temperature, top_p, True, **kwargs)
         self._remember(None, "")
         for attempt in self._attempts():
+            texts: List[str] = []
             chunks, answered = attempt.answerer.astream(req), False
             try:
                 async for chunk in chunks:
                     answered = answered or bool(chunk.text or chunk.reasoning or chunk.tool_calls)
+                    texts.append(chunk.text)
                     yield self._arrived(chunk, attempt)
             except LLMError as err:
+                if isinstance(err, StreamInterruptedError):
+                    err.partial_text = "".join(texts)   # what the student saw before the cut
                 attempt.failed(err, answered)
                 continue
             finally:

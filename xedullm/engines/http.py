@@ -105,13 +105,18 @@ class _StreamReader:
         self.decoder = SSEDecoder()
         self.idle_timeout = idle_timeout
         self.last_progress = time.monotonic()
-        self.finished = False
+        self.finished = False      # the provider's end marker ([DONE]) arrived
+        self.saw_finish = False    # a chunk said how the answer ended (finish_reason)
 
     def feed(self, raw: bytes) -> Iterator[ChatChunk]:
         return self._chunks(self.decoder.feed(raw))
 
     def close(self) -> Iterator[ChatChunk]:
-        return self._chunks(self.decoder.close())
+        yield from self._chunks(self.decoder.close())
+        if not self.finished and not self.saw_finish:
+            # The body ended (the connection closed) without [DONE] or a finish reason: the
+            # answer is cut, never complete (a body delimited by connection close ends "cleanly").
+            raise E.StreamInterruptedError(provider=self.adapter.provider_name)
 
     def _chunks(self, events) -> Iterator[ChatChunk]:
         # A generator, so that the chunks before an in-stream error (one read may bring both)
@@ -135,6 +140,7 @@ class _StreamReader:
                 continue
             self.last_progress = time.monotonic()
             produced = True
+            self.saw_finish = self.saw_finish or result.finish_reason is not None
             if held is not None:
                 if _plain(result) and bool(result.text) == bool(held.text):
                     held.text += result.text

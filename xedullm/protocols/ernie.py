@@ -136,7 +136,8 @@ class ErnieAdapter(Adapter):
             return None
         self._raise_if_error(data, None)
         return ChatChunk(text=data.get("result") or "",
-                         finish_reason=data.get("finish_reason") if data.get("is_end") else None,
+                         # is_end is ERNIE's end marker (its streams have no [DONE]).
+                         finish_reason=(data.get("finish_reason") or "stop") if data.get("is_end") else None,
                          usage=usage_from(data.get("usage")))
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> E.LLMError:
