@@ -41,7 +41,9 @@ _VERDICTS = {
 }
 
 
-def _loopback(address: Optional[str]) -> bool:
+def _loopback(address: Optional[str], own: Optional[str] = None) -> bool:
+    """A loopback address, or ``own``: the address the server was reached at (a connection
+    from this computer to its own LAN address comes from that same address)."""
     if not address:
         return False
     address = address.strip().strip('"')
@@ -50,24 +52,31 @@ def _loopback(address: Optional[str]) -> bool:
     elif address.count(":") == 1:
         address = address.split(":", 1)[0]   # host:port
     try:
-        return ipaddress.ip_address(address).is_loopback
+        ip = ipaddress.ip_address(address)
+        return ip.is_loopback or (own is not None and ip == ipaddress.ip_address(own))
     except ValueError:
         return False   # "unknown", a name, garbage: not vouched for
 
 
 def from_this_machine(request: Request) -> bool:
     """The caller sits at the server's own keyboard: loopback peer, loopback forwarded chain."""
-    peer = request.scope.get("extensions", {}).get(PEER) or request.scope.get("client")
+    peer = (request.scope.get("extensions") or {}).get(PEER) or request.scope.get("client")
     client = request.client.host if request.client else None
-    if not _loopback(peer[0] if peer else None) or not _loopback(client):
+    server = request.scope.get("server")
+    own = server[0] if server else None
+    try:
+        own = str(ipaddress.ip_address(own)) if own else None
+    except ValueError:
+        own = None
+    if not _loopback(peer[0] if peer else None, own) or not _loopback(client, own):
         return False
     for name, value in request.headers.items():
         if name == "x-forwarded-for" or name == "x-real-ip":
-            if not all(_loopback(a) for a in value.split(",")):
+            if not all(_loopback(a, own) for a in value.split(",")):
                 return False
         elif name == "forwarded":
             named = re.findall(r"for=([^;,]+)", value, flags=re.I)
-            if not all(_loopback(a) for a in named):
+            if not all(_loopback(a, own) for a in named):
                 return False
     return True
 
