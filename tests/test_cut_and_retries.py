@@ -13,7 +13,7 @@ import xedullm
 from xedullm import Client, StreamInterruptedError
 from xedullm.server.classroom.ledger import LedgerEntry
 from xedullm.testing import FakeOpenAIServer, Fault
-from xedullm.testing.close_delimited import CloseDelimitedFront
+from xedullm.testing.close_delimited_front import CloseDelimitedFront
 
 KEY = "sk-test-cut"
 

@@ -17,7 +17,7 @@ from .. import errors as E
 from ..keys import redact
 from ..protocols.adapter import STREAM_END, Adapter
 from ..sse import SSEDecoder
-from ..types import ChatChunk, ChatRequest, ChatResult, Connection
+from ..types import ChatChunk, ChatRequest, ChatResult, Connection, EmbeddingResult
 from .wire import WireError, is_stream
 
 if TYPE_CHECKING:
@@ -105,15 +105,18 @@ class _StreamReader:
         self.decoder = SSEDecoder()
         self.idle_timeout = idle_timeout
         self.last_progress = time.monotonic()
-        self.finished = False
-        # The provider said the answer is whole: [DONE] (finished) or a finish reason.
-        self.said_end = False
+        self.finished = False      # the provider's end marker ([DONE]) arrived
+        self.saw_finish = False    # a chunk said how the answer ended (finish_reason)
 
     def feed(self, raw: bytes) -> Iterator[ChatChunk]:
         return self._chunks(self.decoder.feed(raw))
 
     def close(self) -> Iterator[ChatChunk]:
-        return self._chunks(self.decoder.close())
+        yield from self._chunks(self.decoder.close())
+        if not self.finished and not self.saw_finish:
+            # The body ended (the connection closed) without [DONE] or a finish reason: the
+            # answer is cut, never complete (a body delimited by connection close ends "cleanly").
+            raise E.StreamInterruptedError(provider=self.adapter.provider_name)
 
     def _chunks(self, events) -> Iterator[ChatChunk]:
         # A generator, so that the chunks before an in-stream error (one read may bring both)
@@ -131,14 +134,13 @@ class _StreamReader:
                     yield held
                 raise
             if result is STREAM_END:
-                self.finished = self.said_end = True
+                self.finished = True
                 break
             if result is None:
                 continue
-            if result.finish_reason:
-                self.said_end = True
             self.last_progress = time.monotonic()
             produced = True
+            self.saw_finish = self.saw_finish or result.finish_reason is not None
             if held is not None:
                 if _plain(result) and bool(result.text) == bool(held.text):
                     held.text += result.text
@@ -157,20 +159,6 @@ class _StreamReader:
                 provider=self.adapter.provider_name,
                 detail=f"{self.idle_timeout:g} 秒内没有收到内容（只有保活信号）/ no content for {self.idle_timeout:g}s (keep-alives only)",
             )
-
-
-    def check_complete(self) -> None:
-        """After the body ended cleanly: without the provider's end the answer was cut."""
-        if not self.said_end:
-            raise E.StreamInterruptedError(
-                provider=self.adapter.provider_name,
-                detail="连接在回答结束标记之前关闭 / the connection closed before the end of the answer")
-
-
-def _interrupted(err: E.LLMError, texts: List[str]) -> E.LLMError:
-    if isinstance(err, E.StreamInterruptedError):
-        err.partial_text = "".join(texts)
-    return err
 
 
 def _plain(chunk: ChatChunk) -> bool:
@@ -323,6 +311,7 @@ class HTTPEngine:
 
     # -- sync -------------------------------------------------------------------------
     def chat(self, req: ChatRequest) -> ChatResult:
+        self.adapter.check_request(req)   # before a token is fetched for it
         plan = _RetryPlan(self)
         while True:
             try:
@@ -347,20 +336,19 @@ class HTTPEngine:
         return self.adapter.parse_chat(answer.body)
 
     def stream(self, req: ChatRequest) -> Iterator[ChatChunk]:
+        self.adapter.check_request(req)   # before a token is fetched for it
         plan = _RetryPlan(self)
         while True:
-            yielded, texts = False, []
+            yielded = False
             try:
                 for chunk in self._stream_once(req, plan.token()):
                     yielded = yielded or bool(chunk.text or chunk.reasoning)
-                    if chunk.text:
-                        texts.append(chunk.text)
                     yield chunk
                 return
             except E.LLMError as err:
                 delay = plan.delay_after(err, yielded)
                 if delay is None:
-                    raise self._scrub(_interrupted(err, texts)) from None
+                    raise self._scrub(err) from None
                 time.sleep(delay)
 
     def _stream_once(self, req: ChatRequest, token: Optional[str]) -> Iterator[ChatChunk]:
@@ -381,7 +369,6 @@ class HTTPEngine:
                         yield from reader.feed(raw)
                 if not reader.finished:
                     yield from reader.close()
-                reader.check_complete()
         except WireError as exc:
             if not reader.finished:  # a hiccup after [DONE] loses nothing
                 raise self._network_error(exc) from None
@@ -398,8 +385,51 @@ class HTTPEngine:
             raise self._scrub(self._status_error(answer.status, answer.headers, answer.content))
         return self.adapter.parse_models(answer.content)
 
+    def embed(self, texts: List[str], model: str) -> EmbeddingResult:
+        plan = _RetryPlan(self)
+        while True:
+            try:
+                request = self.adapter.embeddings_request(texts, model, self.conn, plan.token())
+                try:
+                    answer = self.wire.request(request)
+                except WireError as exc:
+                    raise self._network_error(exc) from None
+                return self._embeddings(answer, len(texts))
+            except E.LLMError as err:
+                delay = plan.delay_after(err)
+                if delay is None:
+                    raise self._scrub(err) from None
+                time.sleep(delay)
+
+    def _embeddings(self, answer, count: int) -> EmbeddingResult:
+        if not answer.is_success:
+            raise self._status_error(answer.status, answer.headers, answer.content)
+        result = self.adapter.parse_embeddings(answer.content)
+        if len(result.vectors) != count:
+            raise E.ServerError(provider=self.adapter.provider_name,
+                                detail=f"要了 {count} 个向量，收到 {len(result.vectors)} 个 / asked for {count} "
+                                       f"vectors, got {len(result.vectors)}")
+        return result
+
     # -- async ------------------------------------------------------------------------
+    async def aembed(self, texts: List[str], model: str) -> EmbeddingResult:
+        plan = _RetryPlan(self)
+        while True:
+            try:
+                request = self.adapter.embeddings_request(texts, model, self.conn, await plan.atoken())
+                try:
+                    answer = await self.awire.request(request)
+                except WireError as exc:
+                    raise self._network_error(exc) from None
+                return self._embeddings(answer, len(texts))
+            except E.LLMError as err:
+                delay = plan.delay_after(err)
+                if delay is None:
+                    raise self._scrub(err) from None
+                await asyncio.sleep(delay)
+
     async def achat(self, req: ChatRequest) -> ChatResult:
+        self.adapter.check_request(req)   # before a token is fetched for it
         plan = _RetryPlan(self)
         while True:
             try:
@@ -424,9 +454,10 @@ class HTTPEngine:
         return self.adapter.parse_chat(answer.body)
 
     async def astream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        self.adapter.check_request(req)   # before a token is fetched for it
         plan = _RetryPlan(self)
         while True:
-            yielded, texts = False, []
+            yielded = False
             try:
                 # Closed explicitly: an abandoned async generator is only finalized later by
                 # the event loop, and until then it holds the upstream connection.
@@ -434,8 +465,6 @@ class HTTPEngine:
                 try:
                     async for chunk in once:
                         yielded = yielded or bool(chunk.text or chunk.reasoning)
-                        if chunk.text:
-                            texts.append(chunk.text)
                         yield chunk
                 finally:
                     await once.aclose()
@@ -443,7 +472,7 @@ class HTTPEngine:
             except E.LLMError as err:
                 delay = plan.delay_after(err, yielded)
                 if delay is None:
-                    raise self._scrub(_interrupted(err, texts)) from None
+                    raise self._scrub(err) from None
                 await asyncio.sleep(delay)
 
     async def _astream_once(self, req: ChatRequest, token: Optional[str]) -> AsyncIterator[ChatChunk]:
@@ -463,7 +492,6 @@ class HTTPEngine:
                 if not reader.finished:
                     for chunk in reader.close():
                         yield chunk
-                reader.check_complete()
         except WireError as exc:
             if not reader.finished:
                 raise self._network_error(exc) from None

@@ -24,6 +24,8 @@ from starlette.responses import JSONResponse, Response
 
 from .admin.admin_routes import admin_routes
 from .api.openai_routes import openai_routes
+from .api.embeddings_routes import embeddings_routes
+from .api.model_files import model_file_routes
 from .api.gradio_routes import GradioFace, gradio_routes
 from .classroom import fallback_list
 from .classroom.blocked_words import BlockedWords
@@ -93,6 +95,8 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
     app = Starlette(
         routes=[
             *openai_routes(),   # first: /v1/chat/completions is matched on every request
+            *embeddings_routes(),
+            *model_file_routes(),   # the teacher's local models, for students' machines
             *web_routes(),
             *gradio_routes(),   # the old XEdu student client (gradio_client)
             *(admin_routes() if classroom else []),
@@ -109,7 +113,11 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     state: ServerState = app.state.xedullm
-    loops = []
+    from .admin.key_follow import follow_forever
+
+    # A key set or rotated in the key store reaches the next question (admin/key_follow.py).
+    loops = [asyncio.ensure_future(follow_forever([state.client, *(c.client for c in state.compare)],
+                                                  state.secrets))]
     if state.classroom is not None:
         # Settings changed on another server sharing this store reach this one within a second.
         loops.append(asyncio.ensure_future(state.live.refresh_forever(state.classroom.call)))
