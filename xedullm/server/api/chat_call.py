@@ -71,6 +71,11 @@ class ChatCall:
         blocked = state.blocked
         self._maskers = (StreamMasker(blocked), StreamMasker(blocked)) if blocked else None
 
+    @property
+    def model(self) -> str:
+        """The model the answer is asked of, as the caller is told."""
+        return self._admission.model
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         state = self._state
         extensions = scope.get("extensions") or {}
