@@ -176,9 +176,11 @@ class Client:
                         f"(or base_url=…).")
                 provider = "local"
             self.provider = catalog.find_provider(provider)
+            self._credentials = resolve_credentials(self.provider, api_key, secret_key)
+            # A bce-v3/ key or a compatible-mode address picks the provider's other API form.
+            self.provider = catalog.api_form(self.provider, base_url, self._credentials.api_key)
             self.base_url = (base_url or self.provider.base_url).rstrip("/")
             self.model = model or self.provider.default_model
-            self._credentials = resolve_credentials(self.provider, api_key, secret_key)
             _check_ascii_keys(self._credentials, "密钥", "API key")
             missing = self.provider.needs_key and not self._credentials.api_key or (
                 self.provider.needs_secret and not self._credentials.secret_key)
@@ -209,7 +211,7 @@ class Client:
         spec = self.provider.id
         if self.model and self.model != self.provider.default_model:
             spec += f":{self.model}"
-        if self.base_url != self.provider.base_url.rstrip("/"):
+        if self.base_url != catalog.main_row(self.provider).base_url.rstrip("/"):
             spec += f"@{self.base_url}"
         return spec
 

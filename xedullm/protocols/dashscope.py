@@ -73,7 +73,8 @@ class DashScopeAdapter(Adapter):
                             "X-Accel-Buffering": "no"})
         # An assistant turn that only called tools has content None; DashScope wants text.
         messages = [dict(m, content=m.get("content") or "") for m in req.messages]
-        body = {"model": req.model, "input": {"messages": messages}, "parameters": parameters}
+        model = self.provider.wire_model(req.model) if self.provider else req.model
+        body = {"model": model, "input": {"messages": messages}, "parameters": parameters}
         url = join_url(conn.base_url, "services/aigc/text-generation/generation")
         return HTTPRequest("POST", url, headers, body)
 
