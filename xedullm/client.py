@@ -9,7 +9,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence, Union
 
 from . import catalog
-from .errors import BadRequestError, ConfigurationError, LLMError
+from .errors import BadRequestError, ConfigurationError, LLMError, ModelNotFoundError
 from .fallback import Attempt, Attempts, Breaker, parse_spec
 from .keys import mask_key, resolve_credentials
 from .types import ChatChunk, ChatRequest, ChatResult, Connection, Usage
@@ -407,7 +407,7 @@ class Client:
             try:
                 result = attempt.answerer.chat(req)
             except LLMError as err:
-                attempt.failed(err, answered=False)
+                attempt.failed(self._default_gone(err, req, attempt), answered=False)
                 continue
             attempt.succeeded()
             return self._answered(result, attempt)
@@ -425,6 +425,7 @@ class Client:
                     answered = answered or bool(chunk.text or chunk.reasoning or chunk.tool_calls)
                     yield self._arrived(chunk, attempt)
             except LLMError as err:
+                err = err if answered else self._default_gone(err, req, attempt)
                 attempt.failed(err, answered)  # never a second provider once text was shown
                 continue
             finally:
@@ -439,7 +440,7 @@ class Client:
             try:
                 result = await attempt.answerer.achat(req)
             except LLMError as err:
-                attempt.failed(err, answered=False)
+                attempt.failed(await self._adefault_gone(err, req, attempt), answered=False)
                 continue
             attempt.succeeded()
             return self._answered(result, attempt)
@@ -456,12 +457,38 @@ class Client:
                     answered = answered or bool(chunk.text or chunk.reasoning or chunk.tool_calls)
                     yield self._arrived(chunk, attempt)
             except LLMError as err:
+                err = err if answered else await self._adefault_gone(err, req, attempt)
                 attempt.failed(err, answered)
                 continue
             finally:
                 await chunks.aclose()
             attempt.succeeded()
             return
+
+    def _is_default_gone(self, err: LLMError, req: ChatRequest, attempt: Attempt) -> bool:
+        return (isinstance(err, ModelNotFoundError) and attempt.answerer is self._engine
+                and self.provider is not None and req.model == self.provider.default_model)
+
+    def _default_gone(self, err: LLMError, req: ChatRequest, attempt: Attempt) -> LLMError:
+        """The provider retired our default model: say which models it lists now (issue 26)."""
+        if not self._is_default_gone(err, req, attempt):
+            return err
+        try:
+            models = self.support_model()
+        except LLMError:
+            models = list(self.provider.models)
+        from .live_models import explain_default_gone
+        return explain_default_gone(err, req.model, models)
+
+    async def _adefault_gone(self, err: LLMError, req: ChatRequest, attempt: Attempt) -> LLMError:
+        if not self._is_default_gone(err, req, attempt):
+            return err
+        try:
+            models = await self.asupport_model()
+        except LLMError:
+            models = list(self.provider.models)
+        from .live_models import explain_default_gone
+        return explain_default_gone(err, req.model, models)
 
     def _attempts(self) -> Attempts:
         fallbacks = self.fallbacks   # once: set_fallback() may replace the list meanwhile

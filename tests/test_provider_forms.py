@@ -1,0 +1,154 @@
+"""Providers as a teacher meets them today (issue 26): Qianfan v2's one bce-v3/ key, DashScope's
+compatible mode, and defaults that survive drift. Real sockets against fakes of each wire."""
+import asyncio
+
+import pytest
+
+from xedullm import (AuthenticationError, Client, ContentFilterError, ModelNotFoundError,
+                     QuotaExceededError)
+from xedullm.testing import FakeDashScopeServer, FakeErnieServer, Fault
+
+V2_KEY = "bce-v3/ALTAK-x/y"
+AK, SK = "ak-test-0123456789", "sk-secret-0123456789"
+KEY = "sk-test-forms-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def ernie():
+    with FakeErnieServer(api_key=AK, secret_key=SK, v2_api_key=V2_KEY) as fake:
+        yield fake
+
+
+def test_a_bce_v3_key_alone_picks_qianfan_v2_at_its_documented_address():
+    bot = Client("ernie", api_key=V2_KEY, verbose=False)
+    assert bot.base_url == "https://qianfan.baidubce.com/v2"
+    assert bot.provider.protocol == "openai" and bot.model == "ernie-speed-8k"
+    assert V2_KEY not in repr(bot)
+
+
+def test_ernie_v2_key_answers_stream_non_stream_and_async(ernie):
+    ernie.reset()
+    bot = Client("ernie", api_key=V2_KEY, base_url=ernie.v2_base_url, verbose=False)
+    assert bot.inference("你好") == "你好！你刚才说：你好"
+    request = ernie.chat_requests[-1]
+    assert request["path"].endswith("/v2/chat/completions")
+    assert request["headers"]["authorization"] == "Bearer " + V2_KEY
+    assert request["json"]["model"] == "ernie-speed-8k"
+    assert "appid" not in request["headers"]
+    assert "".join(bot.inference("流式", stream=True)) == "你好！你刚才说：流式"
+
+    async def both():
+        async with Client("ernie", api_key=V2_KEY, base_url=ernie.v2_base_url, verbose=False) as abot:
+            one = await abot.ainference("异步")
+            pieces = [p async for p in await abot.ainference("异步流", stream=True)]
+            return one, "".join(pieces)
+
+    assert asyncio.run(both()) == ("你好！你刚才说：异步", "你好！你刚才说：异步流")
+    assert ernie.token_requests == 0          # v2 needs no OAuth token step
+
+
+@pytest.mark.parametrize("old, v2", [("ERNIE_speed_8k", "ernie-speed-8k"),
+                                     ("ERNIE_speed_128k", "ernie-speed-128k"),
+                                     ("ERNIE_lite_8k_0308", "ernie-lite-8k"),
+                                     ("ernie-4.0-8k", "ernie-4.0-8k")])
+def test_xeduLLM_model_names_are_sent_as_v2_names(ernie, old, v2):
+    ernie.reset()
+    bot = Client("ernie", api_key=V2_KEY, base_url=ernie.v2_base_url, model=old, verbose=False)
+    assert bot.inference("hi")
+    assert ernie.chat_requests[-1]["json"]["model"] == v2
+
+
+def test_appid_header_is_optional_and_sent_when_set(ernie, monkeypatch):
+    ernie.reset()
+    monkeypatch.setenv("QIANFAN_APPID", "app-123")
+    Client("ernie", api_key=V2_KEY, base_url=ernie.v2_base_url, verbose=False).inference("hi")
+    assert ernie.chat_requests[-1]["headers"]["appid"] == "app-123"
+
+
+@pytest.mark.parametrize("fault, error", [(lambda: Fault.status(401), AuthenticationError),
+                                          (Fault.quota, QuotaExceededError),
+                                          (lambda: Fault.status(403), ContentFilterError)])
+def test_v2_error_bodies_map_to_our_errors(ernie, fault, error):
+    ernie.reset()
+    ernie.faults.append(fault())
+    bot = Client("ernie", api_key=V2_KEY, base_url=ernie.v2_base_url, verbose=False)
+    with pytest.raises(error) as info:
+        bot.inference("hi")
+    assert V2_KEY not in str(info.value) and "ALTAK" not in str(info.value)
+
+
+def test_v2_unknown_model_is_model_not_found(ernie):
+    ernie.reset()
+    bot = Client("ernie", api_key=V2_KEY, base_url=ernie.v2_base_url, model="ernie-no-such", verbose=False)
+    with pytest.raises(ModelNotFoundError):
+        bot.inference("hi")
+
+
+def test_ak_sk_pair_still_answers_from_v1(ernie):
+    ernie.reset()
+    bot = Client("ernie", api_key=AK, secret_key=SK, base_url=ernie.url, verbose=False)
+    assert bot.provider.protocol == "ernie"
+    assert bot.inference("你好") == "你好！你刚才说：你好"
+    assert ernie.token_requests == 1
+    assert "/wenxinworkshop/chat/ernie_speed" in ernie.chat_requests[-1]["path"]
+
+
+# -- DashScope compatible mode -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dashscope():
+    with FakeDashScopeServer(api_key=KEY) as fake:
+        yield fake
+
+
+def test_qwen_compatible_mode_speaks_openai(dashscope):
+    dashscope.reset()
+    bot = Client(provider="qwen", base_url=dashscope.compatible_base_url, api_key=KEY,
+                 model="qwen-plus", verbose=False)
+    assert bot.inference("你好") == "你好！你刚才说：你好"
+    assert dashscope.chat_requests[-1]["path"].endswith("/compatible-mode/v1/chat/completions")
+    assert "".join(bot.inference("流式", stream=True)) == "你好！你刚才说：流式"
+    # the native protocol stays the default
+    native = Client(provider="qwen", base_url=dashscope.base_url, api_key=KEY, verbose=False)
+    assert native.inference("hi")
+    assert dashscope.chat_requests[-1]["path"].endswith("/services/aigc/text-generation/generation")
+
+
+@pytest.mark.parametrize("url", ["https://dashscope.aliyuncs.com/compatible-mode/v1",
+                                 "https://dashscope-intl.aliyuncs.com/compatible-mode/v1/"])
+def test_both_compatible_mode_endpoints_pick_openai(url):
+    assert Client(provider="qwen", base_url=url, api_key=KEY, verbose=False).provider.protocol == "openai"
+    assert Client(provider="qwen", api_key=KEY, verbose=False).provider.protocol == "dashscope"
+
+
+# -- defaults that survive drift ---------------------------------------------------------------
+def _retired_default(fake_models):
+    from xedullm.testing import FakeOpenAIServer
+    return FakeOpenAIServer(flavor="openrouter", api_key="sk-or-v1-test", models=fake_models)
+
+
+def test_a_retired_default_models_error_names_the_live_models_and_the_closest():
+    with _retired_default(["openrouter/free-v2", "meta-llama/llama-3.3-8b-instruct:free"]) as fake:
+        bot = Client("openrouter", base_url=fake.base_url, api_key="sk-or-v1-test", verbose=False)
+        for call in (lambda: bot.inference("hi"), lambda: list(bot.inference("hi", stream=True)),
+                     lambda: asyncio.run(bot.ainference("hi"))):
+            with pytest.raises(ModelNotFoundError) as info:
+                call()
+            text = str(info.value)
+            assert "openrouter/free" in text and "meta-llama/llama-3.3-8b-instruct:free" in text
+            assert "Closest: openrouter/free-v2" in text and "最接近的是 openrouter/free-v2" in text
+            assert info.value.closest == "openrouter/free-v2"
+            assert "sk-or-v1-test" not in text
+        assert any(r["path"].endswith("/models") for r in fake.requests)
+        # a model the user chose is not the default: the provider's own error, no listing
+        with pytest.raises(ModelNotFoundError) as info:
+            Client("openrouter", base_url=fake.base_url, api_key="sk-or-v1-test", model="nope/x",
+                   verbose=False).inference("hi")
+        assert "lists now" not in str(info.value)
+
+
+def test_a_retired_qwen_default_on_the_native_protocol_names_the_live_models():
+    with FakeDashScopeServer(api_key=KEY, models=["qwen-plus-2026-09-11", "qwen-flash"]) as fake:
+        bot = Client("qwen", base_url=fake.base_url, api_key=KEY, verbose=False)
+        with pytest.raises(ModelNotFoundError) as info:
+            bot.inference("hi")
+        assert "qwen-flash" in str(info.value) and info.value.closest == "qwen-plus-2026-09-11"
