@@ -152,3 +152,79 @@ def test_a_retired_qwen_default_on_the_native_protocol_names_the_live_models():
         with pytest.raises(ModelNotFoundError) as info:
             bot.inference("hi")
         assert "qwen-flash" in str(info.value) and info.value.closest == "qwen-plus-2026-09-11"
+
+
+# -- the command line: key set / key check / models ---------------------------------------------
+def _cli(tmp_path, *args, stdin=None):
+    import os
+    import subprocess
+    import sys
+
+    from xedullm.catalog import PROVIDERS
+    names = {n for p in PROVIDERS for n in (*p.key_env, *p.secret_env)} | {"OPENAI_API_KEY"}
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env.update(XEDULLM_HOME=str(tmp_path / "home"), XEDULLM_KEYRING="0", COLUMNS="200",
+               PYTHONIOENCODING="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "xedullm", *args], input=stdin, capture_output=True,
+                          text=True, encoding="utf-8", env=env, cwd=tmp_path)
+    for secret in (V2_KEY, "ALTAK-x", "sk-or-v1-test"):
+        assert secret not in proc.stdout + proc.stderr
+    return proc
+
+
+def test_a_bce_v3_key_is_saved_alone_and_checked_against_v2(tmp_path, ernie):
+    ernie.reset()
+    saved = _cli(tmp_path, "key", "set", "ernie", "--stdin", stdin=V2_KEY + "\n")
+    assert saved.returncode == 0, saved.stderr
+    listed = _cli(tmp_path, "key", "list")
+    assert "missing" not in listed.stdout and "缺少" not in listed.stdout
+    checked = _cli(tmp_path, "key", "check", "ernie", "--base-url", ernie.v2_base_url)
+    assert checked.returncode == 0, checked.stderr
+    assert ernie.chat_requests[-1]["path"].endswith("/v2/chat/completions")
+
+
+def test_key_check_and_models_name_the_live_models_when_the_default_is_gone(tmp_path):
+    with _retired_default(["openrouter/free-v2", "meta-llama/llama-3.3-8b-instruct:free"]) as fake:
+        assert _cli(tmp_path, "key", "set", "openrouter", "--stdin", stdin="sk-or-v1-test\n").returncode == 0
+        checked = _cli(tmp_path, "key", "check", "openrouter", "--base-url", fake.base_url)
+        listed = _cli(tmp_path, "models", "openrouter", "--base-url", fake.base_url)
+    assert checked.returncode == 0 and listed.returncode == 0
+    assert listed.stdout.splitlines() == ["openrouter/free-v2", "meta-llama/llama-3.3-8b-instruct:free"]
+    for run in (checked, listed):
+        assert "openrouter/free" in run.stderr and "Closest: openrouter/free-v2" in run.stderr
+
+
+def test_fallback_and_compare_specs_accept_the_new_forms(tmp_path, ernie, dashscope, monkeypatch):
+    import socket
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    sock.close()
+    ernie.reset()
+    dashscope.reset()
+    monkeypatch.setenv("DASHSCOPE_API_KEY", KEY)
+    monkeypatch.setenv("QIANFAN_API_KEY", V2_KEY)
+    for spec, fake in ((f"qwen:qwen-plus@{dashscope.compatible_base_url}", dashscope),
+                       (f"ernie@{ernie.v2_base_url}", ernie)):
+        bot = Client(base_url=dead, api_key="sk-x", model="m", max_retries=0, verbose=False,
+                     fallback=[spec])
+        assert bot.inference("你好") == "你好！你刚才说：你好"
+        assert fake.chat_requests[-1]["path"].endswith("/chat/completions")
+    assert _cli_env_compare(tmp_path, dashscope, ernie)
+
+
+def _cli_env_compare(tmp_path, dashscope, ernie):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, XEDULLM_HOME=str(tmp_path / "h"), XEDULLM_KEYRING="0",
+               PYTHONIOENCODING="utf-8", COLUMNS="200", DASHSCOPE_API_KEY=KEY, QIANFAN_API_KEY=V2_KEY)
+    for name in ("QIANFAN_AK", "ERNIE_API_KEY"):
+        env.pop(name, None)
+    proc = subprocess.run([sys.executable, "-m", "xedullm", "compare", "你好",
+                           "-p", f"qwen@{dashscope.compatible_base_url}", "-p", f"ernie@{ernie.v2_base_url}"],
+                          capture_output=True, text=True, encoding="utf-8", env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("你刚才说：你好") == 2, proc.stdout
+    assert V2_KEY not in proc.stdout + proc.stderr
+    return True

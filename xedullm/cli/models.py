@@ -20,6 +20,12 @@ def run(args) -> int:
 
     provider = find_provider(args.provider)
     client = Client(provider=provider.id, base_url=args.base_url, verbose=False)
-    for model in client.support_model():
+    models = client.support_model()
+    for model in models:
         echo(model)
+    default = client.provider.default_model
+    if client.provider.has_models_endpoint and client.model == default and default not in models:
+        from ..live_models import default_gone_text
+        from .output import warn
+        warn(default_gone_text(provider.id, default, models))
     return 0
