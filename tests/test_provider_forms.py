@@ -228,3 +228,25 @@ def _cli_env_compare(tmp_path, dashscope, ernie):
     assert proc.stdout.count("你刚才说：你好") == 2, proc.stdout
     assert V2_KEY not in proc.stdout + proc.stderr
     return True
+
+
+# -- start-up text: the access code in force and where it came from -----------------------------
+def test_serve_names_the_access_code_given_now_and_the_one_kept_from_the_last_lesson(teacher_fake, tmp_path):
+    import httpx
+    from conftest import TEACHER_KEY, serve_process
+
+    base = ["-p", "deepseek", "--base-url", teacher_fake.base_url, "--host", "127.0.0.1", "--port", "0",
+            "--data-dir", str(tmp_path)]
+    env = {"DEEPSEEK_API_KEY": TEACHER_KEY, "PYTHONIOENCODING": "utf-8"}
+    with serve_process(base + ["--access-code", "maths-42"], env, until="用量记录保存在") as (_, lines):
+        text = "".join(lines)
+        assert "访问码 / Access code: maths-42（本次启动时设置 / set by this start）" in text
+    # next lesson: started without --access-code, the code saved last time stays on and is named
+    with serve_process(base, env, until="用量记录保存在") as (_, lines):
+        text = "".join(lines)
+        assert "访问码 / Access code: maths-42（沿用上节课保存的访问码 / kept from the last lesson）" in text
+        url = next(line for line in lines if line.startswith("Running on local URL:")).split()[-1]
+        assert httpx.get(f"{url}/api/info").json()["access_code_required"] is True
+        assert TEACHER_KEY not in text
+    with serve_process(base[:-2] + ["--data-dir", str(tmp_path / "fresh")], env, until="用量记录保存在") as (_, lines):
+        assert "Access code" not in "".join(lines)
