@@ -55,7 +55,8 @@ def test_catalog_key_pages_from_the_issue():
     assert urls["openrouter"] == "https://openrouter.ai/settings/keys"
     assert urls["moonshot"] == "https://platform.moonshot.cn/console/api-keys"
     assert urls["glm"] == "https://open.bigmodel.cn/usercenter/apikeys"
-    assert urls["ernie"].startswith("https://console.bce.baidu.com/qianfan/")
+    # today's console makes ERNIE's one bce-v3/ key on the IAM API Key page (issue 26)
+    assert urls["ernie"] == "https://console.bce.baidu.com/iam/#/iam/apikey/list"
 
 
 def test_defaults_are_live_models_and_xeduLLM_defaults_stay_accepted():

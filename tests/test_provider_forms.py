@@ -250,3 +250,45 @@ def test_serve_names_the_access_code_given_now_and_the_one_kept_from_the_last_le
         assert TEACHER_KEY not in text
     with serve_process(base[:-2] + ["--data-dir", str(tmp_path / "fresh")], env, until="用量记录保存在") as (_, lines):
         assert "Access code" not in "".join(lines)
+
+
+# -- the key guide: both kinds of ERNIE key ---------------------------------------------------
+def test_the_key_guide_explains_both_kinds_of_ernie_key(tmp_path):
+    for lang, today, old in (("zh", "今天控制台给的是一个以 bce-v3/ 开头的 API Key", "API Key + Secret Key"),
+                             ("en", "what the console gives today, one API Key starting with bce-v3/",
+                              "API Key + Secret Key pair")):
+        guide = Client.provider_info("ernie", lang=lang)["key_guide"]
+        assert today in guide and old in guide
+        assert "https://console.bce.baidu.com/iam/#/iam/apikey/list" in guide
+    info = Client.provider_info("文心")
+    assert info["api_forms"][0]["base_url"] == "https://qianfan.baidubce.com/v2"
+    assert info["api_forms"][0]["needs_secret"] is False
+    shown = _cli(tmp_path, "providers", "ernie").stdout
+    assert "bce-v3/" in shown and "Secret Key pair" in shown and "https://qianfan.baidubce.com/v2" in shown
+    table = _cli(tmp_path, "providers").stdout
+    assert "not with a bce-v3/ key" in table
+
+
+def test_the_admin_pages_key_alert_explains_both_kinds_of_ernie_key(ernie, tmp_path):
+    import httpx
+    from xedullm.server.app import ServerSettings, create_app
+    from xedullm.testing import ServerThread
+
+    client = Client("ernie", api_key="bce-v3/ALTAK-revoked/zzz", base_url=ernie.v2_base_url,
+                    max_retries=0, verbose=False)
+    app = create_app(client, settings=ServerSettings(data_dir=tmp_path, admin_password="pw-12345678"))
+    try:
+        with ServerThread(app) as server:
+            answer = httpx.post(f"{server.url}/v1/chat/completions",
+                                json={"model": "x", "messages": [{"role": "user", "content": "hi"}]})
+            assert answer.status_code == 401
+            from test_admin_page import teacher
+            overview = teacher(server.url, password="pw-12345678").get("/admin/api/overview").json()
+    finally:
+        app.state.xedullm.classroom.close()
+        client.close()
+    [alert] = overview["alerts"]
+    assert alert["kind"] == "upstream_auth"
+    assert "bce-v3/" in alert["zh"] and "Secret Key" in alert["en"]
+    assert "https://console.bce.baidu.com/iam/#/iam/apikey/list" in alert["message"]
+    assert "ALTAK-revoked" not in str(overview)

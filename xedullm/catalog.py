@@ -50,6 +50,10 @@ class Provider:
     form_url_markers: Tuple[str, ...] = ()
     # Optional headers filled from the environment when set: {header: environment variable}.
     header_env: Dict[str, str] = field(default_factory=dict)
+    # For a provider with more than one kind of key (ERNIE): what each kind is and which one the
+    # console gives today. Shown with the key guide and in the admin page's key alert.
+    key_kinds_zh: str = ""
+    key_kinds_en: str = ""
 
     def label(self, lang: str = "en") -> str:
         return self.label_zh if lang == "zh" else self.id
@@ -60,9 +64,10 @@ class Provider:
     def key_guide(self, lang: str = "zh") -> str:
         """A short, complete answer to 'how do I get a key for this provider?'."""
         if lang == "en":
-            return (f"{self.label_en}: get a key at {self.key_url} — {self.key_steps_en} "
+            kinds = f" {self.key_kinds_en}" if self.key_kinds_en else ""
+            return (f"{self.label_en}: get a key at {self.key_url} — {self.key_steps_en}{kinds} "
                     f"Free quota: {self.free_quota_en}")
-        return (f"{self.label_zh}：在 {self.key_url} 获取密钥——{self.key_steps_zh}"
+        return (f"{self.label_zh}：在 {self.key_url} 获取密钥——{self.key_steps_zh}{self.key_kinds_zh}"
                 f"免费额度：{self.free_quota_zh}")
 
     def as_dict(self) -> dict:
@@ -84,8 +89,11 @@ class Provider:
             "needs_secret": self.needs_secret,
             "key_env": list(self.key_env),
             "secret_env": list(self.secret_env),
+            "key_kinds_zh": self.key_kinds_zh,
+            "key_kinds_en": self.key_kinds_en,
             "api_forms": [{"form": f.form, "base_url": f.base_url, "default_model": f.default_model,
-                           "key_prefix": f.form_key_prefix, "needs_secret": f.needs_secret}
+                           "key_prefix": f.form_key_prefix, "needs_secret": f.needs_secret,
+                           "key_url": f.key_url}
                           for f in API_FORMS if f.id == self.id and f is not self],
         }
 
@@ -168,12 +176,24 @@ PROVIDERS: Tuple[Provider, ...] = (
         base_url="https://aip.baidubce.com", default_model="ERNIE_speed_8k",
         models=("ERNIE_speed_8k", "ERNIE_speed_128k", "ERNIE_lite_8k_0308", "ERNIE_lite_8k_0922",
                 "ernie-tiny-8k", "ernie-3.5-8k", "ernie-4.0-8k"),
-        key_url="https://console.bce.baidu.com/qianfan/ais/console/applicationConsole/application",
-        key_steps_zh="今天的千帆控制台在「API Key」页面创建一个以 bce-v3/ 开头的 API Key（只需这一个，走千帆 v2 接口）；"
-                     "老应用的 API Key + Secret Key 两个一起用（v1 接口，XEduLLM 的写法）也仍然可以。",
-        key_steps_en="Today's Qianfan console creates one API Key starting with bce-v3/ on its API Key page (that key "
-                     "alone, for the Qianfan v2 API); an older application's API Key + Secret Key pair (the v1 API, "
-                     "as XEduLLM used) still works too.",
+        # Where today's console makes a key (the bce-v3/ kind); the old AK/SK pair lived under
+        # https://console.bce.baidu.com/qianfan/ais/console/applicationConsole/application.
+        key_url="https://console.bce.baidu.com/iam/#/iam/apikey/list",
+        # What the console gives today: one bce-v3/ API Key under 头像 → 安全认证 → API Key (Baidu
+        # "OpenAI接口兼容介绍", https://cloud.baidu.com/doc/WENXINWORKSHOP/s/2m3fihw8s, read 2026-12-07).
+        key_steps_zh="登录百度智能云控制台，点击头像 →「安全认证」→「API Key」"
+                     "（https://console.bce.baidu.com/iam/#/iam/apikey/list），创建并复制以 bce-v3/ 开头的 API Key；"
+                     "只需这一个，不需要 Secret Key。",
+        key_steps_en="Log in to the Baidu AI Cloud console, click your avatar → Security → API Key "
+                     "(https://console.bce.baidu.com/iam/#/iam/apikey/list), create one and copy the API Key starting "
+                     "with bce-v3/; that key alone is enough, no Secret Key.",
+        key_kinds_zh="文心有两种密钥：① 今天控制台给的是一个以 bce-v3/ 开头的 API Key（千帆 v2 接口，只填 api_key）；"
+                     "② 以前「应用接入」里应用的 API Key + Secret Key 两个（v1 接口，XEduLLM 的写法，"
+                     "api_key 和 secret_key 都要填），也仍然可以用。",
+        key_kinds_en="ERNIE has two kinds of key: (1) what the console gives today, one API Key starting with bce-v3/ "
+                     "(the Qianfan v2 API; pass api_key only); (2) an older application's API Key + Secret Key pair "
+                     "from Application access (the v1 API, as XEduLLM used; pass both api_key and secret_key), which "
+                     "still works.",
         free_quota_zh="ERNIE Speed / Lite / Tiny 系列曾免费开放；" + _CHECK_CONSOLE_ZH,
         free_quota_en="The ERNIE Speed / Lite / Tiny models have been free of charge. " + _CHECK_CONSOLE_EN,
         aliases=("百度", "文心一言", "文心", "baidu", "qianfan", "千帆", "wenxin"),
@@ -226,8 +246,8 @@ _MAIN = {p.id: p for p in PROVIDERS}
 # key's shape or the address (``api_form``). Not listed by support_provider(); same id, key store
 # and environment variables as the provider's main row.
 API_FORMS: Tuple[Provider, ...] = (
-    # Qianfan v2, OpenAI-compatible, one bce-v3/ key (Baidu "OpenAI SDK兼容介绍",
-    # https://cloud.baidu.com/doc/qianfan/s/Hmh4suq26, read 2026-12-07; docs/qianfan_v2.md).
+    # Qianfan v2, OpenAI-compatible, one bce-v3/ key (Baidu "OpenAI接口兼容介绍",
+    # https://cloud.baidu.com/doc/WENXINWORKSHOP/s/2m3fihw8s, read 2026-12-07; docs/qianfan_v2.md).
     replace(
         _MAIN["ernie"], form="qianfan-v2", form_key_prefix="bce-v3/",
         # https://qianfan.baidubce.com/v2, or a mirror / test double of it: ERNIE v1 lives at a host root.

@@ -73,6 +73,9 @@ def _alert(kind: str, provider: Any, since: float) -> Dict[str, Any]:
               f"用 xedullm key set {pid} 保存，然后重启服务器。")
         en = (f"{label_en} refused your key: the whole class is stopped. Please {where_en}"
               f"save it with `xedullm key set {pid}`, then restart the server.")
+        if getattr(provider, "key_kinds_zh", ""):   # ERNIE: which of its two kinds of key is which
+            zh += provider.key_kinds_zh
+            en += " " + provider.key_kinds_en
     elif kind == "upstream_quota":
         where_zh = f"（{key_url} 所在的控制台）" if key_url else ""
         where_en = f" (the console at {key_url})" if key_url else ""
