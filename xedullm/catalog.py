@@ -181,12 +181,10 @@ PROVIDERS: Tuple[Provider, ...] = (
         key_url="https://console.bce.baidu.com/iam/#/iam/apikey/list",
         # What the console gives today: one bce-v3/ API Key under 头像 → 安全认证 → API Key (Baidu
         # "OpenAI接口兼容介绍", https://cloud.baidu.com/doc/WENXINWORKSHOP/s/2m3fihw8s, read 2026-12-07).
-        key_steps_zh="登录百度智能云控制台，点击头像 →「安全认证」→「API Key」"
-                     "（https://console.bce.baidu.com/iam/#/iam/apikey/list），创建并复制以 bce-v3/ 开头的 API Key；"
+        key_steps_zh="登录百度智能云控制台，点击头像 →「安全认证」→「API Key」，创建并复制以 bce-v3/ 开头的 API Key；"
                      "只需这一个，不需要 Secret Key。",
-        key_steps_en="Log in to the Baidu AI Cloud console, click your avatar → Security → API Key "
-                     "(https://console.bce.baidu.com/iam/#/iam/apikey/list), create one and copy the API Key starting "
-                     "with bce-v3/; that key alone is enough, no Secret Key.",
+        key_steps_en="Log in to the Baidu AI Cloud console, click your avatar → Security → API Key, create one "
+                     "and copy the API Key starting with bce-v3/; that key alone is enough, no Secret Key.",
         key_kinds_zh="文心有两种密钥：① 今天控制台给的是一个以 bce-v3/ 开头的 API Key（千帆 v2 接口，只填 api_key）；"
                      "② 以前「应用接入」里应用的 API Key + Secret Key 两个（v1 接口，XEduLLM 的写法，"
                      "api_key 和 secret_key 都要填），也仍然可以用。",
