@@ -9,10 +9,10 @@ import dataclasses
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence, Union
 
 from . import catalog
-from .errors import BadRequestError, ConfigurationError, LLMError, ModelNotFoundError
+from .errors import BadRequestError, ConfigurationError, LLMError, ModelNotFoundError, StreamInterruptedError
 from .fallback import Attempt, Attempts, Breaker, parse_spec
 from .keys import mask_key, resolve_credentials
-from .types import ChatChunk, ChatRequest, ChatResult, Connection, Usage
+from .types import ChatChunk, ChatRequest, ChatResult, Connection, EmbeddingResult, Usage, join_tool_calls
 
 if TYPE_CHECKING:
     from .engines.engine import Engine
@@ -68,9 +68,12 @@ def _message(i: int, item: Any) -> Dict[str, Any]:
         raise BadRequestError(
             f"第 {n} 条消息的 tool_calls 应是助手消息里的字典列表。/ "
             f"Message {n}: tool_calls must be a list of dicts on an assistant message.")
-    if not isinstance(content, str) and not (calls and content is None):
+    if isinstance(content, list):
+        content = _parts(n, role, content)
+    elif not isinstance(content, str) and not (calls and content is None):
         raise BadRequestError(
-            f"第 {n} 条消息的 content 应是字符串。/ Message {n} content must be a string.")
+            f"第 {n} 条消息的 content 应是字符串，或 OpenAI 的内容片段列表（text、image_url）。/ "
+            f"Message {n} content must be a string or a list of OpenAI content parts (text, image_url).")
     message: Dict[str, Any] = {"role": role, "content": content}
     if calls:
         message["tool_calls"] = calls
@@ -81,6 +84,27 @@ def _message(i: int, item: Any) -> Dict[str, Any]:
                 f"Message {n} (role tool) needs tool_call_id: the tool call it answers.")
         message["tool_call_id"] = item["tool_call_id"]
     return message
+
+
+def _parts(n: int, role: str, content: List[Any]) -> List[Dict[str, Any]]:
+    """OpenAI content parts: text everywhere, pictures (https or data: URLs) in user turns."""
+    from . import pictures
+
+    out: List[Dict[str, Any]] = []
+    for j, part in enumerate(content):
+        where = f"messages[{n - 1}].content[{j}]"
+        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            out.append({"type": "text", "text": part["text"]})
+        elif pictures.is_image_part(part) and role == "user":
+            out.append({"type": "image_url", "image_url": {"url": pictures.check_url(pictures.image_url(part), where)}})
+        else:
+            raise BadRequestError(
+                f"第 {n} 条消息的第 {j + 1} 个片段不对：应是 {{'type': 'text', 'text': …}}，或（仅用户消息）"
+                f"{{'type': 'image_url', 'image_url': {{'url': …}}}}。/ Message {n}, part {j + 1}: use "
+                f"{{'type': 'text', 'text': …}} or, in a user message, {{'type': 'image_url', 'image_url': {{'url': …}}}}.")
+    if not out:
+        raise BadRequestError(f"第 {n} 条消息的内容片段列表是空的。/ Message {n} has an empty list of parts.")
+    return out
 
 
 def _check_ascii_keys(credentials: Any, what_zh: str, what_en: str) -> None:
@@ -97,22 +121,6 @@ def _unsupported(message: str, param: str) -> BadRequestError:
     err = BadRequestError(message, code="unsupported_parameter")
     err.param = param  # the field to name in the server's 400
     return err
-
-
-def _join_tool_calls(calls: List[Dict[str, Any]], pieces: List[Dict[str, Any]]) -> None:
-    """Add streamed tool-call pieces to ``calls`` (joined by ``index``, OpenAI's rule)."""
-    for piece in pieces:
-        index = piece.get("index", len(calls))
-        while len(calls) <= index:
-            calls.append({"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
-        call = calls[index]
-        for name in ("id", "type"):
-            if piece.get(name):
-                call[name] = piece[name]
-        function = piece.get("function") or {}
-        for name in ("name", "arguments"):
-            if isinstance(function.get(name), str):
-                call["function"][name] += function[name]
 
 
 class Client:
@@ -180,7 +188,7 @@ class Client:
             # A bce-v3/ key or a compatible-mode address picks the provider's other API form.
             self.provider = catalog.api_form(self.provider, base_url, self._credentials.api_key)
             self.base_url = (base_url or self.provider.base_url).rstrip("/")
-            self.model = model or self.provider.default_model
+            self.model = model or self._default_model()
             _check_ascii_keys(self._credentials, "密钥", "API key")
             missing = self.provider.needs_key and not self._credentials.api_key or (
                 self.provider.needs_secret and not self._credentials.secret_key)
@@ -194,6 +202,14 @@ class Client:
         self._breaker = Breaker(breaker_failures, breaker_cooldown)
         if verbose:
             print(self._banner())
+
+    def _default_model(self) -> str:
+        if self.provider.protocol == "local":
+            # The best local model this computer has (a Chinese-capable one once pulled).
+            from .engines.local import default_model
+
+            return default_model()
+        return self.provider.default_model
 
     # -- presentation -----------------------------------------------------------------
     @property
@@ -348,7 +364,15 @@ class Client:
         """
         if isinstance(input, ChatRequest):
             return input if input.stream == bool(stream) else dataclasses.replace(input, stream=bool(stream))
+        images = kwargs.pop("images", None)
+        if images:
+            input = self._picture_question(input, images)
         messages = _messages(input)
+        if self.provider is not None and self.provider.protocol == "local":
+            from .pictures import cannot_see, has_images
+
+            if has_images(messages):   # the local engine runs a text model
+                raise cannot_see("本地", "The local", self.model or "")
         system = self.system_prompt if system is _CLIENT_SYSTEM else system
         if system:
             messages.insert(0, {"role": "system", "content": system})
@@ -365,6 +389,20 @@ class Client:
             stop=[stop] if isinstance(stop, str) else stop,
             extra=kwargs,
         )
+
+    @staticmethod
+    def _picture_question(input: Messages, images: Any) -> Messages:
+        from .pictures import question
+
+        if isinstance(images, (str, bytes)) or not isinstance(images, (list, tuple)):
+            images = [images]
+        if not isinstance(input, str):
+            raise BadRequestError(
+                "images=[…] 要和一段文字的问题一起用，如 inference('图里有什么？', images=['cat.jpg'])；"
+                "消息列表请直接在 content 里放 image_url 片段。/ images=[…] goes with a question as text, e.g. "
+                "inference('What is in the picture?', images=['cat.jpg']); in a list of messages put "
+                "image_url parts in the content instead.")
+        return question(input, images)
 
     def _option_table(self) -> Any:
         """The OpenAI options (``tools``, ``seed``…) this client's protocol carries, as a table
@@ -419,13 +457,17 @@ class Client:
         req = self.build_request(input, temperature, top_p, True, **kwargs)
         self._remember(None, "")
         for attempt in self._attempts():
+            texts: List[str] = []
             chunks, answered = attempt.answerer.stream(req), False
             try:
                 for chunk in chunks:
                     answered = answered or bool(chunk.text or chunk.reasoning or chunk.tool_calls)
+                    texts.append(chunk.text)
                     yield self._arrived(chunk, attempt)
             except LLMError as err:
                 err = err if answered else self._default_gone(err, req, attempt)
+                if isinstance(err, StreamInterruptedError):
+                    err.partial_text = "".join(texts)   # what the student saw before the cut
                 attempt.failed(err, answered)  # never a second provider once text was shown
                 continue
             finally:
@@ -451,13 +493,17 @@ class Client:
         req = self.build_request(input, temperature, top_p, True, **kwargs)
         self._remember(None, "")
         for attempt in self._attempts():
+            texts: List[str] = []
             chunks, answered = attempt.answerer.astream(req), False
             try:
                 async for chunk in chunks:
                     answered = answered or bool(chunk.text or chunk.reasoning or chunk.tool_calls)
+                    texts.append(chunk.text)
                     yield self._arrived(chunk, attempt)
             except LLMError as err:
                 err = err if answered else await self._adefault_gone(err, req, attempt)
+                if isinstance(err, StreamInterruptedError):
+                    err.partial_text = "".join(texts)   # what the student saw before the cut
                 attempt.failed(err, answered)
                 continue
             finally:
@@ -524,7 +570,7 @@ class Client:
         if chunk.reasoning:
             self.last_reasoning += chunk.reasoning
         if chunk.tool_calls:
-            _join_tool_calls(self.last_tool_calls, chunk.tool_calls)
+            join_tool_calls(self.last_tool_calls, chunk.tool_calls)
 
     def inference(self, input: Messages, temperature: Optional[float] = None,
                   top_p: Optional[float] = None, stream: bool = False, **kwargs: Any):
@@ -533,6 +579,8 @@ class Client:
         Only the answer: a reasoning model's thinking is in ``last_reasoning``, never mixed in.
         With ``tools=[...]`` the tools the model wants called are in ``last_tool_calls``
         (the text is then often empty); ``chat()`` gives them on its result too.
+        ``images=[path_or_url, …]`` asks about pictures (a model that sees, e.g. glm-4v-flash);
+        a message list may carry OpenAI's ``image_url`` parts instead.
         """
         req = self.build_request(input, temperature, top_p, stream, **kwargs)  # bad input fails now
         if stream:
@@ -546,6 +594,57 @@ class Client:
         if stream:
             return _atexts(self.achat_stream(req))
         return (await self.achat(req)).text
+
+    # -- embeddings -----------------------------------------------------------------------
+    def embed(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> List[List[float]]:
+        """One vector per text, in order (a single text gives a list of one). ``model``: an
+        embedding model of this provider (default: its usual one, e.g. text-embedding-v4 at
+        Qwen). Usage is in ``last_usage``; ``embeddings()`` gives it with the vectors."""
+        return self.embeddings(texts, model).vectors
+
+    async def aembed(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> List[List[float]]:
+        return (await self.aembeddings(texts, model)).vectors
+
+    def embeddings(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> EmbeddingResult:
+        """Like ``embed()``, as a result: ``vectors``, ``usage``, ``model``. Fallbacks are never
+        asked (vectors of two models cannot be compared); long lists go in several requests."""
+        texts, chosen, size = self._embedding_plan(texts, model)
+        engine = self._get_engine()
+        return self._embedded([engine.embed(batch, chosen) for batch in _batches(texts, size)], chosen)
+
+    async def aembeddings(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> EmbeddingResult:
+        texts, chosen, size = self._embedding_plan(texts, model)
+        engine = self._get_engine()
+        return self._embedded([await engine.aembed(batch, chosen) for batch in _batches(texts, size)], chosen)
+
+    def embedding_models(self) -> List[str]:
+        """This provider's embedding models, its default first; [] where it has none we know
+        of (or the other side decides: a classroom server, the local model)."""
+        from .embeddings import EMBEDDING_MODELS
+
+        found = EMBEDDING_MODELS.get("classroom" if self.xedu_url else (self.provider.id if self.provider else None))
+        if found is None:
+            return []
+        return list(dict.fromkeys(([found.default] if found.default else []) + list(found.models)))
+
+    def _embedding_plan(self, texts: Any, model: Optional[str]) -> Any:
+        from .embeddings import checked_texts, models_for
+
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise ConfigurationError("model 必须是非空字符串。/ model must be a non-empty string.")
+        texts = checked_texts(texts)
+        key = "classroom" if self.xedu_url else (self.provider.id if self.provider else None)
+        label_zh = self.provider.label_zh if self.provider else "这个服务"
+        label_en = self.provider.label_en if self.provider else "This service"
+        found = models_for(key, label_zh, label_en)
+        return texts, (model or found.default or self.model or "default"), found.batch
+
+    def _embedded(self, results: List[Any], model: str) -> EmbeddingResult:
+        counted = [r.usage for r in results if r.usage is not None]
+        usage = Usage(sum(u.prompt_tokens for u in counted), 0, sum(u.total_tokens for u in counted)) if counted else None
+        self._remember(usage, "")
+        return EmbeddingResult(vectors=[vector for result in results for vector in result.vectors], usage=usage,
+                               model=next((r.model for r in results if r.model), model))
 
     def support_model(self) -> List[str]:
         """Model ids: live from the provider where it lists them, else the catalog's."""
@@ -602,6 +701,10 @@ def _classroom_credentials(access_code: Optional[str]):
 
     code = clean_key(access_code)
     return Credentials(code, None, "argument" if code else "none")
+
+
+def _batches(texts: List[str], size: int) -> List[List[str]]:
+    return [texts[i:i + size] for i in range(0, len(texts), size)]
 
 
 def _texts(chunks: Iterator[ChatChunk]) -> Iterator[str]:

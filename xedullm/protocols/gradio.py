@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
 from .. import errors as E
+from ..pictures import has_images
 from ..sse import SSEEvent
 from ..types import ChatChunk, ChatRequest, ChatResult, HTTPRequest
 from .adapter import Adapter
@@ -182,6 +183,12 @@ class QueueCall:
     """
 
     def __init__(self, app: GradioApp, req: ChatRequest) -> None:
+        if has_images(req.messages):
+            raise E.BadRequestError(
+                "这台旧版 XEduLLM 课堂服务器只收文字，看不到图片：请去掉图片，或请老师改用新版 xedullm serve 和能看图的模型"
+                "（如 qwen-vl-max、glm-4v-flash）。/ This old XEduLLM classroom server takes text only and cannot "
+                "see pictures: leave the picture out, or ask your teacher for a new xedullm server with a vision "
+                "model (e.g. qwen-vl-max, glm-4v-flash).", code="model_cannot_see")
         self.app = app
         self.session_hash = uuid.uuid4().hex
         self.message = fold_messages(req.messages)
@@ -324,6 +331,12 @@ class GradioAdapter(Adapter):
 
     def queue_call(self, app: GradioApp, req: ChatRequest) -> QueueCall:
         return QueueCall(app, req)
+
+    def embeddings_request(self, texts: List[str], model: str, conn: Any, token: Optional[str] = None) -> HTTPRequest:
+        raise E.BadRequestError(
+            "这台旧版 XEduLLM 课堂服务器不提供文本向量（embedding）：请老师改用新版 xedullm serve。/ "
+            "This old XEduLLM classroom server has no embeddings: ask your teacher for a new xedullm server.",
+            provider=PROVIDER_NAME, code="no_embedding_model")
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> E.LLMError:
         return queue_error(status, headers, body)

@@ -23,6 +23,8 @@ from starlette.responses import JSONResponse, Response
 
 from .admin.admin_routes import admin_routes
 from .api.openai_routes import openai_routes
+from .api.embeddings_routes import embeddings_routes
+from .api.model_files import model_file_routes
 from .api.gradio_routes import GradioFace, gradio_routes
 from .classroom import fallback_list
 from .classroom.blocked_words import BlockedWords
@@ -92,6 +94,8 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
     app = Starlette(
         routes=[
             *openai_routes(),   # first: /v1/chat/completions is matched on every request
+            *embeddings_routes(),
+            *model_file_routes(),   # the teacher's local models, for students' machines
             *web_routes(),
             *gradio_routes(),   # the old XEdu student client (gradio_client)
             *(admin_routes() if classroom else []),

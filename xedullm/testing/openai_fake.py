@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .answer_shapes import shape_answer
-from .fake_server import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps, split_pieces
+from .fake_server import (BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps, fake_embedding,
+                          split_pieces)
 
 FLAVORS = ("openai", "deepseek", "moonshot", "openrouter", "glm", "qwen", "qianfan")
 _OPENAI_STYLE = ("openai", "deepseek", "qwen", "qianfan")  # {"error":{message,type,(param,)code}}
@@ -18,7 +19,17 @@ _PLAIN_USAGE = ("openai", "deepseek", "qwen", "qianfan")   # usage chunk only wi
 # Where each flavor's API lives under the host: Qianfan v2 is at /v2 (docs/qianfan_v2.md).
 BASE_PATHS = {"qianfan": "/v2"}
 REASONING_MODELS = ("deepseek-reasoner",)
+# Models that see pictures at the fakes (as at the providers: qwen-vl-*, glm-4v-*, *-vision-*).
+VISION_MARKS = ("-vl", "4v", "vision")
+# Embedding models every flavor's fake knows, and texts one request may carry (GLM's 64).
+EMBEDDING_MODELS = ("text-embedding-3-small", "text-embedding-v3", "text-embedding-v4", "embedding-3", "embedding-2")
+MAX_EMBEDDING_INPUTS = 64
 _ROLES = ("system", "user", "assistant", "tool")
+
+
+# Served besides the catalog's models: the vision models of each flavor among them.
+_EXTRA_MODELS = {"qwen": ("qwen-turbo", "qwen-plus", "qwen-max", "qwen-vl-max", "qwen-vl-plus"),
+                 "glm": ("glm-4v-flash",), "moonshot": ("moonshot-v1-8k-vision-preview",)}
 
 
 def default_models(flavor: str) -> Tuple[str, ...]:
@@ -30,8 +41,7 @@ def default_models(flavor: str) -> Tuple[str, ...]:
         return next(f.models for f in API_FORMS if f.form == "qianfan-v2")
     for provider in PROVIDERS:
         if provider.id == flavor:
-            extra = ("qwen-turbo", "qwen-plus", "qwen-max") if flavor == "qwen" else ()
-            return tuple(dict.fromkeys(provider.models + extra))
+            return tuple(dict.fromkeys(provider.models + _EXTRA_MODELS.get(flavor, ())))
     raise ValueError(f"unknown flavor {flavor!r}; choose one of {FLAVORS}")
 
 
@@ -413,7 +423,8 @@ class OpenAIEndpoints:
         from starlette.routing import Route
 
         return [Route(self.prefix + "/chat/completions", self.chat, methods=["POST"]),
-                Route(self.prefix + "/models", self.list_models, methods=["GET"])]
+                Route(self.prefix + "/models", self.list_models, methods=["GET"]),
+                Route(self.prefix + "/embeddings", self.embeddings, methods=["POST"])]
 
     def is_chat(self, path: str) -> bool:
         return path == self.prefix + "/chat/completions"
@@ -469,6 +480,9 @@ class OpenAIEndpoints:
             if m.get("role") == "tool" and not isinstance(m.get("tool_call_id"), str):
                 return self._error("bad_request", 400,
                                    "Invalid message: a 'tool' message needs 'tool_call_id'.")
+            refused = self._check_parts(m, model)
+            if refused is not None:
+                return refused
             if model in REASONING_MODELS and "reasoning_content" in m:
                 return self._error("bad_request", 400,
                                    "reasoning_content must not be sent back in messages.")
@@ -484,6 +498,62 @@ class OpenAIEndpoints:
                     "bad_request", 400)
                 return self._error(kind, status, f"Invalid '{name}': must be in [0, {high}].")
         return None
+
+    def _check_parts(self, message: Dict[str, Any], model: str) -> Any:
+        """Content parts as the providers check them: text, and image_url (https or data:)
+        in user turns, for a model that sees."""
+        content = message.get("content")
+        if not isinstance(content, list):
+            return None
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                continue
+            url = (part.get("image_url") or {}).get("url") if kind == "image_url" and isinstance(
+                part.get("image_url"), dict) else None
+            # GLM takes a picture's base64 bare and refuses a data: URL; the others take data: URLs.
+            inline = ("data:image/",) if self.flavor != "glm" else ()
+            if not isinstance(url, str) or message.get("role") != "user" or not (
+                    url.startswith(("https://",) + inline) or self.flavor == "glm" and _bare_base64(url)):
+                return self._error("bad_request", 400, "Invalid content part: use text, or image_url with a url.")
+            if not any(mark in model.lower() for mark in VISION_MARKS):
+                return self._error("bad_request", 400, f"Model {model} does not support image input.")
+        return None
+
+    async def embeddings(self, request: Any) -> Any:
+        """``POST /embeddings``: OpenAI's shape (GLM and DashScope's compatible mode speak it too)."""
+        record, data = await self.fake._record(request)
+        denied = self._auth_error(record["headers"])
+        if denied is not None:
+            return denied
+        if not isinstance(data, dict) or not isinstance(data.get("model"), str):
+            return self._error("bad_request", 400, "Missing required parameter: 'model'.")
+        texts = data.get("input")
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+            return self._error("bad_request", 400, "'input' must be a non-empty string or list of strings.")
+        if len(texts) > MAX_EMBEDDING_INPUTS:
+            return self._error("bad_request", 400, f"'input' may hold at most {MAX_EMBEDDING_INPUTS} texts.")
+        if data["model"] not in EMBEDDING_MODELS:
+            return self._error("not_found", 404, f"The model `{data['model']}` does not exist.")
+        fault = self.fake._take_fault()
+        if fault.error == "status" and fault.status_code:
+            return self._error(_status_kind(fault.status_code), fault.status_code)
+        tokens = sum(len(t) for t in texts)
+        items = []
+        for i, text in enumerate(texts):
+            vector: Any = fake_embedding(text)
+            if data.get("encoding_format") == "base64":
+                from array import array
+
+                vector = base64.b64encode(array("f", vector).tobytes()).decode("ascii")
+            items.append({"object": "embedding", "index": i, "embedding": vector})
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        if self.flavor == "glm":
+            usage["completion_tokens"] = 0
+        self.fake._report_usage(None, {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens})
+        return self.fake.json_response(200, {"object": "list", "data": items, "model": data["model"], "usage": usage})
 
     async def chat(self, request: Any) -> Any:
         fake = self.fake
@@ -504,6 +574,14 @@ class OpenAIEndpoints:
         answer = shape_answer(data, fake._answer(data["messages"], fault, reasoning=ctx.reasoning),
                               call_prefix=f"call_{ctx.id[-6:]}_")
         return fake.respond(self.wire, ctx, answer, fault, stream=data.get("stream") is True)
+
+
+def _bare_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+        return bool(text)
+    except ValueError:
+        return False
 
 
 def _check_glm_jwt(token: str, api_key: str) -> str:

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from ...classroom_presets import presets
 from ...errors import ConfigurationError
+from ...pictures import PLACEHOLDER, is_image_part
 from ..class_address import class_url, qr_svg
 from ..classroom import fallback_list, student_tokens
 from ..classroom.token_sheet import sheet_csv, sheet_html
@@ -345,6 +346,7 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
             "review": room.review, "access_code_required": room.access_code is not None,
             "paused": room.paused, "require_name": room.require_name,
             "fallback": live.get("fallback") or [],
+            "allow_pictures": bool(live.get("allow_pictures")), "store_pictures": bool(live.get("store_pictures")),
         },
         "series": [{"start": since + i * SERIES_BUCKET,
                     "tokens": series.get(since + i * SERIES_BUCKET, (0, 0))[0],
@@ -383,11 +385,18 @@ def _public_row(row: Dict[str, Any], review: bool) -> Dict[str, Any]:
 
 def _conversation(row: Dict[str, Any]) -> Dict[str, Any]:
     kept = json.loads(row["conversation"])
-    messages = kept.get("messages") or []
+    # A question with pictures is shown as its text and "[图片 / picture]" for each picture.
+    messages = [dict(m, content=_shown_text(m.get("content"))) for m in kept.get("messages") or []]
     asked = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
     return {"id": row["id"], "started": row["started"], "who": row["who"], "name": row.get("name"),
             "model": row["model"], "outcome": row["outcome"], "total_tokens": row["total_tokens"],
             "question": asked, "answer": kept.get("answer") or "", "messages": messages}
+
+
+def _shown_text(content: Any) -> Any:
+    if not isinstance(content, list):
+        return content
+    return "".join(PLACEHOLDER if is_image_part(p) else p.get("text", "") for p in content if isinstance(p, dict))
 
 
 def _matches(conversation: Dict[str, Any], query: str) -> bool:

@@ -19,7 +19,7 @@ from ..classroom.room import own_usage
 from ..classroom.compare_columns import column_for
 from ..settings import PUBLIC
 from ..state import ServerState, state_of
-from .body import load_json, parse_chat_body
+from .body import check_pictures_allowed, load_json, parse_chat_body
 from .chat_call import ChatCall
 from .openai_format import InvalidRequest, error_reply
 
@@ -103,6 +103,7 @@ async def chat_completions(request: Request) -> Any:
     try:
         raw = await _body(request, state.settings.limits.max_body_bytes)
         body = parse_chat_body(load_json(raw), state.settings.limits, checked=True)
+        check_pictures_allowed(body.messages, state.live.get("allow_pictures"))
     except InvalidRequest as err:
         return error_response(err)
     try:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, List, Optional
 
 from ...errors import AuthenticationError, LLMError, QuotaExceededError, RateLimitError
+from ...pictures import IMAGE_TOKEN_ESTIMATE, count_images, text_of
 from ...types import ChatRequest
 from . import student_tokens
 from .steering import ClassPaused, NameNeeded, header, name_from
@@ -78,8 +79,16 @@ def bearer(request: Any) -> Optional[str]:
 
 
 def prompt_chars(chat: ChatRequest) -> int:
-    # Characters bound tokens from above for Chinese and (by ~4x) for English text.
-    return sum(len(m.get("content") or "") for m in chat.messages)
+    # Characters bound tokens from above for Chinese and (by ~4x) for English text; a picture
+    # counts as what the providers charge for one at most.
+    total = 0
+    for m in chat.messages:
+        content = m.get("content") or ""
+        if isinstance(content, list):
+            total += len(text_of(content)) + IMAGE_TOKEN_ESTIMATE * count_images(content)
+        else:
+            total += len(content)
+    return total
 
 
 class ClassroomPolicy:

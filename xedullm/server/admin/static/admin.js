@@ -187,6 +187,8 @@ function fillSettings(s) {
   $("per-student").value = s.per_student_daily || "";
   $("review").checked = Boolean(s.review);
   $("require-name").checked = Boolean(s.require_name);
+  $("allow-pictures").checked = Boolean(s.allow_pictures);
+  $("store-pictures").checked = Boolean(s.store_pictures);
 }
 
 async function refresh() {
@@ -268,6 +270,8 @@ $("settings").addEventListener("submit", async (event) => {
       per_student_daily: orNull($("per-student").value),
       review: $("review").checked,
       require_name: $("require-name").checked,
+      allow_pictures: $("allow-pictures").checked,
+      store_pictures: $("store-pictures").checked,
     };
     // The access code is never shown here: typing a new one replaces it, the box turns it off.
     if ($("no-access-code").checked) changes.access_code = null;
