@@ -67,7 +67,7 @@ async def _class(url: str, students: int, max_tokens: int):
 def classroom(students: int, max_tokens: int):
     port = free_port()
     cmd = [ENVS["xedullm"].python, "-m", "xedullm", "serve", "-p", "local", "--host", "127.0.0.1",
-           "--port", str(port)]
+           "--port", str(port), "--no-browser"]
     home = tempfile.mkdtemp(prefix="bench-home-")
     server = Server("local-serve", cmd, port, "/", _env(XEDULLM_HOME=home))
     try:

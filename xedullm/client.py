@@ -6,6 +6,7 @@ in-process local model) is created on first use.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence, Union
 
 from . import catalog
@@ -141,6 +142,7 @@ class Client:
         fallback: Optional[Sequence[Union["Client", str]]] = None,
         breaker_failures: int = 3,
         breaker_cooldown: float = 30.0,
+        require_key: bool = True,
     ) -> None:
         if timeout is None or timeout <= 0:
             raise ConfigurationError("timeout 必须大于 0。/ timeout must be greater than 0.")
@@ -157,6 +159,11 @@ class Client:
         #: the tools the model asked to call in the last answer (OpenAI's shape), else []
         self.last_tool_calls: List[Dict[str, Any]] = []
         self._engine: Optional[Engine] = None
+        # Engines left behind by reload_credentials(): answers still running on them finish.
+        self._retired: List[Engine] = []
+        self._store_seen: Any = None
+        #: when the key in use was taken (time.time()), for the admin page's "since"
+        self.key_since = time.time()
         self.xedu_url = xedu_url.rstrip("/") if xedu_url else None
 
         if xedu_url:
@@ -192,10 +199,12 @@ class Client:
             _check_ascii_keys(self._credentials, "密钥", "API key")
             missing = self.provider.needs_key and not self._credentials.api_key or (
                 self.provider.needs_secret and not self._credentials.secret_key)
-            if missing:
+            if missing and require_key:
                 from .keys import missing_key_error
 
                 raise missing_key_error(self.provider)
+            # require_key=False (a classroom server waiting for the teacher's key): each call
+            # raises MissingKeyError until reload_credentials() finds the key in the store.
         # Other clients that answer when this one cannot (fallback.py says when); set_fallback()
         # replaces them.
         self.fallbacks: List[Client] = [_fallback_client(f, self.timeout, self.max_retries) for f in fallback or ()]
@@ -249,6 +258,51 @@ class Client:
         own = [k for k in (self._credentials.api_key, self._credentials.secret_key) if k]
         return own + [k for f in self.fallbacks for k in f.secrets()]
 
+    @property
+    def key_info(self) -> Dict[str, Any]:
+        """The key in use, for display only: masked, where it came from, since when."""
+        creds = self._credentials
+        return {"provider": self.provider.id if self.provider else None,
+                "api_key": mask_key(creds.api_key), "secret_key": mask_key(creds.secret_key),
+                "source": creds.source, "since": self.key_since}
+
+    def reload_credentials(self, force: bool = False) -> bool:
+        """Take up a key saved or rotated in the key store (``xedullm key set/rotate``, the admin
+        page) since this client found its key; True when the key changed (its fallbacks' too).
+
+        Only a key that came from the store (or none at all) is followed: a key passed as an
+        argument or in the environment is the caller's choice and stays. Cheap to call often:
+        the private file is read again only when its mtime changes, a keyring at most every
+        ``KEYRING_TTL`` seconds. Answers already running finish on the old key; the next
+        request uses the new one.
+        """
+        changed = False
+        for fallback in self.fallbacks:
+            changed = fallback.reload_credentials(force) or changed
+        provider = self.provider
+        if (provider is None or self.xedu_url or not provider.needs_key
+                or self._credentials.source not in ("store", "none")):
+            return changed
+        from .keys.store import store_stamp
+
+        stamp = store_stamp()
+        if stamp == self._store_seen and not force:
+            return changed
+        self._store_seen = stamp
+        fresh = resolve_credentials(provider, secret_key=None)
+        if fresh.source not in ("store", "none") or not fresh.api_key:
+            return changed
+        if (fresh.api_key, fresh.secret_key) == (self._credentials.api_key, self._credentials.secret_key):
+            return changed
+        _check_ascii_keys(fresh, "密钥", "API key")
+        self._credentials = fresh
+        self.key_since = time.time()
+        if self._engine is not None:
+            self._retired.append(self._engine)   # closed with the client, not under a running answer
+            self._engine = None
+        self._breaker.reset()
+        return True
+
     # -- class-level catalog ------------------------------------------------------------
     @staticmethod
     def support_provider(lang: str = "en") -> List[str]:
@@ -267,6 +321,13 @@ class Client:
     # -- engine (private: every other layer uses the methods below) -----------------------
     def _get_engine(self) -> Engine:
         if self._engine is None:
+            provider = self.provider
+            if provider is not None and not self.xedu_url and (
+                    provider.needs_key and not self._credentials.api_key
+                    or provider.needs_secret and not self._credentials.secret_key):
+                from .keys import missing_key_error
+
+                raise missing_key_error(provider)
             from .engines import open_engine
 
             conn = Connection(self.base_url, self._credentials.api_key, self._credentials.secret_key)
@@ -276,13 +337,15 @@ class Client:
         return self._engine
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
+        for engine in (*self._retired, self._engine):
+            if engine is not None:
+                engine.close()
 
     async def aclose(self) -> None:
         """Close the async connections too (``close()`` only closes the sync ones)."""
-        if self._engine is not None:
-            await self._engine.aclose()
+        for engine in (*self._retired, self._engine):
+            if engine is not None:
+                await engine.aclose()
         self.close()
 
     def __enter__(self) -> "Client":

@@ -69,6 +69,11 @@ class ConfigurationError(LLMError, ValueError):
     advice = ("配置有误。", "Invalid configuration.")
 
 
+class MissingKeyError(ConfigurationError):
+    """No key for the provider anywhere (argument, environment, key store). A classroom server
+    started without one waits for the teacher to save it (its students hear "still setting up")."""
+
+
 class AuthenticationError(LLMError):
     advice = (
         "密钥无效、已停用或与服务商不匹配：请检查 API Key（需要时到服务商控制台删除旧密钥并新建）。",
@@ -144,6 +149,7 @@ class APITimeoutError(APIConnectionError):
 __all__ = [
     "LLMError",
     "ConfigurationError",
+    "MissingKeyError",
     "AuthenticationError",
     "QuotaExceededError",
     "RateLimitError",

@@ -50,7 +50,7 @@ def resolve_credentials(provider: Provider, api_key: Optional[str] = None,
 
 def missing_key_error(provider: Provider):
     """The error for 'no key anywhere': the provider's key guide plus the three ways to give it."""
-    from ..errors import ConfigurationError
+    from ..errors import MissingKeyError
 
     env_zh = _env_hint(provider, " 和 ")
     env_en = _env_hint(provider, " and ")
@@ -68,7 +68,7 @@ def missing_key_error(provider: Provider):
           f"Then run `xedullm key set {provider.id}` to save it on this computer (recommended: "
           f"no key in your code), or set the environment variable{'s' if provider.needs_secret else ''} "
           f"{env_en}, or pass {args_en} in your code.")
-    return ConfigurationError(f"{zh} / {en}", provider=provider.id)
+    return MissingKeyError(f"{zh} / {en}", provider=provider.id)
 
 
 def _env_hint(provider: Provider, joiner: str) -> str:

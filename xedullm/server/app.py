@@ -112,7 +112,11 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     state: ServerState = app.state.xedullm
-    loops = []
+    from .admin.key_follow import follow_forever
+
+    # A key set or rotated in the key store reaches the next question (admin/key_follow.py).
+    loops = [asyncio.ensure_future(follow_forever([state.client, *(c.client for c in state.compare)],
+                                                  state.secrets))]
     if state.classroom is not None:
         # Settings changed on another server sharing this store reach this one within a second.
         loops.append(asyncio.ensure_future(state.live.refresh_forever(state.classroom.call)))

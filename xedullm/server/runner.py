@@ -86,6 +86,21 @@ def admin_banner(url: str, classroom: Any, code_given: bool = False) -> str:
     return "\n".join(lines)
 
 
+def key_banner(client: "Client", local_url: str) -> str:
+    """Where to paste the key, when the server starts without one (else '')."""
+    info, provider = client.key_info, client.provider
+    if provider is None or not provider.needs_key or info["api_key"]:
+        return ""
+    return "\n".join([
+        f"还没有{provider.label_zh}的密钥：学生会看到“老师还在设置”。请在这台电脑上打开 {local_url}/admin，"
+        f"把密钥粘贴到“密钥”框里（或运行 xedullm key set {provider.id}），保存后下一个问题就能回答。",
+        f"No {provider.label_en} key yet: students are told the teacher is still setting up. On this computer "
+        f"open {local_url}/admin and paste the key in the key box (or run `xedullm key set {provider.id}`); "
+        f"the next question after saving is answered.",
+        f"获取密钥 / Get a key: {provider.key_url}",
+    ])
+
+
 def connection_protocol(settings: Any) -> type:
     """uvicorn's HTTP protocol with the connection limits of these ServerSettings."""
     from .api.connection_guard import guarded_protocol
@@ -143,6 +158,7 @@ def make_server(client: "Client", sock: socket.socket, **options: Any):
 def run_client_server(client: "Client", host: str = "0.0.0.0", port: int = 7860, **options: Any) -> None:
     """Serve ``client`` to the class until Ctrl-C (what ``Client.run`` and ``xedullm serve`` call)."""
     _show_server_log()
+    open_browser = bool(options.pop("open_browser", False))
     sock = bind_socket(host, port)
     server = None
     try:
@@ -153,6 +169,11 @@ def run_client_server(client: "Client", host: str = "0.0.0.0", port: int = 7860,
         if qr:
             print(f"扫码打开 / Scan to open {urls[0]}:\n{qr}", flush=True)
         print(admin_banner(urls[0], server.classroom, server.access_code_given), flush=True)
+        waiting = key_banner(client, _loopback_url(host, sock.getsockname()[1]))
+        if waiting:
+            print(waiting, flush=True)
+        if open_browser and desktop_session():
+            _open_admin_page(f"{_loopback_url(host, sock.getsockname()[1])}/admin")
         if _loop_running():
             # Jupyter already runs an event loop in this thread: serve from another thread
             # and stop it when the cell is interrupted.
@@ -167,6 +188,43 @@ def run_client_server(client: "Client", host: str = "0.0.0.0", port: int = 7860,
         if server is not None:
             server.classroom.close()
     print("服务已停止。/ Server stopped.", flush=True)
+
+
+def desktop_session(env: Optional[Any] = None) -> bool:
+    """Whether a browser can open on the teacher's screen: not over SSH, not with
+    ``XEDULLM_NO_BROWSER`` set (tests, CI), and on Linux/BSD only with a display."""
+    import os
+
+    env = os.environ if env is None else env
+    if env.get("XEDULLM_NO_BROWSER", "").strip() not in ("", "0") or env.get("CI"):
+        return False
+    if env.get("SSH_CONNECTION") or env.get("SSH_TTY") or env.get("SSH_CLIENT"):
+        return False
+    if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def _loopback_url(host: str, port: int) -> str:
+    # The admin page from this machine: loopback where we listen on all interfaces, so the key
+    # box accepts keys (admin/key_routes.py).
+    if host in ("", "0.0.0.0"):
+        return f"http://127.0.0.1:{port}"
+    if host == "::":
+        return f"http://[::1]:{port}"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _open_admin_page(url: str) -> None:
+    import webbrowser
+
+    def open_it() -> None:
+        try:
+            webbrowser.open(url)
+        except Exception:  # noqa: BLE001 - no browser is no reason to stop the lesson
+            pass
+
+    threading.Thread(target=open_it, daemon=True).start()
 
 
 def _show_server_log() -> None:

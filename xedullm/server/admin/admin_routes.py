@@ -26,7 +26,8 @@ from ...pictures import PLACEHOLDER, is_image_part
 from ..class_address import class_url, qr_svg
 from ..classroom import fallback_list, student_tokens
 from ..classroom.token_sheet import sheet_csv, sheet_html
-from .alerts import alerts
+from .alerts import alerts, key_missing_alert
+from .key_routes import key_boxes, save_key
 from .auth import CSRF_HEADER, Sessions, password_matches, retry_after, same_origin, wait_left
 from ..classroom.room import Classroom, today
 from ..settings import admin_changes
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from ...client import Client
 
 ADMIN_DIR = Path(__file__).parent / "static"
-ASSETS = ("admin.js", "admin.css", "chart.js", "review.js", "presets.js")
+ASSETS = ("admin.js", "admin.css", "chart.js", "review.js", "presets.js", "keys.js")
 SERIES_HOURS = 6
 SERIES_BUCKET = 600.0
 _MAX_FORM = 4096
@@ -278,6 +279,8 @@ def admin_routes() -> List[Route]:
         Route("/admin/api/review", _guarded(review), methods=["GET"]),
         Route("/admin/api/settings", _guarded(change_settings, change=True), methods=["POST"]),
         Route("/admin/api/export.csv", _guarded(export), methods=["GET"]),
+        Route("/admin/api/keys", _guarded(key_boxes), methods=["GET"]),
+        Route("/admin/api/key", _guarded(save_key, change=True), methods=["POST"]),
     ]
 
 
@@ -331,11 +334,13 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
     series = {start: (tokens_used, count) for start, tokens_used, count in store.series(since, SERIES_BUCKET)}
     provider = client.provider
     live = room.settings
+    waiting = [key_missing_alert(provider)] if provider is not None and provider.needs_key \
+        and not client.key_info["api_key"] else []
     return {
         "day": day,
         "now": now,
-        "alerts": alerts(store.recent(200), now=now, provider=provider, tokens_today=totals.tokens,
-                         daily_budget=room.daily_budget, primary=client.label),
+        "alerts": waiting + alerts(store.recent(200), now=now, provider=provider, tokens_today=totals.tokens,
+                                   daily_budget=room.daily_budget, primary=client.label),
         "flagged": _flagged(store.flagged(day), room.review),
         "totals": {"requests": totals.requests, "tokens": totals.tokens, "errors": totals.errors},
         "settings": {

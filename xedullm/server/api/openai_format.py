@@ -26,6 +26,7 @@ from ...errors import (
     ConfigurationError,
     ContentFilterError,
     LLMError,
+    MissingKeyError,
     ModelNotFoundError,
     QuotaExceededError,
     RateLimitError,
@@ -107,6 +108,10 @@ _SHAPES = (
         400, "invalid_request_error", "content_filter",
         "这个内容没有通过大模型服务商的安全审核。换一种说法再问吧；有疑问可以问问老师。",
         "The model provider's safety check stopped this content. Try asking in other words, or ask your teacher.")),
+    (MissingKeyError, ErrorShape(
+        503, "server_error", "teacher_setting_up",
+        "老师还在设置课堂（还没有保存大模型的密钥），请稍等一会儿再问。",
+        "The teacher is still setting up the class (no model key saved yet); wait a moment and ask again.")),
     (ConfigurationError, ErrorShape(
         500, "server_error", "server_misconfigured",
         "服务器配置有误，请告诉老师。",
