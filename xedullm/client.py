@@ -9,7 +9,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence, Union
 
-from .errors import BadRequestError, ConfigurationError, LLMError, StreamInterruptedError
+from .errors import BadRequestError, ConfigurationError, LLMError, ModelNotFoundError, StreamInterruptedError
 from .fallback import Attempt, Attempts, Breaker, parse_spec
 from .keys import mask_key, resolve_credentials
 from .types import ChatChunk, ChatRequest, ChatResult, Connection, EmbeddingResult, Usage, join_tool_calls
@@ -196,9 +196,11 @@ class Client:
                         f"(or base_url=…).")
                 provider = "local"
             self.provider = catalog.find_provider(provider)
+            self._credentials = resolve_credentials(self.provider, api_key, secret_key)
+            # A bce-v3/ key or a compatible-mode address picks the provider's other API form.
+            self.provider = catalog.api_form(self.provider, base_url, self._credentials.api_key)
             self.base_url = (base_url or self.provider.base_url).rstrip("/")
             self.model = model or self._default_model()
-            self._credentials = resolve_credentials(self.provider, api_key, secret_key)
             _check_ascii_keys(self._credentials, "密钥", "API key")
             missing = self.provider.needs_key and not self._credentials.api_key or (
                 self.provider.needs_secret and not self._credentials.secret_key)
@@ -239,7 +241,9 @@ class Client:
         spec = self.provider.id
         if self.model and self.model != self.provider.default_model:
             spec += f":{self.model}"
-        if self.base_url != self.provider.base_url.rstrip("/"):
+        from . import catalog
+
+        if self.base_url != catalog.main_row(self.provider).base_url.rstrip("/"):
             spec += f"@{self.base_url}"
         return spec
 
@@ -515,7 +519,7 @@ class Client:
             try:
                 result = attempt.answerer.chat(req)
             except LLMError as err:
-                attempt.failed(err, answered=False)
+                attempt.failed(self._default_gone(err, req, attempt), answered=False)
                 continue
             attempt.succeeded()
             return self._answered(result, attempt)
@@ -535,6 +539,7 @@ class Client:
                     texts.append(chunk.text)
                     yield self._arrived(chunk, attempt)
             except LLMError as err:
+                err = err if answered else self._default_gone(err, req, attempt)
                 if isinstance(err, StreamInterruptedError):
                     err.partial_text = "".join(texts)   # what the student saw before the cut
                 attempt.failed(err, answered)  # never a second provider once text was shown
@@ -551,7 +556,7 @@ class Client:
             try:
                 result = await attempt.answerer.achat(req)
             except LLMError as err:
-                attempt.failed(err, answered=False)
+                attempt.failed(await self._adefault_gone(err, req, attempt), answered=False)
                 continue
             attempt.succeeded()
             return self._answered(result, attempt)
@@ -570,6 +575,7 @@ class Client:
                     texts.append(chunk.text)
                     yield self._arrived(chunk, attempt)
             except LLMError as err:
+                err = err if answered else await self._adefault_gone(err, req, attempt)
                 if isinstance(err, StreamInterruptedError):
                     err.partial_text = "".join(texts)   # what the student saw before the cut
                 attempt.failed(err, answered)
@@ -578,6 +584,31 @@ class Client:
                 await chunks.aclose()
             attempt.succeeded()
             return
+
+    def _is_default_gone(self, err: LLMError, req: ChatRequest, attempt: Attempt) -> bool:
+        return (isinstance(err, ModelNotFoundError) and attempt.answerer is self._engine
+                and self.provider is not None and req.model == self.provider.default_model)
+
+    def _default_gone(self, err: LLMError, req: ChatRequest, attempt: Attempt) -> LLMError:
+        """The provider retired our default model: say which models it lists now (issue 26)."""
+        if not self._is_default_gone(err, req, attempt):
+            return err
+        try:
+            models = self.support_model()
+        except LLMError:
+            models = list(self.provider.models)
+        from .live_models import explain_default_gone
+        return explain_default_gone(err, req.model, models)
+
+    async def _adefault_gone(self, err: LLMError, req: ChatRequest, attempt: Attempt) -> LLMError:
+        if not self._is_default_gone(err, req, attempt):
+            return err
+        try:
+            models = await self.asupport_model()
+        except LLMError:
+            models = list(self.provider.models)
+        from .live_models import explain_default_gone
+        return explain_default_gone(err, req.model, models)
 
     def _attempts(self) -> Attempts:
         fallbacks = self.fallbacks   # once: set_fallback() may replace the list meanwhile

@@ -68,8 +68,13 @@ def show_provider(name: str, base_url: Optional[str]) -> int:
 
     provider = find_provider(name)
     client = Client(provider=provider.id, base_url=base_url, verbose=False)
-    for model in client.support_model():
+    models = client.support_model()
+    for model in models:
         echo(model)
+    default = client.provider.default_model
+    if client.provider.has_models_endpoint and client.model == default and default not in models:
+        from ..live_models import default_gone_text
+        warn(default_gone_text(provider.id, default, models))
     return 0
 
 

@@ -14,6 +14,8 @@ class KeyCheck:
 
     status: str   # 'valid' | 'invalid' | 'no_balance' | 'network' | 'unknown'
     error: Optional[Exception] = None
+    # The key works but the provider no longer lists our default model (issue 26).
+    note: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -34,7 +36,10 @@ def check_key(provider: Provider, api_key: str, secret_key: Optional[str] = None
                     secret_key=secret_key, timeout=timeout, max_retries=0, verbose=False)
     try:
         if provider.has_models_endpoint:
-            client.support_model()  # live from the provider: free, and proves the key
+            models = client.support_model()  # live from the provider: free, and proves the key
+            if models and client.model == client.provider.default_model and client.model not in models:
+                from ..live_models import default_gone_text
+                return KeyCheck("valid", note=default_gone_text(provider.id, client.model, models))
         else:
             client.inference("hi", max_tokens=1)
     except AuthenticationError as exc:

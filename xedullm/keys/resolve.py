@@ -133,12 +133,12 @@ def known_secrets() -> List[str]:
 
 def provider_with_key() -> Optional[str]:
     """The first provider (catalog order) whose key is in the environment or the key store."""
-    from ..catalog import PROVIDERS
+    from ..catalog import PROVIDERS, api_form
 
     for provider in PROVIDERS:
         if not provider.needs_key:
             continue
         found = resolve_credentials(provider)
-        if found.api_key and (found.secret_key or not provider.needs_secret):
+        if found.api_key and (found.secret_key or not api_form(provider, None, found.api_key).needs_secret):
             return provider.id
     return None

@@ -86,7 +86,8 @@ class DashScopeAdapter(Adapter):
             # An assistant turn that only called tools has content None; DashScope wants text.
             messages = [dict(m, content=m.get("content") or "") for m in req.messages]
             path = "services/aigc/text-generation/generation"
-        body = {"model": req.model, "input": {"messages": messages}, "parameters": parameters}
+        model = self.provider.wire_model(req.model) if self.provider else req.model
+        body = {"model": model, "input": {"messages": messages}, "parameters": parameters}
         return HTTPRequest("POST", join_url(conn.base_url, path), headers, body)
 
     def embeddings_request(self, texts: List[str], model: str, conn: Connection,

@@ -48,6 +48,13 @@ _SPECIFIC = {
     "context_length_exceeded": E.BadRequestError,
     "1210": E.BadRequestError, "1213": E.BadRequestError, "1214": E.BadRequestError,
     "1261": E.BadRequestError,
+    # Qianfan v2 (docs/qianfan_v2.md): a 401 or 403 does not always mean the key
+    "invalid_iam_token": E.AuthenticationError,
+    "invalid_appid": E.AuthenticationError,
+    "no_parameter_permission": E.AuthenticationError,
+    "account_overdue": E.QuotaExceededError,               # 403: the account is in arrears
+    "model_offline": E.ModelNotFoundError,                 # 403: a retired model
+    "unsafe_request": E.ContentFilterError,                # the type of every moderation block
     # our classroom server's own types (server/openai_format.py)
     "stream_interrupted": E.StreamInterruptedError,
     "api_connection_error": E.APIConnectionError,
@@ -58,6 +65,8 @@ _SPECIFIC = {
 # (protocols.md 1.6: DeepSeek answers an unknown model with 400 "Model Not Exist").
 _BY_MESSAGE = {
     "model not exist": E.ModelNotFoundError,
+    # OpenAI's own text; Qianfan v2 sends it with a 401 and the code invalid_model
+    "the model does not exist or you do not have access to it.": E.ModelNotFoundError,
 }
 
 _BY_STATUS = {
@@ -126,7 +135,8 @@ class OpenAICompatAdapter(Adapter):
         messages = _strip_reasoning(req.messages)
         if self.provider and self.provider.id in BARE_BASE64 and has_images(messages):
             messages = bare_base64(messages)
-        body: Dict[str, Any] = {"model": req.model, "messages": messages}
+        model = self.provider.wire_model(req.model) if self.provider else req.model
+        body: Dict[str, Any] = {"model": model, "messages": messages}
         temperature, top_p = req.temperature, req.top_p
         if self.provider and self.provider.sampling_open_interval:
             if temperature is not None and temperature <= 0:

@@ -63,15 +63,20 @@ def banner(urls: List[str]) -> str:
     return "\n".join(lines)
 
 
-def admin_banner(url: str, classroom: Any) -> str:
-    """Where the teacher's admin page is, its password if we made one, and where data lives."""
+def admin_banner(url: str, classroom: Any, code_given: bool = False) -> str:
+    """Where the teacher's admin page is, its password if we made one, the access code in force
+    and where it came from (``code_given``: this start; else kept from the last lesson), and
+    where data lives."""
     lines = [f"老师管理页 / Teacher's admin page: {url}/admin"]
     if classroom.password_generated:
         lines.append(f"本次管理密码 / Admin password for this run: {classroom.admin_password}")
-    if classroom.access_code:
-        lines.append("已开启访问码：学生需要输入它（或自己的学生令牌）；可在管理页更改或关闭。/ "
-                     "Access code on: students enter it (or their student token); change or remove it on the "
-                     "admin page.")
+    code = classroom.access_code
+    if code:
+        where_zh, where_en = (("本次启动时设置", "set by this start") if code_given else
+                              ("沿用上节课保存的访问码", "kept from the last lesson"))
+        lines.append(f"访问码 / Access code: {code}（{where_zh} / {where_en}）")
+        lines.append("学生需要输入它（或自己的学生令牌）；可在管理页更改或关闭。/ "
+                     "Students enter it (or their student token); change or remove it on the admin page.")
     if classroom.require_name:
         lines.append("学生需先填写名字或座号。/ Students give a name or seat number first.")
     if classroom.paused:
@@ -146,6 +151,7 @@ def make_server(client: "Client", sock: socket.socket, **options: Any):
 
     server = ClassroomServer(config)
     server.classroom = state.classroom
+    server.access_code_given = settings.access_code is not None   # else kept from the last lesson
     return server
 
 
@@ -162,7 +168,7 @@ def run_client_server(client: "Client", host: str = "0.0.0.0", port: int = 7860,
         qr = terminal_qr(urls[0], getattr(sys.stdout, "encoding", None))
         if qr:
             print(f"扫码打开 / Scan to open {urls[0]}:\n{qr}", flush=True)
-        print(admin_banner(urls[0], server.classroom), flush=True)
+        print(admin_banner(urls[0], server.classroom, server.access_code_given), flush=True)
         waiting = key_banner(client, _loopback_url(host, sock.getsockname()[1]))
         if waiting:
             print(waiting, flush=True)

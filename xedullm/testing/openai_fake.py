@@ -13,9 +13,11 @@ from .answer_shapes import shape_answer
 from .fake_server import (BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps, fake_embedding,
                           split_pieces)
 
-FLAVORS = ("openai", "deepseek", "moonshot", "openrouter", "glm", "qwen")
-_OPENAI_STYLE = ("openai", "deepseek", "qwen")      # {"error":{message,type,param,code}}
-_PLAIN_USAGE = ("openai", "deepseek", "qwen")       # usage chunk only with include_usage
+FLAVORS = ("openai", "deepseek", "moonshot", "openrouter", "glm", "qwen", "qianfan")
+_OPENAI_STYLE = ("openai", "deepseek", "qwen", "qianfan")  # {"error":{message,type,(param,)code}}
+_PLAIN_USAGE = ("openai", "deepseek", "qwen", "qianfan")   # usage chunk only with include_usage
+# Where each flavor's API lives under the host: Qianfan v2 is at /v2 (docs/qianfan_v2.md).
+BASE_PATHS = {"qianfan": "/v2"}
 REASONING_MODELS = ("deepseek-reasoner",)
 # Models that see pictures at the fakes (as at the providers: qwen-vl-*, glm-4v-*, *-vision-*).
 VISION_MARKS = ("-vl", "4v", "vision")
@@ -33,8 +35,10 @@ _EXTRA_MODELS = {"qwen": ("qwen-turbo", "qwen-plus", "qwen-max", "qwen-vl-max", 
 def default_models(flavor: str) -> Tuple[str, ...]:
     if flavor == "openai":
         return ("gpt-4o-mini", "gpt-4o")
-    from ..catalog import PROVIDERS
+    from ..catalog import API_FORMS, PROVIDERS
 
+    if flavor == "qianfan":
+        return next(f.models for f in API_FORMS if f.form == "qianfan-v2")
     for provider in PROVIDERS:
         if provider.id == flavor:
             return tuple(dict.fromkeys(provider.models + _EXTRA_MODELS.get(flavor, ())))
@@ -106,6 +110,23 @@ _OPENAI_ERRORS: Dict[str, Dict[str, Tuple[str, Optional[str], str]]] = {
     },
 }
 
+# Qianfan v2's table (Baidu "错误码说明", docs/qianfan_v2.md): statuses are in _KIND_STATUS.
+_OPENAI_ERRORS["qianfan"] = {
+    "bad_request": ("invalid_request_error", "invalid_argument", "Invalid Argument"),
+    "auth": ("invalid_request_error", "invalid_iam_token", "IAM Certification failed"),
+    "payment": ("access_denied", "account_overdue", "Access denied due to overdue account"),
+    "quota": ("access_denied", "account_overdue", "Access denied due to overdue account"),
+    "forbidden": ("unsafe_request", "system_unsafe", "the content of system field is invalid"),
+    "not_found": ("invalid_request_error", "invalid_model",
+                  "The model does not exist or you do not have access to it."),
+    "unprocessable": ("invalid_request_error", "invalid_argument", "Invalid Argument"),
+    "rate": ("rate_limit_exceeded", "rpm_rate_limit_exceeded", "Rate limit reached for RPM"),
+    "timeout": ("Internal_error", "internal_error", "Internal error"),
+    "server": ("Internal_error", "internal_error", "Internal error"),
+    "bad_gateway": ("Internal_error", "internal_error", "Internal error"),
+    "overloaded": ("Internal_error", "dispatch_internal_error", "Internal error"),
+}
+
 _MOONSHOT_TYPES = {
     "bad_request": ("invalid_request_error", "Invalid request."),
     "auth": ("invalid_authentication_error", "Invalid Authentication"),
@@ -156,8 +177,11 @@ _OPENROUTER_MESSAGES = {
 # HTTP status each flavor uses for the semantic kinds that are not a plain status.
 _KIND_STATUS = {
     "quota": {"openai": 429, "deepseek": 402, "moonshot": 429, "openrouter": 402,
-              "glm": 429, "qwen": 400},
-    "not_found": {"glm": 400, "deepseek": 400},
+              "glm": 429, "qwen": 400, "qianfan": 403},
+    "payment": {"qianfan": 403},
+    # Qianfan v2 answers an unknown model with 401 invalid_model (its 400 invalid_model means
+    # "model is empty").
+    "not_found": {"glm": 400, "deepseek": 400, "qianfan": 401},
 }
 
 
@@ -166,6 +190,9 @@ def error_payload(flavor: str, kind: str, message: Optional[str] = None,
     """The flavor's JSON error body for a semantic ``kind``."""
     if flavor in _OPENAI_STYLE:
         etype, code, text = _OPENAI_ERRORS[flavor][kind]
+        if flavor == "qianfan":   # no param; the request id beside the error
+            return {"error": {"code": code, "message": message or text, "type": etype},
+                    "id": "as-fake0001"}
         body: Dict[str, Any] = {"error": {"message": message or text, "type": etype,
                                           "param": None, "code": code}}
         if flavor == "qwen":
@@ -461,7 +488,7 @@ class OpenAIEndpoints:
                                    "reasoning_content must not be sent back in messages.")
         if model not in self.models:
             # DeepSeek's body is fixed text; the others name the model.
-            message = None if self.flavor == "deepseek" else f"The model `{model}` does not exist."
+            message = None if self.flavor in ("deepseek", "qianfan") else f"The model `{model}` does not exist."
             return self._error("not_found", 404, message)
         for name, high in (("temperature", 2.0), ("top_p", 1.0)):
             value = data.get(name)
@@ -580,7 +607,8 @@ def _check_glm_jwt(token: str, api_key: str) -> str:
 
 
 class FakeOpenAIServer(FakeServer):
-    """OpenAI-compatible provider at ``base_url`` = ``http://127.0.0.1:PORT/v1``."""
+    """OpenAI-compatible provider at ``base_url`` = ``http://127.0.0.1:PORT/v1`` (flavor qianfan:
+    ``.../v2``, Qianfan v2's path)."""
 
     _base_path = "/v1"
 
@@ -590,7 +618,8 @@ class FakeOpenAIServer(FakeServer):
         super().__init__(reply=reply, token_delay=token_delay, host=host, port=port)
         self.flavor = flavor
         self.api_key = api_key
-        self._api = OpenAIEndpoints(self, flavor, api_key, models, "/v1")
+        self._base_path = BASE_PATHS.get(flavor, "/v1")
+        self._api = OpenAIEndpoints(self, flavor, api_key, models, self._base_path)
         self.models = self._api.models
 
     def _routes(self) -> list:

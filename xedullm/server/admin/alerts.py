@@ -74,6 +74,9 @@ def _alert(kind: str, provider: Any, since: float) -> Dict[str, Any]:
         en = (f"{label_en} refused your key: the whole class is stopped. Please {where_en}"
               f"paste the new key in the key box on this page (or run `xedullm key set {pid}`): it is used "
               f"within seconds, no restart needed.")
+        if getattr(provider, "key_kinds_zh", ""):   # ERNIE: which of its two kinds of key is which
+            zh += provider.key_kinds_zh
+            en += " " + provider.key_kinds_en
     elif kind == "upstream_quota":
         where_zh = f"（{key_url} 所在的控制台）" if key_url else ""
         where_en = f" (the console at {key_url})" if key_url else ""
