@@ -127,10 +127,11 @@ def test_a_provider_429_without_retry_after_gets_none_but_the_class_limit_keeps_
     assert reply.headers["x-should-retry"] == "false" and "retry-after" not in reply.headers
     limited = classroom_server(max_concurrent=1, max_waiting=0)
     limited.fake.faults.append(Fault.stall(3))
+    before = len(limited.fake.chat_requests)   # the same fake answered the first server too
     first = threading.Thread(target=httpx.post, args=(f"{limited.url}/v1/chat/completions",),
                              kwargs={"timeout": 10, "json": {"model": "m", "messages": [{"role": "user", "content": "x"}]}})
     first.start()
-    assert limited.fake.wait_for(lambda: len(limited.fake.chat_requests) == 1, 10)
+    assert limited.fake.wait_for(lambda: len(limited.fake.chat_requests) == before + 1, 10)
     busy = httpx.post(f"{limited.url}/v1/chat/completions", timeout=10,
                       json={"model": "m", "messages": [{"role": "user", "content": "y"}]})
     first.join()
