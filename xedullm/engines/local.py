@@ -13,6 +13,7 @@ the tiny English SmolLM2, see ``xedullm.models``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import queue
 import re
@@ -50,10 +51,6 @@ _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 class LocalModelAdvice(UserWarning):
     """Advice about the local model (shown once): e.g. a Chinese question to an English model."""
-
-
-def _config_error(zh: str, en: str) -> ConfigurationError:
-    return ConfigurationError(f"{zh} / {en}", provider=PROVIDER)
 
 
 def default_model() -> str:
@@ -154,6 +151,14 @@ def _advise_chinese_model(path: Path, messages: List[Dict[str, Any]]) -> None:
 
 
 def _template_has_tools(path: Path) -> Optional[bool]:
+    """Whether the model's own chat template formats tools (None: the file has no template)."""
+    return _template_mentions_tools(str(path), path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _template_mentions_tools(path: str, _mtime: int) -> Optional[bool]:
+    # Reading the template walks the GGUF metadata (a 150k-token vocabulary for Qwen): once
+    # per file version, not per question.
     from ..models.gguf import chat_template
 
     template = chat_template(path)

@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from ..errors import BadRequestError, ConfigurationError, LLMError, ServerError
+from ..errors import BadRequestError, ConfigurationError
 
 PROVIDER = "local"
 # Lines of llama.cpp's load log that say where the weights went (kept for ``status``).
