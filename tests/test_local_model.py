@@ -520,6 +520,7 @@ def test_xedullm_serve_survives_a_segfault_of_the_model():
             for _ in pieces:
                 pass
         assert CRASHED in str(caught.value)
+        student.new_conversation()     # the same first question again, not a follow-up
         assert student.inference(QUESTION, temperature=0, seed=42) == expected
         assert proc.poll() is None                     # the server never went down
 

@@ -62,6 +62,23 @@ def test_the_openai_sdk_asks_about_a_picture_and_gets_the_answer(tmp_path):
         assert all(row["prompt_tokens"] >= 85 for row in ledger(app))
 
 
+def test_a_students_client_asks_about_a_picture_in_the_middle_of_a_conversation(tmp_path, tmp_path_factory):
+    leaf = tmp_path_factory.mktemp("pictures") / "叶子.png"
+    leaf.write_bytes(b"\x89PNG fake picture bytes" * 4)
+    with vision_class(tmp_path) as (url, fake, app):
+        student = Client(xedu_url=url, api_key=CODE, verbose=False, max_retries=0)
+        student.inference("我们来认识植物")
+        assert student.inference("图里是什么植物？", images=[str(leaf)]).startswith("我看到了 1 张图片")
+        sent = fake.chat_requests[-1]["json"]["messages"]
+        assert [m["role"] for m in sent if m["role"] != "system"] == ["user", "assistant", "user"]
+        assert sent[-1]["content"][0] == {"type": "text", "text": "图里是什么植物？"}
+        assert sent[-1]["content"][1]["type"] == "image_url"
+        # The conversation keeps the question's words, not the picture: later turns stay small.
+        assert student.conversation[2] == {"role": "user", "content": "图里是什么植物？"}
+        student.inference("它的叶子是什么形状？")
+        assert "image_url" not in json.dumps(fake.chat_requests[-1]["json"]["messages"])
+
+
 def test_a_model_that_cannot_see_gives_a_clear_400(classroom_server):
     room = classroom_server()   # DeepSeek: no model of it sees
     with pytest.raises(openai.BadRequestError) as caught:

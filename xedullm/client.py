@@ -650,10 +650,15 @@ class Client:
         """Start over: the next inference('…') of a ``Client(xedu_url=…)`` has no history."""
         self.conversation = []
 
-    def _with_history(self, input: Messages) -> Messages:
-        """A question (a str) to a classroom server goes on from the conversation so far."""
+    def _with_history(self, input: Messages, kwargs: Dict[str, Any]) -> Messages:
+        """A question (a str) to a classroom server goes on from the conversation so far.
+
+        Its pictures (``images=`` in ``kwargs``, taken out here) join the question itself; the
+        conversation remembers the question's text only, so later turns do not resend them."""
         if self.xedu_url and isinstance(input, str):
-            return [*self.conversation, {"role": "user", "content": input}]
+            images = kwargs.pop("images", None)
+            turn = self._picture_question(input, images) if images else [{"role": "user", "content": input}]
+            return [*self.conversation, *turn]
         return input
 
     def _answered_turn(self, input: Messages, answer: str) -> None:
@@ -672,7 +677,7 @@ class Client:
         a message list may carry OpenAI's ``image_url`` parts instead.
         With ``xedu_url`` a str question continues the conversation (see new_conversation()).
         """
-        req = self.build_request(self._with_history(input), temperature, top_p, stream, **kwargs)  # bad input fails now
+        req = self.build_request(self._with_history(input, kwargs), temperature, top_p, stream, **kwargs)  # bad input fails now
         if stream:
             return self._remembered(input, _texts(self.chat_stream(req)))
         text = self.chat(req).text
@@ -692,7 +697,7 @@ class Client:
     async def ainference(self, input: Messages, temperature: Optional[float] = None,
                          top_p: Optional[float] = None, stream: bool = False, **kwargs: Any):
         """Like inference(): ``await`` gives a str, or with ``stream=True`` an async iterator."""
-        req = self.build_request(self._with_history(input), temperature, top_p, stream, **kwargs)
+        req = self.build_request(self._with_history(input, kwargs), temperature, top_p, stream, **kwargs)
         if stream:
             return self._aremembered(input, _atexts(self.achat_stream(req)))
         text = (await self.achat(req)).text

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from .admin.admin_routes import admin_routes
 from .api.openai_routes import openai_routes
 from .api.embeddings_routes import embeddings_routes
+from .api.responses_routes import responses_routes
 from .api.model_files import model_file_routes
 from .api.gradio_routes import GradioFace, gradio_routes
 from .classroom import fallback_list
@@ -96,6 +97,7 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
         routes=[
             *openai_routes(),   # first: /v1/chat/completions is matched on every request
             *embeddings_routes(),
+            *responses_routes(),
             *model_file_routes(),   # the teacher's local models, for students' machines
             *web_routes(),
             *gradio_routes(),   # the old XEdu student client (gradio_client)

@@ -22,7 +22,6 @@ from ..state import ServerState, state_of
 from .body import check_pictures_allowed, load_json, parse_chat_body
 from .chat_call import ChatCall
 from .openai_format import InvalidRequest, error_reply
-from .responses_routes import responses
 
 
 async def info(request: Request) -> Response:
@@ -213,5 +212,4 @@ def openai_routes() -> List[BaseRoute]:
         Route("/v1/models/{model_id:path}", model, methods=["GET"]),
         Route("/v1/usage", usage, methods=["GET"]),
         Route("/v1/completions", legacy_completions, methods=["POST"]),
-        Route("/v1/responses", responses, methods=["POST"]),
     ]

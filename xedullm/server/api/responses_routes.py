@@ -9,16 +9,16 @@ import json
 from typing import Any, Callable, Dict, List
 
 from starlette.requests import Request
+from starlette.routing import BaseRoute, Route
 
 from .body import load_json
 from .chat_call import ChatCall
 from .connection_guard import SEND_BODY
+from .openai_routes import start_chat
 from .responses_format import EventWriter, Shape, chat_body
 
 
 async def responses(request: Request) -> Any:
-    from .openai_routes import start_chat
-
     seen: Dict[str, Any] = {}
 
     def parse(raw: bytes) -> Dict[str, Any]:
@@ -118,3 +118,7 @@ class _StreamRewrite:
             if line.startswith(b":"):
                 return frame + b"\n\n"          # a keep-alive comment stays one
         return b""
+
+
+def responses_routes() -> List[BaseRoute]:
+    return [Route("/v1/responses", responses, methods=["POST"])]
