@@ -1,0 +1,126 @@
+"""Hostile input, round three (issue 27): each reproduction re-run against a server started for
+real, on 127.0.0.1 only.
+
+- The old-client face is behind the same door as everything else, and joins nobody collects
+  cannot fill the server's memory (measured: the RSS of a real `xedullm serve` process).
+- Malformed Gradio ids are a 4xx; an admin body over its limit is a 413 naming the limit; a
+  lone surrogate in admin input is a 400.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from conftest import TEACHER_KEY, serve_process
+
+CODE = "math-class-42"
+PASSWORD = "teacher-pass-2468"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+# -- 1. the join flood ---------------------------------------------------------------------------
+def test_a_join_flood_without_the_access_code_leaves_memory_flat(teacher_fake, tmp_path):
+    args = ["-p", "deepseek", "--base-url", teacher_fake.base_url, "--host", "127.0.0.1", "--port", "0",
+            "--access-code", CODE, "--data-dir", str(tmp_path)]
+    with serve_process(args, {"DEEPSEEK_API_KEY": TEACHER_KEY}, until="用量记录保存在") as (proc, lines):
+        url = next(line for line in lines if line.startswith("Running on local URL:")).split()[-1]
+        http = httpx.Client(base_url=url, timeout=60)
+        assert http.get("/config").status_code == 200
+        before = rss_mb(proc.pid)
+        # The issue's flood: 20 joins of ~3 MB each (a list of 1.3 M {}), no Authorization.
+        big = json.dumps({"data": [[{}] * 1_300_000, None], "fn_index": 0, "session_hash": "flood"}).encode()
+        assert len(big) > 3_000_000
+        for i in range(20):
+            reply = http.post("/queue/join", content=big, headers={"Content-Type": "application/json"})
+            assert reply.status_code == 413 and "/ " in reply.json()["detail"], reply.text
+        # The same bodies with the code, and without a Content-Length (chunked): refused as they
+        # are read, never parsed into a million objects.
+        for i in range(5):
+            reply = http.post("/queue/join", content=iter([big[j:j + 65536] for j in range(0, len(big), 65536)]),
+                              headers={"Content-Type": "application/json", "Authorization": f"Bearer {CODE}"})
+            assert reply.status_code == 413, reply.text
+        # Many small joins nobody collects, with and without the code, each in a session of its
+        # own: a few wait (per address), the rest are turned away.
+        statuses = []
+        for i in range(300):
+            headers = {"Authorization": f"Bearer {CODE}"} if i % 2 else {}
+            reply = http.post("/queue/join", headers=headers, json={
+                "data": ["hello " * 5_000, None], "fn_index": 0, "session_hash": f"s{i}"})
+            statuses.append(reply.status_code)
+        assert statuses.count(200) <= 16 and statuses.count(503) >= 284, statuses
+        after = rss_mb(proc.pid)
+        print(f"RSS before {before:.0f} MB, after the flood {after:.0f} MB")
+        assert after - before < 40, (before, after)
+        assert teacher_fake.chat_requests == []
+
+
+def test_a_refused_join_keeps_no_message_and_a_join_with_the_code_is_answered(classroom_server, tmp_path):
+    room = classroom_server(data_dir=tmp_path, access_code=CODE)
+    # Without the code the join is refused at the door: its stream says why, nothing went upstream.
+    reply = httpx.post(f"{room.url}/queue/join", timeout=10,
+                       json={"data": ["秘密问题", None], "fn_index": 0, "session_hash": "x1"})
+    assert reply.status_code == 200
+    got = _stream(room.url, "x1")
+    assert got[-2]["success"] is False and "访问码" in got[-2]["output"]["error"]
+    # A wrong code is refused in the policy's own words.
+    reply = httpx.post(f"{room.url}/queue/join", timeout=10, headers={"Authorization": "Bearer wrong-code"},
+                       json={"data": ["秘密问题", None], "fn_index": 0, "session_hash": "x2"})
+    got = _stream(room.url, "x2")
+    assert got[-2]["success"] is False and "访问码" in got[-2]["output"]["error"]
+    assert room.fake.chat_requests == []
+    # With the code it is answered.
+    reply = httpx.post(f"{room.url}/queue/join", timeout=10, headers={"Authorization": f"Bearer {CODE}"},
+                       json={"data": ["你好", None], "fn_index": 0, "session_hash": "x3"})
+    got = _stream(room.url, "x3")
+    assert got[-2]["success"] is True, got
+    assert len(room.fake.chat_requests) == 1
+
+
+def _stream(url, session):
+    messages = []
+    with httpx.stream("GET", f"{url}/queue/data", params={"session_hash": session}, timeout=10) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                messages.append(json.loads(line[len("data: "):]))
+    return messages
+
+
+# -- 6. malformed gradio ids ---------------------------------------------------------------------
+def test_cancel_with_ids_that_are_not_strings_is_a_4xx(classroom_server):
+    room = classroom_server(access_code=None)
+    for prefix in ("", "/gradio_api"):
+        for body in ({"session_hash": ["a"], "event_id": "e"}, {"session_hash": "s", "event_id": {"a": 1}},
+                     {"session_hash": {}, "event_id": []}, ["not", "an", "object"]):
+            reply = httpx.post(f"{room.url}{prefix}/cancel", json=body, timeout=10)
+            assert 400 <= reply.status_code < 500 and "/ " in reply.json()["detail"], (prefix, body, reply.text)
+        assert httpx.post(f"{room.url}{prefix}/cancel", timeout=10,
+                          json={"session_hash": "s", "event_id": "e"}).json() == {"success": False}
+
+
+# -- 7. admin bodies -----------------------------------------------------------------------------
+def test_admin_body_over_the_limit_is_a_413_and_a_lone_surrogate_a_400(classroom_server, tmp_path):
+    room = classroom_server(data_dir=tmp_path, admin_password=PASSWORD)
+    http = httpx.Client(base_url=room.url, timeout=20)
+    assert http.post("/admin/login", data={"password": PASSWORD}).status_code == 303
+    admin = {"X-Xedullm-Admin": "1", "Content-Type": "application/json"}
+    huge = json.dumps({"system_prompt": "长" * 5_000_000}).encode()
+    reply = http.post("/admin/api/settings", content=huge, headers=admin)
+    assert reply.status_code == 413, reply.text
+    message = reply.json()["error"]["message"]
+    assert "65536" in message and "/ " in message
+    for path, body in (("/admin/api/settings", b'{"model": "\\ud800"}'),
+                       ("/admin/api/settings", b'{"system_prompt": "a\\udfffb"}'),
+                       ("/admin/api/tokens", b'{"name": "\\ud83d"}')):
+        reply = http.post(path, content=body, headers=admin)
+        assert reply.status_code == 400, (path, body, reply.text)
+        assert "/ " in reply.json()["error"]["message"]
+    # What was sent before stays as it was; a normal change still works.
+    assert http.post("/admin/api/settings", json={"system_prompt": "你是老师。"}, headers=admin).json() == {"ok": True}
