@@ -124,3 +124,61 @@ def test_admin_body_over_the_limit_is_a_413_and_a_lone_surrogate_a_400(classroom
         assert "/ " in reply.json()["error"]["message"]
     # What was sent before stays as it was; a normal change still works.
     assert http.post("/admin/api/settings", json={"system_prompt": "你是老师。"}, headers=admin).json() == {"ok": True}
+
+
+# -- 3. guessing tokens and access codes ---------------------------------------------------------
+def _admin(url):
+    http = httpx.Client(base_url=url, timeout=20)
+    assert http.post("/admin/login", data={"password": PASSWORD}).status_code == 303
+    http.headers["X-Xedullm-Admin"] = "1"
+    return http
+
+
+def test_wrong_tokens_are_throttled_per_address_with_retry_after_and_alert_the_teacher(classroom_server, tmp_path):
+    import secrets
+    import time
+
+    from xedullm.server.classroom import student_tokens
+
+    room = classroom_server(data_dir=tmp_path, access_code=CODE, admin_password=PASSWORD)
+    admin = _admin(room.url)
+    made = admin.post("/admin/api/tokens", json={"name": "小明"}).json()
+    assert len(made["token"]) >= 8
+    guesser = httpx.Client(base_url=room.url, timeout=20)
+    statuses, started = [], time.monotonic()
+    for _ in range(300):
+        guess = "".join(secrets.choice(student_tokens.ALPHABET) for _ in range(6))
+        reply = guesser.get("/v1/usage", headers={"Authorization": f"Bearer {guess}"})
+        statuses.append(reply.status_code)
+        if reply.status_code == 429:
+            assert int(reply.headers["Retry-After"]) >= 1 and "/ " in reply.json()["error"]["message"]
+    elapsed = time.monotonic() - started
+    checked = statuses.count(401)
+    print(f"{len(statuses)} guesses in {elapsed:.1f} s: {checked} checked (401), {statuses.count(429)} refused (429)")
+    assert checked <= 11 and statuses.count(429) >= 289, statuses
+    # Wrong access codes count the same, on the chat route and the old-client face.
+    reply = guesser.post("/v1/chat/completions", headers={"Authorization": "Bearer not-the-code"},
+                         json={"messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status_code == 429 and "Retry-After" in reply.headers
+    # While it waits even the right token is not checked from that address…
+    assert guesser.get("/v1/usage", headers={"Authorization": f"Bearer {made['token']}"}).status_code == 429
+    # …but another address is not held up by it.
+    other = httpx.Client(base_url=room.url, timeout=20, transport=httpx.HTTPTransport(local_address="127.0.0.2"))
+    assert other.get("/v1/usage", headers={"Authorization": f"Bearer {made['token']}"}).status_code == 200
+    assert other.get("/v1/usage", headers={"Authorization": "Bearer abcdefgh"}).status_code == 401
+    # The teacher sees the burst.
+    found = [a for a in admin.get("/admin/api/overview").json()["alerts"] if a["kind"] == "guessing"]
+    assert len(found) == 1 and "127.0.0.1" in found[0]["message"] and "/ " in found[0]["message"]
+    assert room.fake.chat_requests == []
+
+
+def test_a_batch_cannot_make_tokens_shorter_than_eight(classroom_server, tmp_path):
+    from xedullm.server.classroom import student_tokens
+
+    assert student_tokens.NEW_LENGTHS[0] == 8
+    room = classroom_server(data_dir=tmp_path, admin_password=PASSWORD)
+    made = _admin(room.url).post("/admin/api/tokens/batch", json={"count": 40, "prefix": "t"}).json()
+    assert len(made["tokens"]) == 40 and min(len(t["token"]) for t in made["tokens"]) >= 8
+    # Years to find one of 500 at the throttled rate from 256 addresses at once.
+    per_year = 365 * 24 * 3600 / 900 * 256
+    assert len(student_tokens.ALPHABET) ** 8 / 500 / per_year > 1

@@ -373,7 +373,7 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
         "day": day,
         "now": now,
         "alerts": alerts(store.recent(200), now=now, provider=provider, tokens_today=totals.tokens,
-                         daily_budget=room.daily_budget, primary=client.label),
+                         daily_budget=room.daily_budget, primary=client.label) + room.guesses.alerts(now),
         "flagged": _flagged(store.flagged(day), room.review),
         "totals": {"requests": totals.requests, "tokens": totals.tokens, "errors": totals.errors},
         "settings": {

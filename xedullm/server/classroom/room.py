@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable, Deque, List, Optional, Set, Tuple
 
 from ...errors import LLMError, ServerError
 from .answer_sizes import AnswerSizes
+from .guess_throttle import GuessThrottle
 from .ledger import LedgerEntry
 from .live_settings import LiveSettings
 from ..store.contract import DEFAULT_HOLD, LedgerRow, Store
@@ -64,6 +65,7 @@ class Classroom:
     def __init__(self, store: Store, settings: LiveSettings, *, admin_password: Optional[str] = None) -> None:
         self.store = store
         self.settings = settings
+        self.guesses = GuessThrottle()   # wrong tokens/access codes per address (guess_throttle.py)
         self.password_generated = not admin_password
         # Generated passwords are easy to read aloud and type: 12 characters, no 0/O or 1/l.
         self.admin_password = admin_password or "".join(
