@@ -182,3 +182,57 @@ def test_a_batch_cannot_make_tokens_shorter_than_eight(classroom_server, tmp_pat
     # Years to find one of 500 at the throttled rate from 256 addresses at once.
     per_year = 365 * 24 * 3600 / 900 * 256
     assert len(student_tokens.ALPHABET) ** 8 / 500 / per_year > 1
+
+
+# -- 4. blocked words: invisible characters and tool fields --------------------------------------
+import pytest  # noqa: E402
+
+from test_safety import answer_of, ask, fake, serving, user, words_file  # noqa: E402,F401
+from xedullm.server.classroom.blocked_words import MASK, normalise  # noqa: E402
+
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\u00ad", "\ufeff", "\ufe0f", "\U000e0062", "\U000e0100"]
+CALL = {"id": "c1", "type": "function", "function": {"name": "look", "arguments": "{}"}}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("mark", INVISIBLE)
+def test_invisible_characters_do_not_hide_a_blocked_word_in_a_question(fake, words_file, mark, stream):
+    with serving(fake, blocked_words=words_file) as url:
+        for question in (f"这是坏{mark}词吗", f"看看 bad{mark}wo{mark}rd"):
+            response = ask(url, [user(question)], stream)
+            assert response.status_code == 400 and response.json()["error"]["code"] == "blocked_word", question
+    assert fake.chat_requests == []
+
+
+@pytest.mark.parametrize("messages, tools", [
+    ([user("天气")], [{"type": "function", "function": {"name": "look", "description": "说一个坏词"}}]),
+    ([user("天气")], [{"type": "function", "function": {"name": "look", "parameters": {
+        "type": "object", "properties": {"q": {"type": "string", "description": "badword here"}}}}}]),
+    ([user("天气"), {"role": "assistant", "content": None, "tool_calls": [
+        {**CALL, "function": {"name": "look", "arguments": '{"q": "坏\u200b词"}'}}]},
+      {"role": "tool", "tool_call_id": "c1", "content": "晴"}], None),
+    ([user("天气"), {"role": "assistant", "content": None, "tool_calls": [
+        {**CALL, "function": {"name": "look", "arguments": '{"q": "\\u574f\\u8bcd"}'}}]},   # \u-escaped 坏词
+      {"role": "tool", "tool_call_id": "c1", "content": "晴"}], None),
+    ([user("天气"), {"role": "assistant", "content": None, "tool_calls": [CALL]},
+      {"role": "tool", "tool_call_id": "c1", "content": "结果：bad\u2060word"}], None),
+])
+def test_tool_descriptions_arguments_and_results_are_checked_too(fake, words_file, messages, tools):
+    body = {"messages": messages, **({"tools": tools} if tools else {})}
+    with serving(fake, blocked_words=words_file) as url:
+        response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=20)
+        assert response.status_code == 400 and response.json()["error"]["code"] == "blocked_word", response.text
+    assert fake.chat_requests == []
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_answer_with_invisible_characters_inside_a_word_is_masked(fake, words_file, stream):
+    fake.reply = lambda messages: "前面坏\u200b\u200b\u200b词后面，还有 b\u00ada\ufeffd\u2060w\u200dor\U000e0041d 结束"
+    fake.token_delay = 0.02
+    with serving(fake, blocked_words=words_file) as url:
+        response = ask(url, [user("你好")], stream)
+        assert response.status_code == 200
+        text, _ = answer_of(response, stream)
+    flat = normalise(text)[0]
+    assert "坏词" not in flat and "badword" not in flat, repr(text)
+    assert text.startswith("前面" + MASK) and text.endswith(" 结束") and "后面，还有" in text

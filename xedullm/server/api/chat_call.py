@@ -176,7 +176,7 @@ class ChatCall:
         caller = None if self._admission.who == "anonymous" else self._admission.who
         try:
             blocked = self._state.blocked
-            if blocked and blocked.found_in(_texts(self._body.messages)):
+            if blocked and blocked.found_in(_texts(self._body.messages, self._body.options)):
                 await self._send_error(send, BlockedQuestion())
                 self._outcome, self._flagged = "flagged", True
                 return
@@ -322,9 +322,12 @@ class ChatCall:
         self._phase = "done"
 
 
-def _texts(messages: Any) -> List[str]:
+def _texts(messages: Any, options: Any = None) -> List[str]:
     """Every text the student sent: all turns go upstream, so a word in an earlier turn (or
-    a made-up assistant turn) would reach the model as surely as one in the last question."""
+    a made-up assistant turn) would reach the model as surely as one in the last question;
+    so do tool results (role 'tool'), an assistant turn's tool calls (name and arguments, read
+    as JSON too so that \\u escapes cannot hide a word) and the tools' names, descriptions and
+    parameter schemas."""
     out: List[str] = []
     for message in messages or ():
         content = message.get("content") if isinstance(message, dict) else None
@@ -333,7 +336,32 @@ def _texts(messages: Any) -> List[str]:
         elif isinstance(content, list):
             out += [part["text"] for part in content
                     if isinstance(part, dict) and isinstance(part.get("text"), str)]
+        for call in (message.get("tool_calls") or ()) if isinstance(message, dict) else ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                out += _strings(function.get("name")) + _strings(function.get("arguments"), parse=True)
+    for tool in (options or {}).get("tools") or ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict):
+            out += _strings(function.get("name")) + _strings(function.get("description")) + \
+                _strings(function.get("parameters"))
     return out
+
+
+def _strings(value: Any, parse: bool = False) -> List[str]:
+    """Every string in ``value`` (keys too); a JSON text is also read as what it holds."""
+    if isinstance(value, str):
+        if parse:
+            try:
+                return [value] + _strings(json.loads(value))
+            except ValueError:
+                pass
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in _strings(k) + _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 # One encoder for every answer: json.dumps with an option builds a new one per call.
