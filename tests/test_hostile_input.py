@@ -236,3 +236,61 @@ def test_an_answer_with_invisible_characters_inside_a_word_is_masked(fake, words
     flat = normalise(text)[0]
     assert "坏词" not in flat and "badword" not in flat, repr(text)
     assert text.startswith("前面" + MASK) and text.endswith(" 结束") and "后面，还有" in text
+
+
+# -- 5. early leavers are charged ---------------------------------------------------------------
+from conftest import wait_until  # noqa: E402
+from test_gradio_interop import ledger_rows  # noqa: E402
+from xedullm.testing import Fault  # noqa: E402
+
+
+def _leave_after(url, body, frames, patience=1.0):
+    """Stream ``body``, read ``frames`` data frames (0: none) or until the stream is silent for
+    ``patience`` seconds, then hang up."""
+    seen = 0
+    with httpx.Client(timeout=httpx.Timeout(20, read=patience)) as http:
+        with http.stream("POST", f"{url}/v1/chat/completions", json=body,
+                         headers={"Authorization": f"Bearer {CODE}"}) as reply:
+            if frames:
+                try:
+                    for line in reply.iter_lines():
+                        if line.startswith("data: "):
+                            seen += 1
+                            if seen >= frames:
+                                break
+                except httpx.ReadTimeout:
+                    pass
+    return seen
+
+
+def test_a_student_who_leaves_before_the_provider_answers_is_charged_the_prompt(classroom_server, tmp_path):
+    room = classroom_server(data_dir=tmp_path, access_code=CODE, admin_password=PASSWORD)
+    prompt = "长" * 20_000
+    for _ in range(3):
+        room.fake.faults.append(Fault.stall(30))
+        try:
+            _leave_after(room.url, {"messages": [user(prompt)], "stream": True}, 0)
+        except httpx.ReadTimeout:
+            pass   # the provider is still silent: the student gives up
+    wait_until(lambda: len(room.fake.chat_requests) == 3)
+    wait_until(lambda: len(ledger_rows(room)) == 3)
+    rows = ledger_rows(room)
+    assert [r["outcome"] for r in rows] == ["disconnected"] * 3
+    assert all(r["charged"] >= 20_000 and r["total_tokens"] is None for r in rows), rows
+    export = _admin(room.url).get("/admin/api/export.csv").text.splitlines()
+    assert export[0].rstrip().endswith(",estimated") and all(line.rstrip().endswith(",yes") for line in export[1:])
+
+
+def test_a_student_who_leaves_during_the_reasoning_is_charged_it(classroom_server, tmp_path):
+    room = classroom_server(data_dir=tmp_path, access_code=CODE, model="deepseek-reasoner")
+    room.fake.faults.append(Fault.stall_between(30, after=40))
+    room.fake.token_delay = 0.02   # paced: pieces that arrive together are joined into one frame
+    question = "为什么天空是蓝色的？" * 20
+    seen = _leave_after(room.url, {"messages": [user(question)], "stream": True}, 30, patience=8.0)
+    print("frames seen", seen)
+    assert seen >= 5
+    wait_until(lambda: len(ledger_rows(room)) == 1)
+    row = ledger_rows(room)[0]
+    assert row["outcome"] == "disconnected" and row["total_tokens"] is None
+    # The prompt, plus the reasoning that reached the student (the fake's pieces: 4 characters).
+    assert row["charged"] >= len(question) + 4 * (seen - 2), row

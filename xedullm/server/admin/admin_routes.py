@@ -448,7 +448,7 @@ def _token_view(token: StudentToken, used: int) -> Dict[str, Any]:
 
 _CSV_COLUMNS = ("id", "time", "who", "model", "stream", "status", "outcome", "prompt_tokens",
                 "completion_tokens", "total_tokens", "charged", "latency_ms", "name", "flagged", "provider",
-                "fallback_reason")
+                "fallback_reason", "estimated")
 
 
 def _csv(room: Classroom) -> bytes:
@@ -458,7 +458,9 @@ def _csv(room: Classroom) -> bytes:
     writer.writerow(columns)
     for row in room.store.rows():
         row = dict(row, time=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["started"])),
-                   latency_ms=round(row["latency"] * 1000))
+                   latency_ms=round(row["latency"] * 1000),
+                   # charged from characters: the provider reported no usage (the answer was cut)
+                   estimated="yes" if row.get("total_tokens") is None and row.get("charged") else "")
         writer.writerow([_cell(row.get(c)) for c in columns])
     # The BOM lets Excel on Chinese Windows read the file as UTF-8.
     return ("\ufeff" + out.getvalue()).encode("utf-8")

@@ -57,6 +57,8 @@ class ChatCall:
         self._outcome = "disconnected"
         self._usage: Optional[Usage] = None
         self._answer: List[str] = []   # text the student has been sent
+        self._reasoning: List[str] = []   # and reasoning
+        self._upstream = False         # handed to the provider: from then on it may bill it
         self._phase = "waiting"        # -> 'streaming' once headers are out -> 'done'
         self._server_stopped = False
         self._task: Optional["asyncio.Task[Any]"] = None
@@ -155,7 +157,8 @@ class ChatCall:
             status=499 if self._outcome == "disconnected" else self._status,
             outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
             messages=self._chat.messages, answer="".join(self._answer), name=self._admission.name,
-            flagged=self._flagged, provider=self._provider, fallback_reason=self._fallback_reason)
+            flagged=self._flagged, provider=self._provider, fallback_reason=self._fallback_reason,
+            reasoning="".join(self._reasoning), upstream=self._upstream)
 
     async def _say_server_stopped(self, send: Any) -> None:
         # Ending the answer ourselves lets the server stop at once instead of waiting out
@@ -198,6 +201,7 @@ class ChatCall:
 
     async def _complete(self, send: Any) -> None:
         try:
+            self._upstream = True
             result = await self._state.client_for(self._admission).achat(self._chat)
         except Exception as err:  # noqa: BLE001 - every failure must become an OpenAI error
             await self._send_error(send, self._note(err))
@@ -220,6 +224,7 @@ class ChatCall:
 
     async def _stream(self, send: Any) -> None:
         chunks = self._state.client_for(self._admission).achat_stream(self._chat)
+        self._upstream = True
         try:
             try:
                 first = await chunks.__anext__()
@@ -275,6 +280,8 @@ class ChatCall:
             await self._send_body({"type": "http.response.body", "body": frame, "more_body": True})
         if chunk.text:
             self._answer.append(chunk.text)
+        if chunk.reasoning:
+            self._reasoning.append(chunk.reasoning)
 
     async def _flush_held(self, send: Any, writer: ChunkWriter) -> None:
         """The text the maskers still hold back, once the answer has ended."""

@@ -292,6 +292,10 @@ class StoreUnavailable(ServerError):
                          "tell your teacher if it persists.", retry_after=5)
 
 
+# Ends after which the provider has read (and bills) the prompt though it reported no usage.
+_BILLED_WITHOUT_USAGE = ("ok", "disconnected", "upstream_timeout", "server_stopping")
+
+
 class StoreLedger:
     """Writes each request's ledger row and releases what its admission held."""
 
@@ -326,10 +330,13 @@ class StoreLedger:
         usage = entry.usage
         if usage is not None:
             charged = usage.total_tokens
-        elif ticket is not None and entry.answer:
-            # Upstream reported nothing (the student left mid-answer): charge what we can see,
-            # prompt characters plus the characters already sent, an upper bound in practice.
-            charged = ticket.prompt_chars + len(entry.answer)
+        elif ticket is not None and (entry.answer or entry.reasoning or
+                                     entry.upstream and entry.outcome in _BILLED_WITHOUT_USAGE):
+            # Upstream reported nothing (the student left, even before the first character, or
+            # the answer was cut): charge what we can see, prompt characters (as the hold
+            # estimates them) plus the reasoning and answer characters already sent, an upper
+            # bound in practice. The row's token columns stay empty: the export calls it estimated.
+            charged = ticket.prompt_chars + len(entry.answer) + len(entry.reasoning)
         else:
             charged = 0
         conversation = None
