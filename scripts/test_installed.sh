@@ -3,8 +3,7 @@
 # package, installs it (not editable) into a fresh virtualenv with the 'local' and 'test'
 # extras, then runs the README's main job and the tests that load the package's own files
 # (pages, scripts, styles) against that install, from outside the checkout.
-# Usage: bash scripts/test_installed.sh   (run scripts/test.sh first on a fresh machine: pip
-# then reuses its build of llama-cpp-python from the wheel cache instead of compiling again)
+# Usage: bash scripts/test_installed.sh   (scripts/test.sh first: its .models folder is reused)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 checkout="$PWD"
@@ -51,7 +50,8 @@ EOF
 # 4. The README's main job with the installed command: no key anywhere, the local model answers.
 mkdir "$work/home" "$work/run"
 cd "$work/run"
-XEDULLM_HOME="$work/home" XEDULLM_KEYRING=0 bash "$checkout/scripts/no_keys.sh" "$venv/bin/python" \
+XEDULLM_HOME="$work/home" XEDULLM_MODELS_DIR= XEDULLM_KEYRING=0 "$venv/bin/xedullm" models pull smollm2
+XEDULLM_HOME="$work/home" XEDULLM_MODELS_DIR= XEDULLM_KEYRING=0 bash "$checkout/scripts/no_keys.sh" "$venv/bin/python" \
     "$venv/bin/xedullm" ask "你好，请用一句话介绍你自己" | tee "$work/answer.txt"
 test -s "$work/answer.txt"
 "$venv/bin/python" -c "from XEdu.LLM import Client"   # old XEduLLM programs' import
@@ -59,6 +59,6 @@ test -s "$work/answer.txt"
 # 5. The tests that read the package's files, from a copy of tests/ outside the checkout;
 #    conftest stops the run if xedullm is not the one in the virtualenv's site-packages.
 cp -r "$checkout/tests" "$checkout/pyproject.toml" "$work/run/"
-XEDULLM_TEST_INSTALLED=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
+XEDULLM_MODELS_DIR="${XEDULLM_MODELS_DIR:-$checkout/.models}" XEDULLM_TEST_INSTALLED=1 "$venv/bin/python" -m pytest -q -p no:cacheprovider \
     tests/test_page_assets.py tests/test_server.py tests/test_admin_page.py tests/test_web_page.py \
     tests/test_classroom_controls.py

@@ -22,6 +22,8 @@ import pytest
 # a particular home still set XEDULLM_HOME themselves.
 os.environ["XEDULLM_HOME"] = tempfile.mkdtemp(prefix="xedullm-tests-")
 os.environ["XEDULLM_KEYRING"] = "0"
+# `xedullm serve` opens the admin page in the teacher's browser on a desktop: never in tests.
+os.environ["XEDULLM_NO_BROWSER"] = "1"
 
 
 # -- the package under test ----------------------------------------------------------------------

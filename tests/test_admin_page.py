@@ -26,7 +26,8 @@ ADMIN_PATHS = [
     ("GET", "/admin"), ("GET", "/admin/api/overview"), ("GET", "/admin/api/export.csv"),
     ("GET", "/admin/static/admin.js"), ("GET", "/admin/static/chart.js"), ("GET", "/admin/static/admin.css"),
     ("POST", "/admin/api/tokens"), ("POST", "/admin/api/tokens/update"), ("POST", "/admin/api/tokens/revoke"),
-    ("POST", "/admin/api/settings"), ("POST", "/admin/logout"), ("POST", "/admin/login"),
+    ("POST", "/admin/api/settings"), ("GET", "/admin/api/keys"), ("POST", "/admin/api/key"),
+    ("POST", "/admin/logout"), ("POST", "/admin/login"),
 ]
 
 

@@ -3,7 +3,7 @@ import pytest
 
 import xedullm
 from xedullm import BadRequestError, Client, ConfigurationError
-from xedullm.catalog import PROVIDERS
+from xedullm.catalog import PROVIDERS, find_provider
 
 SECRET = "sk-test-0123456789abcdefSECRET"
 
@@ -55,16 +55,24 @@ def test_catalog_key_pages_from_the_issue():
     assert urls["openrouter"] == "https://openrouter.ai/settings/keys"
     assert urls["moonshot"] == "https://platform.moonshot.cn/console/api-keys"
     assert urls["glm"] == "https://open.bigmodel.cn/usercenter/apikeys"
-    assert urls["ernie"].startswith("https://console.bce.baidu.com/qianfan/")
+    # today's console makes ERNIE's one bce-v3/ key on the IAM API Key page (issue 26)
+    assert urls["ernie"] == "https://console.bce.baidu.com/iam/#/iam/apikey/list"
 
 
-def test_xeduLLM_default_models():
+def test_defaults_are_live_models_and_xeduLLM_defaults_stay_accepted():
+    # Where XEduLLM's default was retired (qwen2-1.5b-instruct) or comes and goes (a single
+    # :free model), the default is one the provider documents today (catalog.py says where).
     defaults = {p.id: p.default_model for p in PROVIDERS}
-    assert defaults["openrouter"] == "mistralai/mistral-7b-instruct:free"
-    assert defaults["moonshot"] == "moonshot-v1-8k"
-    assert defaults["glm"] == "glm-4"
-    assert defaults["ernie"] == "ERNIE_speed_8k"
-    assert defaults["qwen"] == "qwen2-1.5b-instruct"
+    assert defaults == {"openrouter": "openrouter/free", "moonshot": "moonshot-v1-8k",
+                        "deepseek": "deepseek-chat", "glm": "glm-4.7-flash",
+                        "ernie": "ERNIE_speed_8k", "qwen": "qwen-plus",
+                        "local": "SmolLM2-135M-Instruct"}
+    old = {"openrouter": "mistralai/mistral-7b-instruct:free", "moonshot": "moonshot-v1-8k",
+           "glm": "glm-4", "ernie": "ERNIE_speed_8k", "qwen": "qwen2-1.5b-instruct"}
+    for provider, model in old.items():
+        assert model in find_provider(provider).models
+    # the retired Qwen default is sent as today's default
+    assert find_provider("qwen").wire_model("qwen2-1.5b-instruct") == "qwen-plus"
 
 
 def test_verbose_false_is_silent_and_repr_masks_key(capsys):

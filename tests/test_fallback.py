@@ -258,5 +258,5 @@ def test_a_client_written_as_a_spec_reads_back_as_the_same_client(monkeypatch):
     for spec in ("qwen", "qwen:qwen-turbo", "qwen@http://127.0.0.1:9/api/v1", "qwen:qwen-max@http://127.0.0.1:9/api/v1"):
         client = Client(provider="deepseek", api_key=KEY, verbose=False, fallback=[spec])
         assert client.fallback_specs == [spec]
-    named = Client(provider="deepseek", api_key=KEY, verbose=False, fallback=["通义千问:qwen-plus"])
-    assert named.fallback_specs == ["qwen:qwen-plus"]   # the provider's id, however it was named
+    named = Client(provider="deepseek", api_key=KEY, verbose=False, fallback=["通义千问:qwen-max"])
+    assert named.fallback_specs == ["qwen:qwen-max"]   # the provider's id, however it was named

@@ -395,11 +395,45 @@ def test_our_client_gets_answers_from_the_original_teacher_server(teacher):
     assert student.inference("你好") == ANSWER + "你好"
     assert teacher.fake.chat_requests[-1]["json"]["messages"] == [
         {"role": "system", "content": SYSTEM}, {"role": "user", "content": "你好"}]
-    # Each call is its own conversation, as for every other provider.
+    # The old server keeps the conversation, as it did for XEduLLM's own client.
     assert student.inference("再来") == ANSWER + "再来"
-    assert len(teacher.fake.chat_requests[-1]["json"]["messages"]) == 2
+    assert len(teacher.fake.chat_requests[-1]["json"]["messages"]) == 4
     assert student.support_model() == ["deepseek-chat"]     # the model the old page shows
     assert student.last_usage is None                       # the old server reports none
+
+
+def turns_upstream(fake) -> List[int]:
+    """How many conversation messages (the teacher's system prompt aside) each chat call carried."""
+    return [len([m for m in r["json"]["messages"] if m["role"] != "system"]) for r in fake.chat_requests]
+
+
+def test_three_questions_are_one_conversation_at_the_original_server(teacher):
+    student = teacher.student()
+    assert student.inference("我叫小明") == ANSWER + "我叫小明"
+    assert "".join(student.inference("继续", stream=True)) == ANSWER + "继续"
+    student.inference("为什么？")
+    assert turns_upstream(teacher.fake) == [1, 3, 5]
+    assert teacher.fake.chat_requests[-1]["json"]["messages"][-2:] == [
+        {"role": "assistant", "content": ANSWER + "继续"}, {"role": "user", "content": "为什么？"}]
+    student.new_conversation()
+    student.inference("重新开始")
+    assert turns_upstream(teacher.fake)[-1] == 1
+
+
+def test_three_questions_are_one_conversation_at_our_server(classroom_server):
+    room = classroom_server()
+    student = Client(xedu_url=room.url, verbose=False, max_retries=0)
+    student.inference("我叫小明")
+    "".join(student.inference("继续", stream=True))
+    student.inference("为什么？")
+    assert turns_upstream(room.fake) == [1, 3, 5]
+    assert [m["content"] for m in student.conversation[::2]] == ["我叫小明", "继续", "为什么？"]
+    # A list means exactly that list, and does not join the conversation.
+    student.inference([{"role": "user", "content": "单独一问"}])
+    assert turns_upstream(room.fake)[-1] == 1 and len(student.conversation) == 6
+    student.new_conversation()
+    student.inference("重新开始")
+    assert turns_upstream(room.fake)[-1] == 1
 
 
 def test_our_client_streams_from_the_original_teacher_server_as_it_answers(teacher):

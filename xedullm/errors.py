@@ -69,6 +69,11 @@ class ConfigurationError(LLMError, ValueError):
     advice = ("配置有误。", "Invalid configuration.")
 
 
+class MissingKeyError(ConfigurationError):
+    """No key for the provider anywhere (argument, environment, key store). A classroom server
+    started without one waits for the teacher to save it (its students hear "still setting up")."""
+
+
 class AuthenticationError(LLMError):
     advice = (
         "密钥无效、已停用或与服务商不匹配：请检查 API Key（需要时到服务商控制台删除旧密钥并新建）。",
@@ -119,6 +124,21 @@ class APIConnectionError(LLMError):
     )
 
 
+class StreamInterruptedError(APIConnectionError):
+    """The answer's stream ended before the provider said it was complete (no ``[DONE]``, no
+    finish reason): the connection was cut. What arrived is in ``partial_text``."""
+
+    advice = (
+        "回答在中途断开了（连接被切断，服务商没有说回答已完成）：上面的内容不完整，请重新提问。",
+        "The answer was cut off (the connection closed before the provider said it was complete): "
+        "what arrived is incomplete; please ask again.",
+    )
+    #: the text that arrived before the cut (set by the Client)
+    partial_text = ""
+    #: a classroom server shows students this message as it is: it says what to do
+    student_facing = True
+
+
 class APITimeoutError(APIConnectionError):
     advice = (
         "请求超时：服务没有及时响应，请稍后重试或调大 timeout。",
@@ -129,12 +149,14 @@ class APITimeoutError(APIConnectionError):
 __all__ = [
     "LLMError",
     "ConfigurationError",
+    "MissingKeyError",
     "AuthenticationError",
     "QuotaExceededError",
     "RateLimitError",
     "BadRequestError",
     "ModelNotFoundError",
     "ContentFilterError",
+    "StreamInterruptedError",
     "ServerError",
     "APIConnectionError",
     "APITimeoutError",

@@ -6,7 +6,6 @@ an :class:`Attempts`, which says whether to go on to the next answerer or to rai
 """
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Callable, Generic, Optional, Sequence, Tuple, TypeVar
@@ -14,7 +13,13 @@ from typing import Callable, Generic, Optional, Sequence, Tuple, TypeVar
 from .errors import (APIConnectionError, APITimeoutError, ConfigurationError, LLMError, QuotaExceededError,
                      RateLimitError, ServerError)
 
-log = logging.getLogger("xedullm")
+
+
+def _log():
+    # logging costs more to import than the rest of this module: only a fallback needs it.
+    import logging
+
+    return logging.getLogger("xedullm")
 
 # What another provider can fix: the network, the provider's servers, its rate limits (after
 # the primary's own retries) and an empty balance. A bad request or a content filter would
@@ -125,7 +130,7 @@ class Attempts(Generic[T]):
         for i, (label, answerer, breaker) in enumerate(self._answerers):
             # An open breaker only skips when someone else can answer.
             if breaker is not None and has_fallback and i < last and not breaker.allow():
-                log.info("跳过暂时不可用的 %s / skipping %s while its circuit is open", label, label)
+                _log().info("跳过暂时不可用的 %s / skipping %s while its circuit is open", label, label)
                 reason = reason or breaker.reason or CIRCUIT_OPEN
                 continue
             attempt = Attempt(label, answerer, breaker, is_last=i == last, fallback_reason=reason)
@@ -154,6 +159,6 @@ class Attempt(Generic[T]):
                 self.breaker.failed(self.reason)
         if answered or self.is_last or not can_fall_back(err):
             raise err
-        log.warning("%s 出错，改由备用服务商回答 / %s failed, a fallback answers: %s", self.label, self.label,
+        _log().warning("%s 出错，改由备用服务商回答 / %s failed, a fallback answers: %s", self.label, self.label,
                     type(err).__name__)
 

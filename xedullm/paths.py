@@ -29,3 +29,17 @@ def server_data_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir(APP, appauthor=False)) / "server"
+
+
+def models_dir() -> Path:
+    """Local model files (.gguf): ``XEDULLM_MODELS_DIR`` (a folder a computer room shares), else
+    ``XEDULLM_HOME``/models, else the user's data directory + xedullm/models."""
+    shared = os.environ.get("XEDULLM_MODELS_DIR")
+    if shared:
+        return Path(shared).expanduser()
+    override = os.environ.get("XEDULLM_HOME")
+    if override:
+        return Path(override).expanduser() / "models"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP, appauthor=False)) / "models"

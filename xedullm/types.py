@@ -109,3 +109,32 @@ class Connection:
 
     def secrets(self) -> List[str]:
         return [s for s in (self.api_key, self.secret_key) if s]
+
+
+def join_tool_calls(calls: List[Dict[str, Any]], pieces: List[Dict[str, Any]]) -> None:
+    """Add streamed tool-call pieces to ``calls`` (joined by ``index``, OpenAI's rule)."""
+    for piece in pieces:
+        index = piece.get("index", len(calls))
+        while len(calls) <= index:
+            calls.append({"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+        call = calls[index]
+        for name in ("id", "type"):
+            if piece.get(name):
+                call[name] = piece[name]
+        function = piece.get("function") or {}
+        for name in ("name", "arguments"):
+            if isinstance(function.get(name), str):
+                call["function"][name] += function[name]
+
+
+@dataclass
+class EmbeddingResult:
+    """Vectors for some texts, in their order (``Client.embed``; every engine's ``embed``).
+
+    ``usage`` counts the input tokens (``completion_tokens`` is 0); ``model`` is the model that
+    made them, as the provider named it.
+    """
+
+    vectors: List[List[float]]
+    usage: Optional[Usage] = None
+    model: Optional[str] = None

@@ -50,10 +50,27 @@ def _accept_lang_everywhere(parser: argparse.ArgumentParser) -> None:
             _accept_lang_everywhere(child)
 
 
+def _plain_advice() -> None:
+    """Advice the library gives as a warning (``LocalModelAdvice``) reads as a plain line in a
+    terminal, without Python's file and line."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__name__ == "LocalModelAdvice":
+            warn(str(message))
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from ..errors import LLMError
 
     _tolerant_streams()
+    _plain_advice()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

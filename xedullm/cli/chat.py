@@ -87,7 +87,7 @@ def add_fallback_option(parser) -> None:
 
 
 # -- choosing the model ------------------------------------------------------------------
-def make_client(args, verbose: bool = False):
+def make_client(args, verbose: bool = False, require_key: bool = True):
     """The Client the options ask for; falls back to the local model when no key exists.
 
     ``chat``, ``ask`` and ``serve`` all choose the provider this way."""
@@ -107,7 +107,7 @@ def make_client(args, verbose: bool = False):
     client = Client(provider=provider, base_url=args.base_url, model=args.model, verbose=verbose,
                     fallback=getattr(args, "fallback", None),
                     breaker_failures=getattr(args, "breaker_failures", 3),
-                    breaker_cooldown=getattr(args, "breaker_cooldown", 30.0))
+                    breaker_cooldown=getattr(args, "breaker_cooldown", 30.0), require_key=require_key)
     if args.system:
         client.set_system(args.system)
     return client

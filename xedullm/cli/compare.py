@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shutil
 
+from ..english import counted
 from .output import echo, t
 
 # Below this many columns per answer, answers are stacked instead of side by side.
@@ -46,7 +47,7 @@ def _show(results, lang: str) -> None:
     from rich.panel import Panel
 
     def panel(r) -> Panel:
-        used = f"{r.usage.total_tokens} tokens" if r.usage else t(lang, "无用量", "no usage")
+        used = counted(r.usage.total_tokens, "token") if r.usage else t(lang, "无用量", "no usage")
         title = f"{escape(r.label)}  {r.seconds:.1f}s  {used}"
         body = escape(r.answer) if r.error is None else f"[red]{escape(str(r.error))}[/red]"
         return Panel(body, title=title, title_align="left", expand=True)
@@ -60,7 +61,7 @@ def _show(results, lang: str) -> None:
         return
     # Narrow or piped: one after another, every line whole.
     for r in results:
-        used = f"{r.usage.total_tokens} tokens" if r.usage else t(lang, "无用量", "no usage")
+        used = counted(r.usage.total_tokens, "token") if r.usage else t(lang, "无用量", "no usage")
         echo(f"== {r.label}  {r.seconds:.1f}s  {used}")
         echo(r.answer if r.error is None else str(r.error))
         echo()

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import Optional, Tuple
 
-from ..catalog import PROVIDERS, Provider, find_provider
+from ..catalog import PROVIDERS, Provider, api_form, find_provider
 from ..errors import ConfigurationError
 from ..keys import clean_key, key_format_warning, mask_key, missing_key_error, redact, resolve_credentials
 from ..keys.check import KeyCheck, check_key
@@ -98,7 +98,8 @@ def cmd_list(args) -> int:
 
 
 def _row(p: Provider, source: str, key: str, secret: Optional[str], in_use: str, lang: str):
-    secret_cell = (mask_key(secret) or t(lang, "缺少", "missing")) if p.needs_secret else "—"
+    needs_secret = api_form(p, None, key).needs_secret   # not for a Qianfan v2 bce-v3/ key
+    secret_cell = (mask_key(secret) or t(lang, "缺少", "missing")) if needs_secret else "—"
     used = t(lang, "是", "yes") if source == in_use else ""
     return (p.id, source_text(source, lang), mask_key(key), secret_cell, used)
 
@@ -135,6 +136,7 @@ def cmd_check(args) -> int:
     lang = args.lang
     p = _keyed_provider(args.provider)
     creds = resolve_credentials(p)
+    p = api_form(p, args.base_url, creds.api_key)   # a bce-v3/ key needs no Secret Key
     if not creds.api_key or (p.needs_secret and not creds.secret_key):
         raise missing_key_error(p)
     echo(t(lang, f"正在检查 {p.id} 的密钥 {mask_key(creds.api_key)}（来源：{source_text(creds.source, lang)}）……",
@@ -194,6 +196,8 @@ def report_check(p: Provider, result: KeyCheck, lang: str, secrets: Tuple[Option
     line = t(lang, f"结果：{zh}", f"Result: {en}")
     if result.ok:
         echo(line)
+        if result.note:
+            warn(result.note)
         return
     warn(line)
     if result.error is not None:
@@ -206,10 +210,12 @@ def read_key(p: Provider, args) -> Tuple[str, Optional[str]]:
     if args.stdin:
         lines = [line for line in sys.stdin.read().splitlines() if line.strip()]
         api_key = clean_key(lines[0]) if lines else None
+        p = api_form(p, None, api_key)   # a Qianfan v2 bce-v3/ key comes alone
         secret_key = clean_key(lines[1]) if p.needs_secret and len(lines) > 1 else None
     else:
         echo(t(lang, "（输入时屏幕上不会显示，粘贴后按回车）", "(Input is hidden: paste and press Enter)"))
         api_key = _prompt("API Key: ")
+        p = api_form(p, None, api_key)
         secret_key = _prompt("Secret Key: ") if p.needs_secret else None
     hold_secret(api_key)
     hold_secret(secret_key)

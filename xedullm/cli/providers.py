@@ -1,7 +1,7 @@
 """`xedullm providers [PROVIDER]`: the key guide for every provider, or one provider in full."""
 from __future__ import annotations
 
-from ..catalog import PROVIDERS, Provider, find_provider
+from ..catalog import API_FORMS, PROVIDERS, Provider, api_form, find_provider
 from ..errors import LLMError
 from ..keys import mask_key, resolve_credentials
 from .output import echo, fields, listing, t
@@ -35,7 +35,10 @@ def show_all(lang: str) -> None:
             secret = t(lang, "不需要密钥", "no key needed")
         else:
             secret = t(lang, "是", "yes") if p.needs_secret else t(lang, "否", "no")
-        rows.append((name, p.key_url, t(lang, p.key_steps_zh, p.key_steps_en),
+            if p.needs_secret and any(not f.needs_secret for f in API_FORMS if f.id == p.id):
+                secret = t(lang, "bce-v3/ 密钥不需要；老的一对需要", "not with a bce-v3/ key; yes for the old pair")
+        steps = t(lang, p.key_steps_zh + p.key_kinds_zh, " ".join(filter(None, (p.key_steps_en, p.key_kinds_en))))
+        rows.append((name, p.key_url, steps,
                      t(lang, p.free_quota_zh, p.free_quota_en), secret))
     headers = (t(lang, "服务商", "Provider"), t(lang, "获取密钥", "Get a key at"),
                t(lang, "步骤", "Steps"), t(lang, "免费额度", "Free quota"),
@@ -58,6 +61,13 @@ def show_one(p: Provider, lang: str) -> None:
         (t(lang, "环境变量", "Environment variables"), env),
         (t(lang, "获取密钥", "Get a key at"), p.key_url),
         (t(lang, "步骤", "Steps"), t(lang, p.key_steps_zh, p.key_steps_en)),
+        *([(t(lang, "两种密钥", "Kinds of key"), t(lang, p.key_kinds_zh, p.key_kinds_en))] if p.key_kinds_zh else []),
+        *[(t(lang, f"另一种接口 {f.form}", f"Other API {f.form}"),
+           t(lang, f"{f.base_url}（默认模型 {f.default_model}；" + (f"{f.form_key_prefix} 开头的密钥或" if f.form_key_prefix else "")
+             + "base_url 是这个地址时选用）",
+             f"{f.base_url} (default model {f.default_model}; used with "
+             + (f"a {f.form_key_prefix} key or " if f.form_key_prefix else "") + "this address)"))
+          for f in API_FORMS if f.id == p.id],
         (t(lang, "免费额度", "Free quota"), t(lang, p.free_quota_zh, p.free_quota_en)),
         (t(lang, "已配置的密钥", "Configured key"), configured_key(p, lang)),
     ]
@@ -77,7 +87,7 @@ def configured_key(p: Provider, lang: str) -> str:
     if not creds.api_key:
         return t(lang, f"未配置（运行 xedullm key set {p.id}）", f"none (run: xedullm key set {p.id})")
     shown = mask_key(creds.api_key)
-    if p.needs_secret:
+    if api_form(p, None, creds.api_key).needs_secret:
         secret = mask_key(creds.secret_key) or t(lang, "缺少", "missing")
         shown += f"  Secret Key: {secret}"
     return f"{shown}  [{source_text(creds.source, lang)}]"

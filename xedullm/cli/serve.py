@@ -26,6 +26,8 @@ def register(commands) -> None:
                         help="监听地址（默认所有网卡）/ address to listen on (default: all interfaces)")
     parser.add_argument("--port", type=int, default=7860,
                         help="端口，被占用时用下一个空闲端口 / port; the next free one if busy (default 7860)")
+    parser.add_argument("--no-browser", action="store_true",
+                        help="不自动打开管理页 / do not open the admin page in the browser")
     # Every classroom setting with a flag, from the one settings table.
     from ..server.settings import add_serve_flags
 
@@ -41,8 +43,9 @@ def run(args) -> int:
         from ..errors import ConfigurationError
 
         raise ConfigurationError("--preset 和 --system 只能选一个。/ Use --preset or --system, not both.")
-    client = make_client(args, verbose=True)
+    # No key yet: the server starts anyway and waits for it (admin page key box, or key set).
+    client = make_client(args, verbose=True, require_key=False)
     if args.preset:
         client.use_preset(args.preset)
-    client.run(host=args.host, port=args.port, **serve_options(args))
+    client.run(host=args.host, port=args.port, open_browser=not args.no_browser, **serve_options(args))
     return 0

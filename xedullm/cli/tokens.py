@@ -9,6 +9,7 @@ import os
 import time
 from pathlib import Path
 
+from ..english import counted
 from .output import echo, positive_int, t, table, warn
 
 
@@ -105,7 +106,7 @@ def run_create(args) -> int:
         for made_name, token in pairs:
             echo(f"{made_name} {token}")
         warn(t(args.lang, f"已创建 {len(pairs)} 个令牌（上面每行“名字 令牌”）。它们只显示这一次。",
-               f"Created {len(pairs)} tokens (the 'name token' lines above). They are shown only this once."))
+               f"Created {counted(len(pairs), 'token')} (the 'name token' lines above). They are shown only this once."))
     if sheet is not None:
         _write_sheet(sheet, pairs, args.url)
         warn(t(args.lang, f"纸条已写入 {sheet}：打印后沿虚线剪开。文件里有令牌，发完请删掉。",

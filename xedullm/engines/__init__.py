@@ -24,6 +24,8 @@ def open_engine(provider: Optional[Provider], conn: Connection, model: Optional[
     from ..protocols import adapter_for
     from .http import HTTPEngine
 
+    if provider is not None and provider.header_env:
+        provider = _with_env_headers(provider)
     adapter = adapter_for(protocol, provider)
     # A classroom server already wrote a student-facing bilingual message.
     adapter.relay_server_messages = relay_server_messages
@@ -34,3 +36,15 @@ def open_engine(provider: Optional[Provider], conn: Connection, model: Optional[
 
         return ClassroomEngine(engine)
     return engine
+
+
+def _with_env_headers(provider: Provider) -> Provider:
+    """The row with its optional headers (Qianfan v2's ``appid``) taken from the environment."""
+    import dataclasses
+    import os
+
+    headers = {name: os.environ[env].strip() for name, env in provider.header_env.items()
+               if os.environ.get(env, "").strip()}
+    if not headers:
+        return provider
+    return dataclasses.replace(provider, extra_headers={**provider.extra_headers, **headers})

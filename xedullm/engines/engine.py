@@ -10,7 +10,7 @@ try:
 except ImportError:  # pragma: no cover - Python < 3.8 is not supported anyway
     Protocol = object  # type: ignore
 
-from ..types import ChatChunk, ChatRequest, ChatResult
+from ..types import ChatChunk, ChatRequest, ChatResult, EmbeddingResult
 
 
 class Engine(Protocol):
@@ -27,6 +27,12 @@ class Engine(Protocol):
     def models(self) -> List[str]: ...
 
     async def amodels(self) -> List[str]: ...
+
+    # Vectors for ``texts`` (already checked, at most the provider's batch) made by ``model``;
+    # an engine without embeddings raises a BadRequestError saying which models have them.
+    def embed(self, texts: List[str], model: str) -> EmbeddingResult: ...
+
+    async def aembed(self, texts: List[str], model: str) -> EmbeddingResult: ...
 
     def close(self) -> None: ...
 

@@ -10,7 +10,7 @@ import time
 from typing import AsyncIterator, Iterator, List, Optional
 
 from .. import errors as E
-from ..protocols.gradio import GradioAdapter, GradioApp, QueueCall
+from ..protocols.gradio import Conversation, GradioAdapter, GradioApp, QueueCall
 from ..sse import SSEDecoder
 from ..types import ChatChunk, ChatRequest, ChatResult, Connection
 from .http import HTTPEngine
@@ -55,13 +55,15 @@ class GradioQueueEngine(HTTPEngine):
                  max_retries: int = 2) -> None:
         super().__init__(adapter, conn, timeout=timeout, max_retries=max_retries)
         self.app = app
+        # One conversation per Client, as the old server keeps one per session (protocols/gradio.py).
+        self.conversation = Conversation()
 
     # HTTPEngine's chat/stream/achat/astream retry around these four.
     def _chat_once(self, req: ChatRequest, token: Optional[str]) -> ChatResult:
         return self._result("".join(chunk.text for chunk in self._stream_once(req, token)))
 
     def _stream_once(self, req: ChatRequest, token: Optional[str]) -> Iterator[ChatChunk]:
-        call = self.adapter.queue_call(self.app, req)
+        call = self.adapter.queue_call(self.app, req, self.conversation)
         try:
             join = call.join_request()
             answer = self.wire.request(join)
@@ -87,7 +89,7 @@ class GradioQueueEngine(HTTPEngine):
             await chunks.aclose()
 
     async def _astream_once(self, req: ChatRequest, token: Optional[str]) -> AsyncIterator[ChatChunk]:
-        call = self.adapter.queue_call(self.app, req)
+        call = self.adapter.queue_call(self.app, req, self.conversation)
         try:
             join = call.join_request()
             answer = await self.awire.request(join)

@@ -17,7 +17,7 @@ from .. import errors as E
 from ..keys import redact
 from ..protocols.adapter import STREAM_END, Adapter
 from ..sse import SSEDecoder
-from ..types import ChatChunk, ChatRequest, ChatResult, Connection
+from ..types import ChatChunk, ChatRequest, ChatResult, Connection, EmbeddingResult
 from .wire import WireError, is_stream
 
 if TYPE_CHECKING:
@@ -105,13 +105,18 @@ class _StreamReader:
         self.decoder = SSEDecoder()
         self.idle_timeout = idle_timeout
         self.last_progress = time.monotonic()
-        self.finished = False
+        self.finished = False      # the provider's end marker ([DONE]) arrived
+        self.saw_finish = False    # a chunk said how the answer ended (finish_reason)
 
     def feed(self, raw: bytes) -> Iterator[ChatChunk]:
         return self._chunks(self.decoder.feed(raw))
 
     def close(self) -> Iterator[ChatChunk]:
-        return self._chunks(self.decoder.close())
+        yield from self._chunks(self.decoder.close())
+        if not self.finished and not self.saw_finish:
+            # The body ended (the connection closed) without [DONE] or a finish reason: the
+            # answer is cut, never complete (a body delimited by connection close ends "cleanly").
+            raise E.StreamInterruptedError(provider=self.adapter.provider_name)
 
     def _chunks(self, events) -> Iterator[ChatChunk]:
         # A generator, so that the chunks before an in-stream error (one read may bring both)
@@ -135,6 +140,7 @@ class _StreamReader:
                 continue
             self.last_progress = time.monotonic()
             produced = True
+            self.saw_finish = self.saw_finish or result.finish_reason is not None
             if held is not None:
                 if _plain(result) and bool(result.text) == bool(held.text):
                     held.text += result.text
@@ -305,6 +311,7 @@ class HTTPEngine:
 
     # -- sync -------------------------------------------------------------------------
     def chat(self, req: ChatRequest) -> ChatResult:
+        self.adapter.check_request(req)   # before a token is fetched for it
         plan = _RetryPlan(self)
         while True:
             try:
@@ -329,6 +336,7 @@ class HTTPEngine:
         return self.adapter.parse_chat(answer.body)
 
     def stream(self, req: ChatRequest) -> Iterator[ChatChunk]:
+        self.adapter.check_request(req)   # before a token is fetched for it
         plan = _RetryPlan(self)
         while True:
             yielded = False
@@ -377,8 +385,51 @@ class HTTPEngine:
             raise self._scrub(self._status_error(answer.status, answer.headers, answer.content))
         return self.adapter.parse_models(answer.content)
 
+    def embed(self, texts: List[str], model: str) -> EmbeddingResult:
+        plan = _RetryPlan(self)
+        while True:
+            try:
+                request = self.adapter.embeddings_request(texts, model, self.conn, plan.token())
+                try:
+                    answer = self.wire.request(request)
+                except WireError as exc:
+                    raise self._network_error(exc) from None
+                return self._embeddings(answer, len(texts))
+            except E.LLMError as err:
+                delay = plan.delay_after(err)
+                if delay is None:
+                    raise self._scrub(err) from None
+                time.sleep(delay)
+
+    def _embeddings(self, answer, count: int) -> EmbeddingResult:
+        if not answer.is_success:
+            raise self._status_error(answer.status, answer.headers, answer.content)
+        result = self.adapter.parse_embeddings(answer.content)
+        if len(result.vectors) != count:
+            raise E.ServerError(provider=self.adapter.provider_name,
+                                detail=f"要了 {count} 个向量，收到 {len(result.vectors)} 个 / asked for {count} "
+                                       f"vectors, got {len(result.vectors)}")
+        return result
+
     # -- async ------------------------------------------------------------------------
+    async def aembed(self, texts: List[str], model: str) -> EmbeddingResult:
+        plan = _RetryPlan(self)
+        while True:
+            try:
+                request = self.adapter.embeddings_request(texts, model, self.conn, await plan.atoken())
+                try:
+                    answer = await self.awire.request(request)
+                except WireError as exc:
+                    raise self._network_error(exc) from None
+                return self._embeddings(answer, len(texts))
+            except E.LLMError as err:
+                delay = plan.delay_after(err)
+                if delay is None:
+                    raise self._scrub(err) from None
+                await asyncio.sleep(delay)
+
     async def achat(self, req: ChatRequest) -> ChatResult:
+        self.adapter.check_request(req)   # before a token is fetched for it
         plan = _RetryPlan(self)
         while True:
             try:
@@ -403,6 +454,7 @@ class HTTPEngine:
         return self.adapter.parse_chat(answer.body)
 
     async def astream(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        self.adapter.check_request(req)   # before a token is fetched for it
         plan = _RetryPlan(self)
         while True:
             yielded = False

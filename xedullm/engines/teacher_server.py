@@ -14,7 +14,7 @@ from typing import AsyncIterator, Iterator, List, Optional
 from .. import errors as E
 from ..protocols import adapter_for
 from ..protocols.gradio import GradioApp, ServerProbe
-from ..types import ChatChunk, ChatRequest, ChatResult, HTTPRequest
+from ..types import ChatChunk, ChatRequest, ChatResult, EmbeddingResult, HTTPRequest
 from .engine import Engine
 from .gradio_queue import GradioQueueEngine
 from .http import HTTPEngine, _RetryPlan
@@ -95,6 +95,12 @@ class ClassroomEngine:
 
     def models(self) -> List[str]:
         return self._engine().models()
+
+    def embed(self, texts: List[str], model: str) -> EmbeddingResult:
+        return self._engine().embed(texts, model)
+
+    async def aembed(self, texts: List[str], model: str) -> EmbeddingResult:
+        return await (await self._aengine()).aembed(texts, model)
 
     async def amodels(self) -> List[str]:
         return await (await self._aengine()).amodels()

@@ -6,7 +6,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional
 
-from ..catalog import Provider
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:   # the catalog is imported where a provider is first looked up, not with Client
+    from ..catalog import Provider
 from .mask import clean_key, mask_key
 
 
@@ -50,7 +53,7 @@ def resolve_credentials(provider: Provider, api_key: Optional[str] = None,
 
 def missing_key_error(provider: Provider):
     """The error for 'no key anywhere': the provider's key guide plus the three ways to give it."""
-    from ..errors import ConfigurationError
+    from ..errors import MissingKeyError
 
     env_zh = _env_hint(provider, " 和 ")
     env_en = _env_hint(provider, " and ")
@@ -68,7 +71,7 @@ def missing_key_error(provider: Provider):
           f"Then run `xedullm key set {provider.id}` to save it on this computer (recommended: "
           f"no key in your code), or set the environment variable{'s' if provider.needs_secret else ''} "
           f"{env_en}, or pass {args_en} in your code.")
-    return ConfigurationError(f"{zh} / {en}", provider=provider.id)
+    return MissingKeyError(f"{zh} / {en}", provider=provider.id)
 
 
 def _env_hint(provider: Provider, joiner: str) -> str:
@@ -130,12 +133,12 @@ def known_secrets() -> List[str]:
 
 def provider_with_key() -> Optional[str]:
     """The first provider (catalog order) whose key is in the environment or the key store."""
-    from ..catalog import PROVIDERS
+    from ..catalog import PROVIDERS, api_form
 
     for provider in PROVIDERS:
         if not provider.needs_key:
             continue
         found = resolve_credentials(provider)
-        if found.api_key and (found.secret_key or not provider.needs_secret):
+        if found.api_key and (found.secret_key or not api_form(provider, None, found.api_key).needs_secret):
             return provider.id
     return None

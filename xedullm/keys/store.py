@@ -239,6 +239,27 @@ def keyring_backend():
     return backend
 
 
+#: How often a keyring is read again by :func:`store_stamp` watchers: a keyring has no mtime.
+KEYRING_TTL = 2.0
+
+
+def store_stamp() -> tuple:
+    """What changes when the key store may have changed, cheaply: the private file's mtime,
+    size and inode (one ``stat``), or for a keyring the current ``KEYRING_TTL`` slice of time
+    (so a watcher reads it again at most that often)."""
+    backend = keyring_backend()
+    if backend is not None:
+        import time
+
+        return ("keyring", int(time.monotonic() // KEYRING_TTL))
+    path = FileKeyStore().path
+    try:
+        st = path.stat()
+    except OSError:
+        return ("file", str(path), None)
+    return ("file", str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 def open_store() -> Union[KeyringKeyStore, FileKeyStore]:
     backend = keyring_backend()
     return KeyringKeyStore(backend) if backend is not None else FileKeyStore()

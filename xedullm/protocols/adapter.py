@@ -11,9 +11,9 @@ import json
 from typing import Any, List, Mapping, Optional, Tuple, Union
 
 from ..catalog import Provider
-from ..errors import LLMError, ServerError
+from ..errors import BadRequestError, LLMError, ServerError
 from ..sse import SSEEvent
-from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest, Usage
+from ..types import ChatChunk, ChatRequest, ChatResult, Connection, EmbeddingResult, HTTPRequest, Usage
 
 
 class _StreamEnd:
@@ -41,6 +41,10 @@ class Adapter:
         return self.provider.id if self.provider else "openai-compatible"
 
     # -- requests ---------------------------------------------------------------------
+    def check_request(self, req: ChatRequest) -> None:
+        """Refuse what this protocol cannot carry before anything is sent (a token step
+        included); ``chat_request`` refuses it too."""
+
     def chat_request(self, req: ChatRequest, conn: Connection, token: Optional[str] = None) -> HTTPRequest:
         raise NotImplementedError
 
@@ -49,6 +53,18 @@ class Adapter:
         return None
 
     def token_request(self, conn: Connection) -> HTTPRequest:
+        raise NotImplementedError
+
+    def embeddings_request(self, texts: List[str], model: str, conn: Connection,
+                           token: Optional[str] = None) -> HTTPRequest:
+        """The request for one batch of vectors; a protocol without embeddings refuses."""
+        from ..embeddings import WITH_EMBEDDINGS_EN, WITH_EMBEDDINGS_ZH
+
+        raise BadRequestError(f"这个接口没有文本向量（embedding）模型：请换用 {WITH_EMBEDDINGS_ZH}。/ "
+                              f"This API has no embedding model: use {WITH_EMBEDDINGS_EN}.",
+                              provider=self.provider_name, code="no_embedding_model")
+
+    def parse_embeddings(self, body: bytes) -> EmbeddingResult:
         raise NotImplementedError
 
     # -- responses --------------------------------------------------------------------

@@ -1,5 +1,9 @@
 """DashScope native text generation (qwen). protocols.md section 2.
 
+A question with pictures goes to the multimodal endpoint instead, whose content is a list of
+``{"image": url}`` / ``{"text": …}`` parts (vision models only, qwen-vl-*); embeddings go to
+the text-embedding service (docs/pictures-and-embeddings.md).
+
 Streaming is switched on by the ``X-DashScope-SSE: enable`` header, not the body; events use
 ``id:/event:/data:`` with no space after the colon and finish_reason is the string "null"
 until the last event; there is no [DONE] — the stream ends at EOF.
@@ -7,11 +11,12 @@ until the last event; there is no [DONE] — the stream ends at EOF.
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from .. import errors as E
 from ..sse import SSEEvent
-from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
+from ..pictures import cannot_see, has_images, image_url, is_image_part, sees
+from ..types import ChatChunk, ChatRequest, ChatResult, Connection, EmbeddingResult, HTTPRequest, Usage
 from .adapter import Adapter, EventResult, join_url, load_json, retry_after_seconds, usage_from
 from .openai_compat import _dicts
 from .options import wire_options
@@ -71,11 +76,46 @@ class DashScopeAdapter(Adapter):
             parameters["incremental_output"] = True
             headers.update({"Accept": "text/event-stream", "X-DashScope-SSE": "enable",
                             "X-Accel-Buffering": "no"})
-        # An assistant turn that only called tools has content None; DashScope wants text.
-        messages = [dict(m, content=m.get("content") or "") for m in req.messages]
-        body = {"model": req.model, "input": {"messages": messages}, "parameters": parameters}
-        url = join_url(conn.base_url, "services/aigc/text-generation/generation")
-        return HTTPRequest("POST", url, headers, body)
+        if has_images(req.messages):
+            if not sees("qwen", req.model):
+                raise cannot_see("通义千问", "Qwen", req.model)
+            # Every message's content is a list of parts there, the system prompt's too.
+            messages = [dict(m, content=_native_parts(m.get("content"))) for m in req.messages]
+            path = "services/aigc/multimodal-generation/generation"
+        else:
+            # An assistant turn that only called tools has content None; DashScope wants text.
+            messages = [dict(m, content=m.get("content") or "") for m in req.messages]
+            path = "services/aigc/text-generation/generation"
+        model = self.provider.wire_model(req.model) if self.provider else req.model
+        body = {"model": model, "input": {"messages": messages}, "parameters": parameters}
+        return HTTPRequest("POST", join_url(conn.base_url, path), headers, body)
+
+    def embeddings_request(self, texts: List[str], model: str, conn: Connection,
+                           token: Optional[str] = None) -> HTTPRequest:
+        headers = {"Authorization": f"Bearer {conn.api_key}", "Content-Type": "application/json; charset=utf-8"}
+        body = {"model": model, "input": {"texts": list(texts)}}
+        return HTTPRequest("POST", join_url(conn.base_url, "services/embeddings/text-embedding/text-embedding"),
+                           headers, body)
+
+    def parse_embeddings(self, body: bytes) -> EmbeddingResult:
+        data = load_json(body, self)
+        if not isinstance(data, dict):
+            raise E.ServerError(provider=self.provider_name, detail="回复不是 JSON 对象 / reply is not a JSON object")
+        if data.get("code"):
+            raise self._error(None, data, {})
+        items = [e for e in (data.get("output") or {}).get("embeddings") or () if isinstance(e, dict)]
+        items.sort(key=lambda e: e.get("text_index", 0) if isinstance(e.get("text_index"), int) else 0)
+        vectors = []
+        for item in items:
+            vector = item.get("embedding")
+            if not isinstance(vector, list) or not all(isinstance(x, (int, float)) for x in vector):
+                raise E.ServerError(provider=self.provider_name,
+                                    detail="回复里的向量不是数字列表 / an embedding is not a list of numbers")
+            vectors.append([float(x) for x in vector])
+        usage = usage_from(data.get("usage"))
+        if usage is not None and not usage.prompt_tokens:   # it reports total_tokens only: all input
+            usage = Usage(usage.total_tokens, 0, usage.total_tokens)
+        return EmbeddingResult(vectors=vectors, usage=usage, model=None)
 
     def models_request(self, conn: Connection, token: Optional[str] = None) -> Optional[HTTPRequest]:
         # XEduLLM lists Qwen models through the OpenAI-compatible mode (protocols.md 2.7):
@@ -161,6 +201,13 @@ def _status_from_comments(comments) -> Optional[int]:
             except ValueError:
                 return None
     return None
+
+
+def _native_parts(content: Any) -> List[Dict[str, str]]:
+    """OpenAI's parts (or plain text) as the multimodal endpoint's ``{"text"}`` / ``{"image"}``."""
+    if not isinstance(content, list):
+        return [{"text": content or ""}]
+    return [{"image": image_url(p)} if is_image_part(p) else {"text": p.get("text", "")} for p in content]
 
 
 def _content_text(content: Any) -> str:

@@ -10,6 +10,7 @@ import json
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .. import errors as E
+from ..pictures import cannot_see, has_images
 from ..sse import SSEEvent
 from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
 from .adapter import Adapter, EventResult, load_json, retry_after_seconds, usage_from
@@ -93,7 +94,13 @@ class ErnieAdapter(Adapter):
             detail=description or "获取 access token 失败，请检查 API Key 和 Secret Key / could not get an access token: check the API Key and Secret Key",
         )
 
+    def check_request(self, req: ChatRequest) -> None:
+        if has_images(req.messages):
+            raise cannot_see("文心一言", "ERNIE", req.model, "（千帆 v1 接口只收文字；v2 接口的 ernie-4.5-*-vl 能看图）",
+                             " (the Qianfan v1 API takes text only; ernie-4.5-*-vl on the v2 API can see)")
+
     def chat_request(self, req: ChatRequest, conn: Connection, token: Optional[str] = None) -> HTTPRequest:
+        self.check_request(req)
         system, turns = valid_history(req.messages)
         if not turns:
             raise E.BadRequestError(
@@ -129,7 +136,8 @@ class ErnieAdapter(Adapter):
             return None
         self._raise_if_error(data, None)
         return ChatChunk(text=data.get("result") or "",
-                         finish_reason=data.get("finish_reason") if data.get("is_end") else None,
+                         # is_end is ERNIE's end marker (its streams have no [DONE]).
+                         finish_reason=(data.get("finish_reason") or "stop") if data.get("is_end") else None,
                          usage=usage_from(data.get("usage")))
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> E.LLMError:

@@ -19,8 +19,10 @@ What an old server is, as recorded against xedu-python 2.0.0's ``Client.run()`` 
   (``output.data[0]`` the whole answer; ``success: false`` with ``output.error``, which is null
   unless the teacher set ``show_error``), ``heartbeat`` while waiting, then ``close_stream``.
 - The server keeps the chat history in the session's state: predictions sharing a
-  ``session_hash`` are one conversation. Each call here uses a fresh session, so the server sees
-  exactly the messages of that call (folded into one text, since its chat takes one message).
+  ``session_hash`` are one conversation. A call whose messages are what the session already
+  holds plus one new user message goes on in that session with only the new message (so
+  ``Client(xedu_url=…)``'s conversation reaches the provider as XEduLLM's did: 1, 3, 5
+  messages); any other call starts a fresh session with its messages folded into one text.
 - When its provider fails, its chat function ends without an answer and Gradio reports
   ``success: false`` with ``error: null``: the reason is only in the teacher's console.
 """
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
 from .. import errors as E
+from ..pictures import has_images
 from ..sse import SSEEvent
 from ..types import ChatChunk, ChatRequest, ChatResult, HTTPRequest
 from .adapter import Adapter
@@ -174,6 +177,14 @@ def fold_messages(messages: List[Dict[str, str]]) -> str:
             "The conversation so far; reply as the assistant to the last user message.\n\n" + turns)
 
 
+class Conversation:
+    """The session a client keeps talking in, and the messages (answers included) it holds."""
+
+    def __init__(self) -> None:
+        self.session_hash: Optional[str] = None
+        self.held: List[Dict[str, Any]] = []
+
+
 class QueueCall:
     """One chat through the queue: join, then read the session's event stream.
 
@@ -181,10 +192,22 @@ class QueueCall:
     event (it returns the new text as chunks) until ``finished``; ``result`` is the answer.
     """
 
-    def __init__(self, app: GradioApp, req: ChatRequest) -> None:
+    def __init__(self, app: GradioApp, req: ChatRequest, conversation: Optional[Conversation] = None) -> None:
+        if has_images(req.messages):
+            raise E.BadRequestError(
+                "这台旧版 XEduLLM 课堂服务器只收文字，看不到图片：请去掉图片，或请老师改用新版 xedullm serve 和能看图的模型"
+                "（如 qwen-vl-max、glm-4v-flash）。/ This old XEduLLM classroom server takes text only and cannot "
+                "see pictures: leave the picture out, or ask your teacher for a new xedullm server with a vision "
+                "model (e.g. qwen-vl-max, glm-4v-flash).", code="model_cannot_see")
         self.app = app
-        self.session_hash = uuid.uuid4().hex
-        self.message = fold_messages(req.messages)
+        self._conversation, self._messages = conversation, req.messages
+        last = req.messages[-1]
+        if conversation is not None and conversation.held and req.messages[:-1] == conversation.held \
+                and last["role"] == "user" and isinstance(last.get("content"), str):
+            self.session_hash, self.message = conversation.session_hash, last["content"]
+        else:
+            self.session_hash = uuid.uuid4().hex
+            self.message = fold_messages(req.messages)
         self.event_id: Optional[str] = None
         self.text = ""             # the answer so far
         self.finished = False
@@ -236,6 +259,9 @@ class QueueCall:
             final = _first_output(output, self.text)
             pieces = self._grow(final if isinstance(final, str) else self.text)
             self.finished = True
+            if self._conversation is not None:
+                self._conversation.session_hash = self.session_hash
+                self._conversation.held = [*self._messages, {"role": "assistant", "content": self.text}]
             return pieces
         return []
 
@@ -322,8 +348,14 @@ class GradioAdapter(Adapter):
     def probe(self, root: str) -> ServerProbe:
         return ServerProbe(root)
 
-    def queue_call(self, app: GradioApp, req: ChatRequest) -> QueueCall:
-        return QueueCall(app, req)
+    def queue_call(self, app: GradioApp, req: ChatRequest, conversation: Optional[Conversation] = None) -> QueueCall:
+        return QueueCall(app, req, conversation)
+
+    def embeddings_request(self, texts: List[str], model: str, conn: Any, token: Optional[str] = None) -> HTTPRequest:
+        raise E.BadRequestError(
+            "这台旧版 XEduLLM 课堂服务器不提供文本向量（embedding）：请老师改用新版 xedullm serve。/ "
+            "This old XEduLLM classroom server has no embeddings: ask your teacher for a new xedullm server.",
+            provider=PROVIDER_NAME, code="no_embedding_model")
 
     def parse_error(self, status: int, headers: Mapping[str, str], body: bytes) -> E.LLMError:
         return queue_error(status, headers, body)

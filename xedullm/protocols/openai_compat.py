@@ -2,12 +2,16 @@
 and our own classroom server). protocols.md section 1."""
 from __future__ import annotations
 
+import base64
 import json
-from typing import Any, Dict, Mapping, Optional
+import sys
+from array import array
+from typing import Any, Dict, List, Mapping, Optional
 
 from .. import errors as E
 from ..sse import SSEEvent
-from ..types import ChatChunk, ChatRequest, ChatResult, Connection, HTTPRequest
+from ..pictures import BARE_BASE64, bare_base64, cannot_see, has_images, sees
+from ..types import ChatChunk, ChatRequest, ChatResult, Connection, EmbeddingResult, HTTPRequest
 from .adapter import STREAM_END, Adapter, EventResult, join_url, load_json, retry_after_seconds, usage_from
 from .options import OPENAI_OPTIONS, wire_options
 
@@ -44,7 +48,15 @@ _SPECIFIC = {
     "context_length_exceeded": E.BadRequestError,
     "1210": E.BadRequestError, "1213": E.BadRequestError, "1214": E.BadRequestError,
     "1261": E.BadRequestError,
+    # Qianfan v2 (docs/qianfan_v2.md): a 401 or 403 does not always mean the key
+    "invalid_iam_token": E.AuthenticationError,
+    "invalid_appid": E.AuthenticationError,
+    "no_parameter_permission": E.AuthenticationError,
+    "account_overdue": E.QuotaExceededError,               # 403: the account is in arrears
+    "model_offline": E.ModelNotFoundError,                 # 403: a retired model
+    "unsafe_request": E.ContentFilterError,                # the type of every moderation block
     # our classroom server's own types (server/openai_format.py)
+    "stream_interrupted": E.StreamInterruptedError,
     "api_connection_error": E.APIConnectionError,
     "timeout_error": E.APITimeoutError,
 }
@@ -53,6 +65,8 @@ _SPECIFIC = {
 # (protocols.md 1.6: DeepSeek answers an unknown model with 400 "Model Not Exist").
 _BY_MESSAGE = {
     "model not exist": E.ModelNotFoundError,
+    # OpenAI's own text; Qianfan v2 sends it with a 401 and the code invalid_model
+    "the model does not exist or you do not have access to it.": E.ModelNotFoundError,
 }
 
 _BY_STATUS = {
@@ -115,7 +129,14 @@ class OpenAICompatAdapter(Adapter):
         return headers
 
     def chat_request(self, req: ChatRequest, conn: Connection, token: Optional[str] = None) -> HTTPRequest:
-        body: Dict[str, Any] = {"model": req.model, "messages": _strip_reasoning(req.messages)}
+        if self.provider and not sees(self.provider.id, req.model) and has_images(req.messages):
+            # OpenAI's image parts are every such provider's own form too; only the model decides.
+            raise cannot_see(self.provider.label_zh, self.provider.label_en, req.model)
+        messages = _strip_reasoning(req.messages)
+        if self.provider and self.provider.id in BARE_BASE64 and has_images(messages):
+            messages = bare_base64(messages)
+        model = self.provider.wire_model(req.model) if self.provider else req.model
+        body: Dict[str, Any] = {"model": model, "messages": messages}
         temperature, top_p = req.temperature, req.top_p
         if self.provider and self.provider.sampling_open_interval:
             if temperature is not None and temperature <= 0:
@@ -138,6 +159,23 @@ class OpenAICompatAdapter(Adapter):
 
     def models_request(self, conn: Connection, token: Optional[str] = None) -> Optional[HTTPRequest]:
         return HTTPRequest("GET", join_url(conn.base_url, "models"), self._headers(conn))
+
+    def embeddings_request(self, texts: List[str], model: str, conn: Connection,
+                           token: Optional[str] = None) -> HTTPRequest:
+        # No encoding_format: float is every service's default, and not all know the field (GLM).
+        return HTTPRequest("POST", join_url(conn.base_url, "embeddings"), self._headers(conn),
+                           {"model": model, "input": list(texts)})
+
+    def parse_embeddings(self, body: bytes) -> EmbeddingResult:
+        data = load_json(body, self)
+        if not isinstance(data, dict):
+            raise E.ServerError(provider=self.provider_name, detail="回复不是 JSON 对象 / reply is not a JSON object")
+        if data.get("error"):
+            raise self._error_from_body(None, data, {})
+        items = [d for d in data.get("data") or () if isinstance(d, dict)]
+        items.sort(key=lambda d: d.get("index", 0) if isinstance(d.get("index"), int) else 0)
+        vectors = [_vector(d.get("embedding"), self) for d in items]
+        return EmbeddingResult(vectors=vectors, usage=usage_from(data.get("usage")), model=data.get("model"))
 
     def parse_chat(self, body: bytes) -> ChatResult:
         data = load_json(body, self)  # json.loads skips DeepSeek's leading blank lines
@@ -234,6 +272,19 @@ class OpenAICompatAdapter(Adapter):
             detail=detail,
             retry_after=retry_after_seconds(headers) if headers else None,
         )
+
+
+def _vector(value: Any, adapter: Adapter) -> List[float]:
+    """One embedding: a list of numbers, or (``encoding_format: base64``) little-endian float32."""
+    if isinstance(value, str):
+        floats = array("f")
+        floats.frombytes(base64.b64decode(value))
+        if sys.byteorder == "big":
+            floats.byteswap()
+        return floats.tolist()
+    if isinstance(value, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value):
+        return [float(x) for x in value]
+    raise E.ServerError(provider=adapter.provider_name, detail="回复里的向量不是数字列表 / an embedding is not a list of numbers")
 
 
 def _dicts(value: Any) -> list:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import functools
 import mimetypes
+import secrets
 from typing import TYPE_CHECKING, Any, AsyncIterator, List, Optional
 
 from starlette.applications import Starlette
@@ -23,11 +24,13 @@ from starlette.responses import JSONResponse, Response
 
 from .admin.admin_routes import admin_routes
 from .api.openai_routes import openai_routes
+from .api.embeddings_routes import embeddings_routes
+from .api.model_files import model_file_routes
 from .api.gradio_routes import GradioFace, gradio_routes
 from .classroom import fallback_list
 from .classroom.blocked_words import BlockedWords
 from .classroom.gate import Gate
-from .classroom.ledger import NullLedger
+from .classroom.ledger import REQUEST_ID, NullLedger
 from .classroom.live_settings import LiveSettings
 from .classroom.open_policy import OpenPolicy
 from .classroom.policy import ClassroomPolicy
@@ -92,6 +95,8 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
     app = Starlette(
         routes=[
             *openai_routes(),   # first: /v1/chat/completions is matched on every request
+            *embeddings_routes(),
+            *model_file_routes(),   # the teacher's local models, for students' machines
             *web_routes(),
             *gradio_routes(),   # the old XEdu student client (gradio_client)
             *(admin_routes() if classroom else []),
@@ -108,7 +113,11 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
 @contextlib.asynccontextmanager
 async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     state: ServerState = app.state.xedullm
-    loops = []
+    from .admin.key_follow import follow_forever
+
+    # A key set or rotated in the key store reaches the next question (admin/key_follow.py).
+    loops = [asyncio.ensure_future(follow_forever([state.client, *(c.client for c in state.compare)],
+                                                  state.secrets))]
     if state.classroom is not None:
         # Settings changed on another server sharing this store reach this one within a second.
         loops.append(asyncio.ensure_future(state.live.refresh_forever(state.classroom.call)))
@@ -150,17 +159,28 @@ class _PublicCORS:
                                          allow_headers=["*"], allow_credentials=False, max_age=600)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] == "/admin" or scope["path"].startswith("/admin/"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
-        elif scope["method"] == "OPTIONS":
-            await self._preflight(scope, receive, send)
+            return
+        # Every answer names its request (the openai SDK's ``_request_id``); a chat's ledger
+        # row keeps the same id (api/chat_call.py).
+        request_id = scope[REQUEST_ID] = f"req_{secrets.token_hex(12)}"
+        id_header = (b"x-request-id", request_id.encode())
+        if scope["path"] == "/admin" or scope["path"].startswith("/admin/"):
+            extra: Any = (id_header,)
         else:
-            async def send_allowing_any_origin(message: Any) -> None:
-                if message["type"] == "http.response.start":
-                    message["headers"] = [*message.get("headers", ()), _ANY_ORIGIN]
-                await send(message)
+            extra = (id_header, _ANY_ORIGIN)
 
-            await self.app(scope, receive, send_allowing_any_origin)
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        if scope["method"] == "OPTIONS" and len(extra) == 2:
+            extra = (id_header,)   # the preflight middleware names the origin itself
+            await self._preflight(scope, receive, send_with_headers)
+        else:
+            await self.app(scope, receive, send_with_headers)
 
 
 _ANY_ORIGIN = (b"access-control-allow-origin", b"*")

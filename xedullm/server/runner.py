@@ -63,15 +63,20 @@ def banner(urls: List[str]) -> str:
     return "\n".join(lines)
 
 
-def admin_banner(url: str, classroom: Any) -> str:
-    """Where the teacher's admin page is, its password if we made one, and where data lives."""
+def admin_banner(url: str, classroom: Any, code_given: bool = False) -> str:
+    """Where the teacher's admin page is, its password if we made one, the access code in force
+    and where it came from (``code_given``: this start; else kept from the last lesson), and
+    where data lives."""
     lines = [f"老师管理页 / Teacher's admin page: {url}/admin"]
     if classroom.password_generated:
         lines.append(f"本次管理密码 / Admin password for this run: {classroom.admin_password}")
-    if classroom.access_code:
-        lines.append("已开启访问码：学生需要输入它（或自己的学生令牌）；可在管理页更改或关闭。/ "
-                     "Access code on: students enter it (or their student token); change or remove it on the "
-                     "admin page.")
+    code = classroom.access_code
+    if code:
+        where_zh, where_en = (("本次启动时设置", "set by this start") if code_given else
+                              ("沿用上节课保存的访问码", "kept from the last lesson"))
+        lines.append(f"访问码 / Access code: {code}（{where_zh} / {where_en}）")
+        lines.append("学生需要输入它（或自己的学生令牌）；可在管理页更改或关闭。/ "
+                     "Students enter it (or their student token); change or remove it on the admin page.")
     if classroom.require_name:
         lines.append("学生需先填写名字或座号。/ Students give a name or seat number first.")
     if classroom.paused:
@@ -79,6 +84,21 @@ def admin_banner(url: str, classroom: Any) -> str:
                      "The class is paused: students can ask once you press Resume on the admin page.")
     lines.append(f"用量记录保存在 / Usage ledger kept in: {classroom.store_location}")
     return "\n".join(lines)
+
+
+def key_banner(client: "Client", local_url: str) -> str:
+    """Where to paste the key, when the server starts without one (else '')."""
+    info, provider = client.key_info, client.provider
+    if provider is None or not provider.needs_key or info["api_key"]:
+        return ""
+    return "\n".join([
+        f"还没有{provider.label_zh}的密钥：学生会看到“老师还在设置”。请在这台电脑上打开 {local_url}/admin，"
+        f"把密钥粘贴到“密钥”框里（或运行 xedullm key set {provider.id}），保存后下一个问题就能回答。",
+        f"No {provider.label_en} key yet: students are told the teacher is still setting up. On this computer "
+        f"open {local_url}/admin and paste the key in the key box (or run `xedullm key set {provider.id}`); "
+        f"the next question after saving is answered.",
+        f"获取密钥 / Get a key: {provider.key_url}",
+    ])
 
 
 def connection_protocol(settings: Any) -> type:
@@ -131,12 +151,14 @@ def make_server(client: "Client", sock: socket.socket, **options: Any):
 
     server = ClassroomServer(config)
     server.classroom = state.classroom
+    server.access_code_given = settings.access_code is not None   # else kept from the last lesson
     return server
 
 
 def run_client_server(client: "Client", host: str = "0.0.0.0", port: int = 7860, **options: Any) -> None:
     """Serve ``client`` to the class until Ctrl-C (what ``Client.run`` and ``xedullm serve`` call)."""
     _show_server_log()
+    open_browser = bool(options.pop("open_browser", False))
     sock = bind_socket(host, port)
     server = None
     try:
@@ -146,7 +168,12 @@ def run_client_server(client: "Client", host: str = "0.0.0.0", port: int = 7860,
         qr = terminal_qr(urls[0], getattr(sys.stdout, "encoding", None))
         if qr:
             print(f"扫码打开 / Scan to open {urls[0]}:\n{qr}", flush=True)
-        print(admin_banner(urls[0], server.classroom), flush=True)
+        print(admin_banner(urls[0], server.classroom, server.access_code_given), flush=True)
+        waiting = key_banner(client, _loopback_url(host, sock.getsockname()[1]))
+        if waiting:
+            print(waiting, flush=True)
+        if open_browser and desktop_session():
+            _open_admin_page(f"{_loopback_url(host, sock.getsockname()[1])}/admin")
         if _loop_running():
             # Jupyter already runs an event loop in this thread: serve from another thread
             # and stop it when the cell is interrupted.
@@ -161,6 +188,43 @@ def run_client_server(client: "Client", host: str = "0.0.0.0", port: int = 7860,
         if server is not None:
             server.classroom.close()
     print("服务已停止。/ Server stopped.", flush=True)
+
+
+def desktop_session(env: Optional[Any] = None) -> bool:
+    """Whether a browser can open on the teacher's screen: not over SSH, not with
+    ``XEDULLM_NO_BROWSER`` set (tests, CI), and on Linux/BSD only with a display."""
+    import os
+
+    env = os.environ if env is None else env
+    if env.get("XEDULLM_NO_BROWSER", "").strip() not in ("", "0") or env.get("CI"):
+        return False
+    if env.get("SSH_CONNECTION") or env.get("SSH_TTY") or env.get("SSH_CLIENT"):
+        return False
+    if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def _loopback_url(host: str, port: int) -> str:
+    # The admin page from this machine: loopback where we listen on all interfaces, so the key
+    # box accepts keys (admin/key_routes.py).
+    if host in ("", "0.0.0.0"):
+        return f"http://127.0.0.1:{port}"
+    if host == "::":
+        return f"http://[::1]:{port}"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _open_admin_page(url: str) -> None:
+    import webbrowser
+
+    def open_it() -> None:
+        try:
+            webbrowser.open(url)
+        except Exception:  # noqa: BLE001 - no browser is no reason to stop the lesson
+            pass
+
+    threading.Thread(target=open_it, daemon=True).start()
 
 
 def _show_server_log() -> None:

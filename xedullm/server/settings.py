@@ -86,6 +86,17 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("review", bool, False, "课堂回顾：保存对话内容，只在管理页可见（学生页面会提示）",
             "classroom review: keep conversation text, visible only on the admin page (the student page says so)",
             admin=True, public=True),
+    # Pictures of minors: the teacher decides whether they may be sent, and (apart) whether the
+    # review keeps them; without that, stored conversations show only that a picture was sent.
+    Setting("allow_pictures", bool, True, "允许学生在问题里附图片（需要能看图的模型，如 qwen-vl-max、glm-4v-flash）",
+            "let students attach pictures to questions (needs a model that sees, e.g. qwen-vl-max, glm-4v-flash)",
+            admin=True, public=True),
+    Setting("store_pictures", bool, False, "课堂回顾也保存学生发的图片（默认只记“[图片]”，不存图片本身）",
+            "the classroom review keeps the pictures students send too (default: only “[picture]”, never the picture)",
+            admin=True),
+    Setting("embedding_model", str, None, "/v1/embeddings 用的文本向量模型（默认：服务商常用的，如 text-embedding-v4、embedding-3）",
+            "the embedding model /v1/embeddings uses (default: the provider's usual one, e.g. text-embedding-v4, "
+            "embedding-3)", admin=True),
     Setting("require_name", bool, False, "学生先填写名字或座号，管理页按名字显示",
             "students give a name or seat number first; the admin page shows names", admin=True, public=True),
     Setting("paused", bool, False, "暂停课堂：学生的请求先不回答，直到老师继续",

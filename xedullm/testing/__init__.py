@@ -58,6 +58,10 @@ request; combine with ``+``): ``none()``, ``status(code, body=None, headers=None
 ``no_done()``, ``leading_blank_lines(n)``, ``huge(n_chars)``, ``invalid_utf8(after)``,
 ``crlf()``. See ``faults.py`` for what each does on stream and non-stream requests.
 
+Model hub: ``FakeHub()`` speaks Hugging Face's resolve protocol and ModelScope's file API
+(``hub.add(repo, path, data)``; switches ``cuts``, ``corrupt``, ``declared_size``); see
+``hub_fake.py``.
+
 Command line (prints the base URL, serves until Ctrl-C / SIGTERM):
 ``python -m xedullm.testing openai --flavor deepseek --port 9001 --api-key sk-test-x
 [--token-delay 0.02]``; also ``dashscope --api-key K`` and ``ernie --api-key AK --secret-key SK``.
@@ -66,8 +70,9 @@ from .fake_server import FakeServer
 from .dashscope_fake import FakeDashScopeServer
 from .ernie_fake import FakeErnieServer
 from .faults import Fault
+from .hub_fake import FakeHub
 from .openai_fake import FLAVORS, FakeOpenAIServer
 from .server_thread import ServerThread
 
-__all__ = ["FLAVORS", "FakeDashScopeServer", "FakeErnieServer", "FakeOpenAIServer",
+__all__ = ["FLAVORS", "FakeDashScopeServer", "FakeErnieServer", "FakeHub", "FakeOpenAIServer",
            "FakeServer", "Fault", "ServerThread"]

@@ -1,15 +1,23 @@
 """Fake DashScope (Qwen) native API (protocols.md section 2), plus its OpenAI-compatible
-mode at ``/compatible-mode/v1`` sharing the same records and faults."""
+mode at ``/compatible-mode/v1`` sharing the same records and faults. Pictures go to the
+multimodal endpoint (content parts ``{"image"}`` / ``{"text"}``, answered as a list of
+``{"text"}`` parts), texts to be embedded to the text-embedding service
+(docs/pictures-and-embeddings.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .answer_shapes import shape_answer
-from .fake_server import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps, split_pieces
+from .fake_server import (BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps, fake_embedding,
+                          split_pieces)
 from .openai_fake import OpenAIEndpoints, default_models
 
 GENERATION_PATH = "/api/v1/services/aigc/text-generation/generation"
+MULTIMODAL_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
+EMBEDDING_PATH = "/api/v1/services/embeddings/text-embedding/text-embedding"
+EMBEDDING_MODELS = ("text-embedding-v1", "text-embedding-v2", "text-embedding-v3", "text-embedding-v4")
+MAX_EMBEDDING_TEXTS = 10   # v3 and v4 take at most 10 texts a request
 
 # code -> (HTTP status, message)
 ERRORS: Dict[str, Tuple[int, str]] = {
@@ -39,6 +47,7 @@ class _Ctx:
     request_id: str
     incremental: bool
     message_format: bool
+    multimodal: bool = False     # the multimodal endpoint answers content as [{"text": …}]
 
 
 class DashScopeWire(Wire):
@@ -54,8 +63,9 @@ class DashScopeWire(Wire):
 
     def _payload(self, ctx: _Ctx, text: str, finish: str, usage: Dict[str, int],
                  tool_calls: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
-        if ctx.message_format:
-            message: Dict[str, Any] = {"role": "assistant", "content": text}
+        if ctx.message_format or ctx.multimodal:
+            message: Dict[str, Any] = {"role": "assistant",
+                                       "content": [{"text": text}] if ctx.multimodal else text}
             if tool_calls:
                 message["tool_calls"] = tool_calls
             output: Dict[str, Any] = {"choices": [{"message": message, "finish_reason": finish}]}
@@ -156,10 +166,12 @@ class FakeDashScopeServer(FakeServer):
     def _routes(self) -> list:
         from starlette.routing import Route
 
-        return [Route(GENERATION_PATH, self.generation, methods=["POST"])] + self._compat.routes()
+        return [Route(GENERATION_PATH, self.generation, methods=["POST"]),
+                Route(MULTIMODAL_PATH, self.generation, methods=["POST"]),
+                Route(EMBEDDING_PATH, self.embedding, methods=["POST"])] + self._compat.routes()
 
     def _is_chat(self, path: str) -> bool:
-        return path == GENERATION_PATH or self._compat.is_chat(path)
+        return path in (GENERATION_PATH, MULTIMODAL_PATH) or self._compat.is_chat(path)
 
     def _error(self, request_id: str, code: str, message: Optional[str] = None) -> Any:
         status, text = ERRORS[code]
@@ -167,7 +179,47 @@ class FakeDashScopeServer(FakeServer):
                                            "request_id": request_id},
                                   {"x-request-id": request_id})
 
-    def _validate(self, request_id: str, data: Any) -> Any:
+    def _check_parts(self, request_id: str, model: str, messages: List[Dict[str, Any]], multimodal: bool) -> Any:
+        """The text endpoint takes text only; the multimodal one lists parts in every message
+        and takes pictures only for a vision model (qwen-vl-*)."""
+        for m in messages:
+            content = m.get("content")
+            if not multimodal:
+                if not isinstance(content, str):
+                    return self._error(request_id, "InvalidParameter", "Input content must be a string.")
+                continue
+            if not isinstance(content, list) or not all(
+                    isinstance(p, dict) and (isinstance(p.get("text"), str) or isinstance(p.get("image"), str))
+                    for p in content):
+                return self._error(request_id, "InvalidParameter",
+                                   "The content of each message must be a list of {text} or {image} items.")
+            if any("image" in p for p in content) and "vl" not in model:
+                return self._error(request_id, "InvalidParameter", f"Model {model} does not support image input.")
+        return None
+
+    async def embedding(self, request: Any) -> Any:
+        record, data = await self._record(request)
+        request_id = f"00000000-fake-0000-0000-{self._next_id():012d}"
+        scheme, _, token = record["headers"].get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip() or (self.api_key is not None
+                                                              and token.strip() != self.api_key):
+            return self._error(request_id, "InvalidApiKey")
+        texts = (data.get("input") or {}).get("texts") if isinstance(data, dict) and isinstance(
+            data.get("input"), dict) else None
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+            return self._error(request_id, "InvalidParameter", "input.texts must be a non-empty list of texts.")
+        if len(texts) > MAX_EMBEDDING_TEXTS:
+            return self._error(request_id, "InvalidParameter",
+                               f"batch size is invalid, it should not be larger than {MAX_EMBEDDING_TEXTS}.")
+        if data.get("model") not in EMBEDDING_MODELS:
+            return self._error(request_id, "Model.NotExist")
+        tokens = sum(len(t) for t in texts)
+        self._report_usage(None, {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens})
+        return self.json_response(200, {
+            "output": {"embeddings": [{"text_index": i, "embedding": fake_embedding(t)} for i, t in enumerate(texts)]},
+            "usage": {"total_tokens": tokens}, "request_id": request_id}, {"x-request-id": request_id})
+
+    def _validate(self, request_id: str, data: Any, multimodal: bool = False) -> Any:
         if not isinstance(data, dict):
             return self._error(request_id, "InvalidParameter", "Request body must be a JSON object.")
         model = data.get("model")
@@ -186,6 +238,10 @@ class FakeDashScopeServer(FakeServer):
                     for m in messages):
                 return self._error(request_id, "InvalidParameter",
                                    "Each message needs a valid role and content.")
+        if messages is not None:
+            refused = self._check_parts(request_id, model, messages, multimodal)
+            if refused is not None:
+                return refused
         parameters = data.get("parameters", {})
         if not isinstance(parameters, dict):
             return self._error(request_id, "InvalidParameter", '"parameters" must be an object.')
@@ -201,7 +257,8 @@ class FakeDashScopeServer(FakeServer):
         if scheme.lower() != "bearer" or not token or (self.api_key is not None
                                                       and token != self.api_key):
             return self._error(request_id, "InvalidApiKey")
-        rejected = self._validate(request_id, data)
+        multimodal = record["path"] == MULTIMODAL_PATH
+        rejected = self._validate(request_id, data, multimodal)
         if rejected is not None:
             return rejected
         fault = self._take_fault()
@@ -210,7 +267,7 @@ class FakeDashScopeServer(FakeServer):
         parameters = data.get("parameters") or {}
         ctx = _Ctx(request_id=request_id,
                    incremental=parameters.get("incremental_output") is True,
-                   message_format=parameters.get("result_format") == "message")
+                   message_format=parameters.get("result_format") == "message", multimodal=multimodal)
         stream = record["headers"].get("x-dashscope-sse", "").lower() == "enable"
         # Tools and response_format sit in ``parameters`` here; the OpenAI fake's rules apply.
         answer = shape_answer({**parameters, "messages": messages}, self._answer(messages, fault),

@@ -1,4 +1,5 @@
-"""Fake Baidu ERNIE v1 (protocols.md section 3): OAuth token step plus wenxinworkshop chat."""
+"""Fake Baidu ERNIE v1 (protocols.md section 3): OAuth token step plus wenxinworkshop chat; and
+Qianfan v2 (docs/qianfan_v2.md) at ``/v2`` with its one bce-v3/ key, sharing records and faults."""
 from __future__ import annotations
 
 import secrets
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from .fake_server import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps
+from .openai_fake import OpenAIEndpoints
 
 TOKEN_PATH = "/oauth/2.0/token"
 CHAT_PREFIX = "/rpc/2.0/ai_custom/v1/wenxinworkshop/chat/"
@@ -122,14 +124,17 @@ def _check_messages(messages: Any) -> Optional[str]:
 
 
 class FakeErnieServer(FakeServer):
-    """ERNIE v1 at ``base_url`` = ``http://127.0.0.1:PORT`` (host root)."""
+    """ERNIE v1 at ``base_url`` = ``http://127.0.0.1:PORT`` (host root); Qianfan v2 (flavor
+    qianfan) at ``v2_base_url`` = ``.../v2``, answering ``v2_api_key``."""
 
     def __init__(self, api_key: str = "test-ak", secret_key: str = "test-sk",
                  reply: Reply = None, token_delay: float = 0.0, host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+                 port: int = 0, v2_api_key: Optional[str] = "bce-v3/ALTAK-test/v2secret") -> None:
         super().__init__(reply=reply, token_delay=token_delay, host=host, port=port)
         self.api_key = api_key
         self.secret_key = secret_key
+        self.v2_api_key = v2_api_key
+        self._v2 = OpenAIEndpoints(self, "qianfan", v2_api_key, None, "/v2")
         self.token_requests = 0
         self._tokens: Dict[str, bool] = {}   # token -> expired?
         self.wire = ErnieWire()
@@ -138,10 +143,14 @@ class FakeErnieServer(FakeServer):
         from starlette.routing import Route
 
         return [Route(TOKEN_PATH, self.token, methods=["POST"]),
-                Route(CHAT_PREFIX + "{endpoint}", self.chat, methods=["POST"])]
+                Route(CHAT_PREFIX + "{endpoint}", self.chat, methods=["POST"])] + self._v2.routes()
 
     def _is_chat(self, path: str) -> bool:
-        return path.startswith(CHAT_PREFIX)
+        return path.startswith(CHAT_PREFIX) or self._v2.is_chat(path)
+
+    @property
+    def v2_base_url(self) -> str:
+        return self.url + "/v2"
 
     @property
     def issued_tokens(self) -> List[str]:

@@ -46,6 +46,32 @@ def content_text(content: Any) -> str:
     return ""
 
 
+# What a picture costs in prompt tokens at the fakes (OpenAI's price of one low-detail image).
+IMAGE_TOKENS = 85
+EMBEDDING_DIMS = 64
+
+
+def content_images(content: Any) -> int:
+    """Pictures in a message ``content``: OpenAI's ``image_url`` parts or DashScope's ``image``."""
+    if not isinstance(content, list):
+        return 0
+    return sum(1 for p in content if isinstance(p, dict) and (p.get("type") == "image_url" or "image" in p))
+
+
+def fake_embedding(text: str, dims: int = EMBEDDING_DIMS) -> List[float]:
+    """A deterministic unit vector from the text's characters and character pairs, so that
+    texts sharing words come out close (cosine similarity works as with a real model)."""
+    import zlib
+
+    vector = [0.0] * dims
+    grams = list(text) + [text[i:i + 2] for i in range(len(text) - 1)]
+    for gram in grams:
+        if gram.strip():
+            vector[zlib.crc32(gram.encode("utf-8")) % dims] += 1.0
+    norm = sum(x * x for x in vector) ** 0.5 or 1.0
+    return [x / norm for x in vector]
+
+
 def split_pieces(text: str, size: int = PIECE_CHARS) -> List[str]:
     return [text[i:i + size] for i in range(0, len(text), size)] or [""]
 
@@ -380,10 +406,11 @@ class FakeServer:
     # -- the answer ----------------------------------------------------------------------
     def _answer(self, messages: List[Dict[str, Any]], fault: Fault,
                 reasoning: bool = False) -> Answer:
-        last_user = ""
+        last_user, pictures = "", 0
         for m in messages:
             if isinstance(m, dict) and m.get("role") == "user":
                 last_user = content_text(m.get("content"))
+                pictures = content_images(m.get("content"))
         if fault.huge_chars is not None:
             text = ("很长的回答。long answer. " * (fault.huge_chars // 10 + 1))[:fault.huge_chars]
             pieces = split_pieces(text, max(1, fault.huge_piece_chars))
@@ -394,9 +421,12 @@ class FakeServer:
                 text = self.reply
             else:
                 text = "你好！你刚才说：" + last_user
+                if pictures:
+                    text = f"我看到了 {pictures} 张图片。" + text
             pieces = split_pieces(text)
         thoughts = split_pieces("（思考）用户说：" + last_user) if reasoning else []
-        prompt = sum(len(content_text(m.get("content"))) for m in messages if isinstance(m, dict))
+        prompt = sum(len(content_text(m.get("content"))) + IMAGE_TOKENS * content_images(m.get("content"))
+                     for m in messages if isinstance(m, dict))
         return Answer(pieces=pieces, reasoning=thoughts, prompt_tokens=prompt)
 
     # -- delivery --------------------------------------------------------------------------

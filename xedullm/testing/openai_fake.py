@@ -10,24 +10,38 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .answer_shapes import shape_answer
-from .fake_server import BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps, split_pieces
+from .fake_server import (BAD_UTF8_MARK, Answer, FakeServer, Reply, Wire, corrupt, dumps, fake_embedding,
+                          split_pieces)
 
-FLAVORS = ("openai", "deepseek", "moonshot", "openrouter", "glm", "qwen")
-_OPENAI_STYLE = ("openai", "deepseek", "qwen")      # {"error":{message,type,param,code}}
-_PLAIN_USAGE = ("openai", "deepseek", "qwen")       # usage chunk only with include_usage
+FLAVORS = ("openai", "deepseek", "moonshot", "openrouter", "glm", "qwen", "qianfan")
+_OPENAI_STYLE = ("openai", "deepseek", "qwen", "qianfan")  # {"error":{message,type,(param,)code}}
+_PLAIN_USAGE = ("openai", "deepseek", "qwen", "qianfan")   # usage chunk only with include_usage
+# Where each flavor's API lives under the host: Qianfan v2 is at /v2 (docs/qianfan_v2.md).
+BASE_PATHS = {"qianfan": "/v2"}
 REASONING_MODELS = ("deepseek-reasoner",)
+# Models that see pictures at the fakes (as at the providers: qwen-vl-*, glm-4v-*, *-vision-*).
+VISION_MARKS = ("-vl", "4v", "vision")
+# Embedding models every flavor's fake knows, and texts one request may carry (GLM's 64).
+EMBEDDING_MODELS = ("text-embedding-3-small", "text-embedding-v3", "text-embedding-v4", "embedding-3", "embedding-2")
+MAX_EMBEDDING_INPUTS = 64
 _ROLES = ("system", "user", "assistant", "tool")
+
+
+# Served besides the catalog's models: the vision models of each flavor among them.
+_EXTRA_MODELS = {"qwen": ("qwen-turbo", "qwen-plus", "qwen-max", "qwen-vl-max", "qwen-vl-plus"),
+                 "glm": ("glm-4v-flash",), "moonshot": ("moonshot-v1-8k-vision-preview",)}
 
 
 def default_models(flavor: str) -> Tuple[str, ...]:
     if flavor == "openai":
         return ("gpt-4o-mini", "gpt-4o")
-    from ..catalog import PROVIDERS
+    from ..catalog import API_FORMS, PROVIDERS
 
+    if flavor == "qianfan":
+        return next(f.models for f in API_FORMS if f.form == "qianfan-v2")
     for provider in PROVIDERS:
         if provider.id == flavor:
-            extra = ("qwen-turbo", "qwen-plus", "qwen-max") if flavor == "qwen" else ()
-            return tuple(dict.fromkeys(provider.models + extra))
+            return tuple(dict.fromkeys(provider.models + _EXTRA_MODELS.get(flavor, ())))
     raise ValueError(f"unknown flavor {flavor!r}; choose one of {FLAVORS}")
 
 
@@ -96,6 +110,23 @@ _OPENAI_ERRORS: Dict[str, Dict[str, Tuple[str, Optional[str], str]]] = {
     },
 }
 
+# Qianfan v2's table (Baidu "错误码说明", docs/qianfan_v2.md): statuses are in _KIND_STATUS.
+_OPENAI_ERRORS["qianfan"] = {
+    "bad_request": ("invalid_request_error", "invalid_argument", "Invalid Argument"),
+    "auth": ("invalid_request_error", "invalid_iam_token", "IAM Certification failed"),
+    "payment": ("access_denied", "account_overdue", "Access denied due to overdue account"),
+    "quota": ("access_denied", "account_overdue", "Access denied due to overdue account"),
+    "forbidden": ("unsafe_request", "system_unsafe", "the content of system field is invalid"),
+    "not_found": ("invalid_request_error", "invalid_model",
+                  "The model does not exist or you do not have access to it."),
+    "unprocessable": ("invalid_request_error", "invalid_argument", "Invalid Argument"),
+    "rate": ("rate_limit_exceeded", "rpm_rate_limit_exceeded", "Rate limit reached for RPM"),
+    "timeout": ("Internal_error", "internal_error", "Internal error"),
+    "server": ("Internal_error", "internal_error", "Internal error"),
+    "bad_gateway": ("Internal_error", "internal_error", "Internal error"),
+    "overloaded": ("Internal_error", "dispatch_internal_error", "Internal error"),
+}
+
 _MOONSHOT_TYPES = {
     "bad_request": ("invalid_request_error", "Invalid request."),
     "auth": ("invalid_authentication_error", "Invalid Authentication"),
@@ -146,8 +177,11 @@ _OPENROUTER_MESSAGES = {
 # HTTP status each flavor uses for the semantic kinds that are not a plain status.
 _KIND_STATUS = {
     "quota": {"openai": 429, "deepseek": 402, "moonshot": 429, "openrouter": 402,
-              "glm": 429, "qwen": 400},
-    "not_found": {"glm": 400, "deepseek": 400},
+              "glm": 429, "qwen": 400, "qianfan": 403},
+    "payment": {"qianfan": 403},
+    # Qianfan v2 answers an unknown model with 401 invalid_model (its 400 invalid_model means
+    # "model is empty").
+    "not_found": {"glm": 400, "deepseek": 400, "qianfan": 401},
 }
 
 
@@ -156,6 +190,9 @@ def error_payload(flavor: str, kind: str, message: Optional[str] = None,
     """The flavor's JSON error body for a semantic ``kind``."""
     if flavor in _OPENAI_STYLE:
         etype, code, text = _OPENAI_ERRORS[flavor][kind]
+        if flavor == "qianfan":   # no param; the request id beside the error
+            return {"error": {"code": code, "message": message or text, "type": etype},
+                    "id": "as-fake0001"}
         body: Dict[str, Any] = {"error": {"message": message or text, "type": etype,
                                           "param": None, "code": code}}
         if flavor == "qwen":
@@ -386,7 +423,8 @@ class OpenAIEndpoints:
         from starlette.routing import Route
 
         return [Route(self.prefix + "/chat/completions", self.chat, methods=["POST"]),
-                Route(self.prefix + "/models", self.list_models, methods=["GET"])]
+                Route(self.prefix + "/models", self.list_models, methods=["GET"]),
+                Route(self.prefix + "/embeddings", self.embeddings, methods=["POST"])]
 
     def is_chat(self, path: str) -> bool:
         return path == self.prefix + "/chat/completions"
@@ -442,12 +480,15 @@ class OpenAIEndpoints:
             if m.get("role") == "tool" and not isinstance(m.get("tool_call_id"), str):
                 return self._error("bad_request", 400,
                                    "Invalid message: a 'tool' message needs 'tool_call_id'.")
+            refused = self._check_parts(m, model)
+            if refused is not None:
+                return refused
             if model in REASONING_MODELS and "reasoning_content" in m:
                 return self._error("bad_request", 400,
                                    "reasoning_content must not be sent back in messages.")
         if model not in self.models:
             # DeepSeek's body is fixed text; the others name the model.
-            message = None if self.flavor == "deepseek" else f"The model `{model}` does not exist."
+            message = None if self.flavor in ("deepseek", "qianfan") else f"The model `{model}` does not exist."
             return self._error("not_found", 404, message)
         for name, high in (("temperature", 2.0), ("top_p", 1.0)):
             value = data.get(name)
@@ -457,6 +498,62 @@ class OpenAIEndpoints:
                     "bad_request", 400)
                 return self._error(kind, status, f"Invalid '{name}': must be in [0, {high}].")
         return None
+
+    def _check_parts(self, message: Dict[str, Any], model: str) -> Any:
+        """Content parts as the providers check them: text, and image_url (https or data:)
+        in user turns, for a model that sees."""
+        content = message.get("content")
+        if not isinstance(content, list):
+            return None
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text" and isinstance(part.get("text"), str):
+                continue
+            url = (part.get("image_url") or {}).get("url") if kind == "image_url" and isinstance(
+                part.get("image_url"), dict) else None
+            # GLM takes a picture's base64 bare and refuses a data: URL; the others take data: URLs.
+            inline = ("data:image/",) if self.flavor != "glm" else ()
+            if not isinstance(url, str) or message.get("role") != "user" or not (
+                    url.startswith(("https://",) + inline) or self.flavor == "glm" and _bare_base64(url)):
+                return self._error("bad_request", 400, "Invalid content part: use text, or image_url with a url.")
+            if not any(mark in model.lower() for mark in VISION_MARKS):
+                return self._error("bad_request", 400, f"Model {model} does not support image input.")
+        return None
+
+    async def embeddings(self, request: Any) -> Any:
+        """``POST /embeddings``: OpenAI's shape (GLM and DashScope's compatible mode speak it too)."""
+        record, data = await self.fake._record(request)
+        denied = self._auth_error(record["headers"])
+        if denied is not None:
+            return denied
+        if not isinstance(data, dict) or not isinstance(data.get("model"), str):
+            return self._error("bad_request", 400, "Missing required parameter: 'model'.")
+        texts = data.get("input")
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t for t in texts):
+            return self._error("bad_request", 400, "'input' must be a non-empty string or list of strings.")
+        if len(texts) > MAX_EMBEDDING_INPUTS:
+            return self._error("bad_request", 400, f"'input' may hold at most {MAX_EMBEDDING_INPUTS} texts.")
+        if data["model"] not in EMBEDDING_MODELS:
+            return self._error("not_found", 404, f"The model `{data['model']}` does not exist.")
+        fault = self.fake._take_fault()
+        if fault.error == "status" and fault.status_code:
+            return self._error(_status_kind(fault.status_code), fault.status_code)
+        tokens = sum(len(t) for t in texts)
+        items = []
+        for i, text in enumerate(texts):
+            vector: Any = fake_embedding(text)
+            if data.get("encoding_format") == "base64":
+                from array import array
+
+                vector = base64.b64encode(array("f", vector).tobytes()).decode("ascii")
+            items.append({"object": "embedding", "index": i, "embedding": vector})
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        if self.flavor == "glm":
+            usage["completion_tokens"] = 0
+        self.fake._report_usage(None, {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens})
+        return self.fake.json_response(200, {"object": "list", "data": items, "model": data["model"], "usage": usage})
 
     async def chat(self, request: Any) -> Any:
         fake = self.fake
@@ -477,6 +574,14 @@ class OpenAIEndpoints:
         answer = shape_answer(data, fake._answer(data["messages"], fault, reasoning=ctx.reasoning),
                               call_prefix=f"call_{ctx.id[-6:]}_")
         return fake.respond(self.wire, ctx, answer, fault, stream=data.get("stream") is True)
+
+
+def _bare_base64(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+        return bool(text)
+    except ValueError:
+        return False
 
 
 def _check_glm_jwt(token: str, api_key: str) -> str:
@@ -502,7 +607,8 @@ def _check_glm_jwt(token: str, api_key: str) -> str:
 
 
 class FakeOpenAIServer(FakeServer):
-    """OpenAI-compatible provider at ``base_url`` = ``http://127.0.0.1:PORT/v1``."""
+    """OpenAI-compatible provider at ``base_url`` = ``http://127.0.0.1:PORT/v1`` (flavor qianfan:
+    ``.../v2``, Qianfan v2's path)."""
 
     _base_path = "/v1"
 
@@ -512,7 +618,8 @@ class FakeOpenAIServer(FakeServer):
         super().__init__(reply=reply, token_delay=token_delay, host=host, port=port)
         self.flavor = flavor
         self.api_key = api_key
-        self._api = OpenAIEndpoints(self, flavor, api_key, models, "/v1")
+        self._base_path = BASE_PATHS.get(flavor, "/v1")
+        self._api = OpenAIEndpoints(self, flavor, api_key, models, self._base_path)
         self.models = self._api.models
 
     def _routes(self) -> list:

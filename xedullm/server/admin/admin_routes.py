@@ -22,10 +22,12 @@ from starlette.routing import Route
 
 from ...classroom_presets import presets
 from ...errors import ConfigurationError
+from ...pictures import PLACEHOLDER, is_image_part
 from ..class_address import class_url, qr_svg
 from ..classroom import fallback_list, student_tokens
 from ..classroom.token_sheet import sheet_csv, sheet_html
-from .alerts import alerts
+from .alerts import alerts, key_missing_alert
+from .key_routes import key_boxes, save_key
 from .auth import CSRF_HEADER, Sessions, password_matches, retry_after, same_origin, wait_left
 from ..classroom.room import Classroom, today
 from ..settings import admin_changes
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from ...client import Client
 
 ADMIN_DIR = Path(__file__).parent / "static"
-ASSETS = ("admin.js", "admin.css", "chart.js", "review.js", "presets.js")
+ASSETS = ("admin.js", "admin.css", "chart.js", "review.js", "presets.js", "keys.js")
 SERIES_HOURS = 6
 SERIES_BUCKET = 600.0
 _MAX_FORM = 4096
@@ -280,6 +282,8 @@ def admin_routes() -> List[Route]:
         Route("/admin/api/review", _guarded(review), methods=["GET"]),
         Route("/admin/api/settings", _guarded(change_settings, change=True), methods=["POST"]),
         Route("/admin/api/export.csv", _guarded(export), methods=["GET"]),
+        Route("/admin/api/keys", _guarded(key_boxes), methods=["GET"]),
+        Route("/admin/api/key", _guarded(save_key, change=True), methods=["POST"]),
     ]
 
 
@@ -369,11 +373,13 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
     series = {start: (tokens_used, count) for start, tokens_used, count in store.series(since, SERIES_BUCKET)}
     provider = client.provider
     live = room.settings
+    waiting = [key_missing_alert(provider)] if provider is not None and provider.needs_key \
+        and not client.key_info["api_key"] else []
     return {
         "day": day,
         "now": now,
-        "alerts": alerts(store.recent(200), now=now, provider=provider, tokens_today=totals.tokens,
-                         daily_budget=room.daily_budget, primary=client.label) + room.guesses.alerts(now),
+        "alerts": waiting + alerts(store.recent(200), now=now, provider=provider, tokens_today=totals.tokens,
+                                   daily_budget=room.daily_budget, primary=client.label) + room.guesses.alerts(now),
         "flagged": _flagged(store.flagged(day), room.review),
         "totals": {"requests": totals.requests, "tokens": totals.tokens, "errors": totals.errors},
         "settings": {
@@ -384,6 +390,7 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
             "review": room.review, "access_code_required": room.access_code is not None,
             "paused": room.paused, "require_name": room.require_name,
             "fallback": live.get("fallback") or [],
+            "allow_pictures": bool(live.get("allow_pictures")), "store_pictures": bool(live.get("store_pictures")),
         },
         "series": [{"start": since + i * SERIES_BUCKET,
                     "tokens": series.get(since + i * SERIES_BUCKET, (0, 0))[0],
@@ -422,11 +429,18 @@ def _public_row(row: Dict[str, Any], review: bool) -> Dict[str, Any]:
 
 def _conversation(row: Dict[str, Any]) -> Dict[str, Any]:
     kept = json.loads(row["conversation"])
-    messages = kept.get("messages") or []
+    # A question with pictures is shown as its text and "[图片 / picture]" for each picture.
+    messages = [dict(m, content=_shown_text(m.get("content"))) for m in kept.get("messages") or []]
     asked = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
     return {"id": row["id"], "started": row["started"], "who": row["who"], "name": row.get("name"),
             "model": row["model"], "outcome": row["outcome"], "total_tokens": row["total_tokens"],
             "question": asked, "answer": kept.get("answer") or "", "messages": messages}
+
+
+def _shown_text(content: Any) -> Any:
+    if not isinstance(content, list):
+        return content
+    return "".join(PLACEHOLDER if is_image_part(p) else p.get("text", "") for p in content if isinstance(p, dict))
 
 
 def _matches(conversation: Dict[str, Any], query: str) -> bool:

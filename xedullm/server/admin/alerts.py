@@ -70,9 +70,13 @@ def _alert(kind: str, provider: Any, since: float) -> Dict[str, Any]:
         where_zh = f"到 {key_url} 查看或新建密钥，" if key_url else "检查或换一个密钥，"
         where_en = f"check or create a key at {key_url}, " if key_url else "check or replace the key, "
         zh = (f"{label_zh}拒绝了老师的密钥：全班现在都用不了。请{where_zh}"
-              f"用 xedullm key set {pid} 保存，然后重启服务器。")
+              f"在本页的“密钥”框里粘贴新密钥（或运行 xedullm key set {pid}），几秒内就会生效，不用重启服务器。")
         en = (f"{label_en} refused your key: the whole class is stopped. Please {where_en}"
-              f"save it with `xedullm key set {pid}`, then restart the server.")
+              f"paste the new key in the key box on this page (or run `xedullm key set {pid}`): it is used "
+              f"within seconds, no restart needed.")
+        if getattr(provider, "key_kinds_zh", ""):   # ERNIE: which of its two kinds of key is which
+            zh += provider.key_kinds_zh
+            en += " " + provider.key_kinds_en
     elif kind == "upstream_quota":
         where_zh = f"（{key_url} 所在的控制台）" if key_url else ""
         where_en = f" (the console at {key_url})" if key_url else ""
@@ -83,7 +87,10 @@ def _alert(kind: str, provider: Any, since: float) -> Dict[str, Any]:
         zh = f"连不上{label_zh}，或它一直出错：请检查这台电脑的网络；一直这样请换一个服务商或稍后再上课。"
         en = (f"{label_en} cannot be reached or keeps failing: check this computer's network; if it "
               f"persists, switch provider or try again later.")
-    return {"kind": kind, "since": since, "zh": zh, "en": en, "message": f"{zh} / {en}"}
+    alert = {"kind": kind, "since": since, "zh": zh, "en": en, "message": f"{zh} / {en}"}
+    if kind in ("upstream_auth", "upstream_quota") and provider is not None:
+        alert["key_box"] = f"#key-{provider.id}"   # the admin page links the alert to the key box
+    return alert
 
 
 # What the alert says of a primary that failed for a reason other than its balance.
@@ -131,6 +138,17 @@ def _fallback_alert(provider: Any, primary: str, answered: str, reason: Optional
         kind = "upstream_down"
     return {"kind": kind, "since": since, "provider": primary, "fallback": answered, "reason": reason,
             "zh": zh, "en": en, "message": f"{zh} / {en}"}
+
+
+def key_missing_alert(provider: Any) -> Dict[str, Any]:
+    """The server started without the teacher's key: where to paste it."""
+    zh = (f"还没有{provider.label_zh}的密钥：学生现在看到“老师还在设置”。请到 {provider.key_url} 获取密钥，"
+          f"粘贴到本页的“密钥”框里（只能在运行服务器的这台电脑上粘贴），保存后下一个问题就能回答。")
+    en = (f"No {provider.label_en} key yet: students are told the teacher is still setting up. Get a key at "
+          f"{provider.key_url} and paste it in the key box on this page (only on the computer running the "
+          f"server); the next question after saving is answered.")
+    return {"kind": "key_missing", "since": None, "zh": zh, "en": en, "message": f"{zh} / {en}",
+            "key_box": f"#key-{provider.id}"}
 
 
 def _budget_alert(used: int, budget: int) -> Dict[str, Any]:

@@ -12,8 +12,9 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
+from ...pictures import count_images, data_url_bytes, image_url, is_image_part, text_of
 from .limits import DEFAULT, Limits
 from .openai_format import InvalidRequest
 
@@ -166,6 +167,7 @@ def _messages(value: Any, limits: Limits) -> List[Dict[str, Any]]:
                              f"Too many messages (at most {limits.max_messages}); clear the chat and start again.",
                              "messages")
     out = []
+    pictures = 0
     for i, item in enumerate(value):
         param = f"messages[{i}]"
         if not isinstance(item, dict):
@@ -177,8 +179,16 @@ def _messages(value: Any, limits: Limits) -> List[Dict[str, Any]]:
                                  f"{param}.role must be system, user, assistant or tool.", f"{param}.role")
         calls = _tool_calls(item.get("tool_calls"), role, param)
         # An assistant turn that only called tools has no text (OpenAI sends content: null).
-        content = None if calls and item.get("content") is None else _content(item.get("content"), f"{param}.content")
-        if content is not None and len(content) > limits.max_content_chars:
+        content = None if calls and item.get("content") is None else _content(
+            item.get("content"), f"{param}.content", role, limits)
+        if isinstance(content, list):
+            pictures += count_images(content)
+            if pictures > limits.max_images:
+                raise InvalidRequest(f"图片太多（一次对话最多 {limits.max_images} 张），请清空对话后重新开始。",
+                                     f"Too many pictures (at most {limits.max_images} in one conversation); clear "
+                                     f"the chat and start again.", f"{param}.content")
+        if content is not None and len(content if isinstance(content, str) else text_of(content)) > \
+                limits.max_content_chars:
             raise InvalidRequest(f"{param}.content 太长（最多 {limits.max_content_chars} 个字符），请缩短。",
                                  f"{param}.content is too long (at most {limits.max_content_chars} characters); shorten it.",
                                  f"{param}.content")
@@ -196,6 +206,13 @@ def _messages(value: Any, limits: Limits) -> List[Dict[str, Any]]:
     return out
 
 
+def check_pictures_allowed(messages: List[Dict[str, Any]], allowed: bool) -> None:
+    """The teacher's switch (setting ``allow_pictures``): off, a question with a picture is refused."""
+    if not allowed and any(isinstance(m.get("content"), list) and count_images(m["content"]) for m in messages):
+        raise InvalidRequest("老师关闭了图片：请只发文字的问题。", "Your teacher has turned pictures off: ask in text only.",
+                             "messages")
+
+
 def _tool_calls(value: Any, role: str, param: str) -> Optional[List[Dict[str, Any]]]:
     if value is None:
         return None
@@ -209,15 +226,36 @@ def _tool_calls(value: Any, role: str, param: str) -> Optional[List[Dict[str, An
     return value
 
 
-def _content(value: Any, param: str) -> str:
+def _content(value: Any, param: str, role: str, limits: Limits) -> Union[str, List[Dict[str, Any]]]:
+    """Text, or OpenAI's content parts: text parts alone are joined into text (some web tools
+    send text this way); with a picture (user turns only) the parts stay, each checked."""
     if isinstance(value, str):
         return value
-    # OpenAI's content-parts form; some web tools send text this way.
     if isinstance(value, list) and all(isinstance(p, dict) and p.get("type") == "text"
-                                       and isinstance(p.get("text"), str) for p in value):
+                                       and isinstance(p.get("text"), str) for p in value) and value:
         return "".join(p["text"] for p in value)
-    raise InvalidRequest(f"{param} 必须是文字（字符串）；这里不支持图片等内容。",
-                         f"{param} must be text (a string); images and other parts are not supported here.", param)
+    if not isinstance(value, list) or not value or role != "user":
+        raise InvalidRequest(f"{param} 必须是文字，或（用户消息里）文字和图片片段的列表。",
+                             f"{param} must be text or, in a user message, a list of text and image parts.", param)
+    parts: List[Dict[str, Any]] = []
+    for j, part in enumerate(value):
+        where = f"{param}[{j}]"
+        if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+            parts.append({"type": "text", "text": part["text"]})
+            continue
+        url = image_url(part) if is_image_part(part) else None
+        if not isinstance(url, str) or not (url.startswith("https://") or data_url_bytes(url) is not None):
+            raise InvalidRequest(f"{where} 应是 {{\"type\": \"text\", ...}}，或 {{\"type\": \"image_url\", \"image_url\": "
+                                 f"{{\"url\": ...}}}}（https:// 地址或 data:image/...;base64,）。",
+                                 f"{where} must be {{\"type\": \"text\", ...}} or {{\"type\": \"image_url\", \"image_url\": "
+                                 f"{{\"url\": ...}}}} (an https:// URL or data:image/...;base64,).", where)
+        size = data_url_bytes(url) or 0
+        if size > limits.max_image_bytes:
+            raise InvalidRequest(f"{where} 的图片太大（最多 {limits.max_image_bytes // 1024} KB），请缩小后再发。",
+                                 f"{where}: the picture is too large (at most {limits.max_image_bytes // 1024} KB); "
+                                 f"shrink it and send again.", where)
+        parts.append({"type": "image_url", "image_url": {"url": url}})
+    return parts
 
 
 def _check_text(data: Any) -> None:

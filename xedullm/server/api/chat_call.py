@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import anyio
 
 from ... import catalog
-from ...errors import ConfigurationError, ContentFilterError, LLMError
+from ...errors import ConfigurationError, ContentFilterError, LLMError, StreamInterruptedError
 from ...keys import redact
 from ...types import ChatChunk, ChatRequest, Usage
 from .body import ChatBody
 from .connection_guard import ON_DISCONNECT, SEND_BODY
 from ..classroom.blocked_words import StreamMasker
 from ..classroom.gate import CallerBusy, ServerBusy
-from ..classroom.ledger import LedgerEntry
+from ..classroom.ledger import REQUEST_ID, LedgerEntry
 from .openai_format import (BlockedQuestion, ChunkWriter, ServerStopping, completion, error_frame, error_reply,
                             new_completion_id)
 from ..classroom.open_policy import Admission
@@ -65,6 +65,7 @@ class ChatCall:
         self._cancellable = False      # a disconnect or the server stopping may still end the call
         self._cancelled = False        # and one has (see _serve_cancellably)
         self._recorded = False         # the ledger has been handed this call's entry
+        self._request_id: Optional[str] = None
         self._flagged = False          # a blocked word, or the provider's own moderation
         self._provider: Optional[str] = None   # who answered (the Client says)
         self._fallback_reason: Optional[str] = None   # why the primary did not, when a fallback did
@@ -72,12 +73,18 @@ class ChatCall:
         blocked = state.blocked
         self._maskers = (StreamMasker(blocked), StreamMasker(blocked)) if blocked else None
 
+    @property
+    def model(self) -> str:
+        """The model the answer is asked of, as the caller is told."""
+        return self._admission.model
+
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         state = self._state
         extensions = scope.get("extensions") or {}
         # A response's start goes through the app's middleware (its CORS headers); under our
         # connection guard the frames after it skip the wrappers, which only pass them on.
         self._send_body = extensions.get(SEND_BODY, send)
+        self._request_id = scope.get(REQUEST_ID)
         self._task = asyncio.current_task()
         try:
             if state.stopping().is_set():
@@ -158,7 +165,7 @@ class ChatCall:
             outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
             messages=self._chat.messages, answer="".join(self._answer), name=self._admission.name,
             flagged=self._flagged, provider=self._provider, fallback_reason=self._fallback_reason,
-            reasoning="".join(self._reasoning), upstream=self._upstream)
+            reasoning="".join(self._reasoning), upstream=self._upstream, request_id=self._request_id)
 
     async def _say_server_stopped(self, send: Any) -> None:
         # Ending the answer ourselves lets the server stop at once instead of waiting out
@@ -319,8 +326,9 @@ class ChatCall:
             self._flagged = True
         reply = error_reply(err)
         self._status = reply.status
-        self._outcome = "server_busy" if isinstance(err, ServerBusy) else (
-            reply.body["error"]["code"] or reply.body["error"]["type"])
+        # 'cut': the provider's stream ended without its end marker; the row keeps what was sent.
+        self._outcome = "server_busy" if isinstance(err, ServerBusy) else "cut" if isinstance(
+            err, StreamInterruptedError) else (reply.body["error"]["code"] or reply.body["error"]["type"])
 
     async def _send_error(self, send: Any, err: BaseException) -> None:
         self._settle(err)

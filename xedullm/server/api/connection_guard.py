@@ -49,6 +49,9 @@ ON_DISCONNECT = "xedullm.on_disconnect"
 # pages) acts on a response's start only, yet wraps every message; an answer sends its start
 # through them and its frames here (api/chat_call.py).
 SEND_BODY = "xedullm.send_body"
+# A scope extension: the socket's peer address, before any X-Forwarded-For rewrote
+# scope["client"] (admin/key_routes.py takes keys only from this machine).
+PEER = "xedullm.peer"
 
 
 def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_address: int,
@@ -135,7 +138,7 @@ def guarded_protocol(*, read_timeout: float, send_timeout: float, max_per_addres
         # (see _feed); nothing of it is acted on until it is parsed again without the offer.
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self.scope["extensions"] = {ON_DISCONNECT: []}
+            self.scope["extensions"] = {ON_DISCONNECT: [], PEER: self.client}
             self._in_message = True   # data_received starts the clock if the request stays incomplete
 
         def on_headers_complete(self) -> None:

@@ -14,6 +14,9 @@ class Limits:
     max_body_bytes: int = 4 * 1024 * 1024   # the raw JSON body
     max_messages: int = 200                  # messages in one request (history included)
     max_content_chars: int = 100_000         # characters in one message's content
+    max_image_bytes: int = 2 * 1024 * 1024   # one picture (a data: URL's bytes); the page sends far less
+    max_images: int = 4                      # pictures in one request (history included)
+    max_embedding_inputs: int = 64           # texts in one /v1/embeddings request
 
 
 DEFAULT = Limits()

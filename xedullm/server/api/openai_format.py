@@ -26,10 +26,12 @@ from ...errors import (
     ConfigurationError,
     ContentFilterError,
     LLMError,
+    MissingKeyError,
     ModelNotFoundError,
     QuotaExceededError,
     RateLimitError,
     ServerError,
+    StreamInterruptedError,
 )
 from ...types import ChatChunk, ChatResult, Usage
 from ..classroom.steering import ClassPaused, NameNeeded
@@ -107,6 +109,10 @@ _SHAPES = (
         400, "invalid_request_error", "content_filter",
         "这个内容没有通过大模型服务商的安全审核。换一种说法再问吧；有疑问可以问问老师。",
         "The model provider's safety check stopped this content. Try asking in other words, or ask your teacher.")),
+    (MissingKeyError, ErrorShape(
+        503, "server_error", "teacher_setting_up",
+        "老师还在设置课堂（还没有保存大模型的密钥），请稍等一会儿再问。",
+        "The teacher is still setting up the class (no model key saved yet); wait a moment and ask again.")),
     (ConfigurationError, ErrorShape(
         500, "server_error", "server_misconfigured",
         "服务器配置有误，请告诉老师。",
@@ -116,6 +122,10 @@ _SHAPES = (
         "请求被大模型服务商拒绝：请检查消息和参数。",
         "The model provider rejected the request: check the messages and parameters.",
         show_detail=True)),
+    (StreamInterruptedError, ErrorShape(
+        502, "api_connection_error", "stream_interrupted",
+        "大模型服务商的回答被中途切断，内容不完整，请再问一次。",
+        "The model provider's answer was cut off and is incomplete; please ask again.")),
     (APITimeoutError, ErrorShape(
         504, "timeout_error", "upstream_timeout",
         "大模型服务商响应超时，请稍后再试。",
@@ -174,10 +184,19 @@ def error_reply(err: BaseException, *, own_message: bool = False) -> ErrorReply:
     error = {"message": message, "type": shape.type, "param": getattr(err, "param", None), "code": code}
     headers: Dict[str, str] = {}
     retry_after = getattr(err, "retry_after", None)
-    if shape.status == 429 and not isinstance(err, QuotaExceededError) or \
+    # The class's own limits (busy, slow down) are ours to time: the student may wait and
+    # retry. A provider's 429 has already been retried by our engine (1 + max_retries
+    # attempts): the student's SDK must not multiply them, and a Retry-After is given only
+    # where the provider said how long waiting takes.
+    ours = getattr(err, "student_facing", False)
+    upstream_limit = isinstance(err, RateLimitError) and not ours
+    if upstream_limit:
+        if retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    elif shape.status == 429 and not isinstance(err, QuotaExceededError) or \
             shape.status == 503 and retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after or 1)))
-    if not shape.client_may_retry:
+    if not shape.client_may_retry or upstream_limit:
         headers["x-should-retry"] = "false"
     return ErrorReply(shape.status, {"error": error}, headers)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, List
+from typing import Any, Callable, List
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,9 +19,10 @@ from ..classroom.room import own_usage
 from ..classroom.compare_columns import column_for
 from ..settings import PUBLIC
 from ..state import ServerState, state_of
-from .body import load_json, parse_chat_body
+from .body import check_pictures_allowed, load_json, parse_chat_body
 from .chat_call import ChatCall
 from .openai_format import InvalidRequest, error_reply
+from .responses_routes import responses
 
 
 async def info(request: Request) -> Response:
@@ -91,6 +92,12 @@ async def health(request: Request) -> Response:
 
 
 async def chat_completions(request: Request) -> Any:
+    return await start_chat(request, load_json)
+
+
+async def start_chat(request: Request, parse: Callable[[bytes], Any]) -> Any:
+    """identify → body (``parse``: raw bytes to a chat completions body) → policy; the
+    ChatCall that answers, or the error reply. /v1/responses comes in here too."""
     state = state_of(request)
     started = time.time()
     identify = getattr(state.policy, "identify", None)
@@ -102,7 +109,8 @@ async def chat_completions(request: Request) -> Any:
             return await _refuse(state, err, started, False)
     try:
         raw = await _body(request, state.settings.limits.max_body_bytes)
-        body = parse_chat_body(load_json(raw), state.settings.limits, checked=True)
+        body = parse_chat_body(parse(raw), state.settings.limits, checked=True)
+        check_pictures_allowed(body.messages, state.live.get("allow_pictures"))
     except InvalidRequest as err:
         return error_response(err)
     try:
@@ -181,6 +189,17 @@ def error_response(err: BaseException) -> Response:
     return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
 
 
+async def legacy_completions(request: Request) -> Response:
+    """OpenAI's old text-completions API is not served: say where the chat is (LlamaIndex's
+    ``OpenAILike`` calls this path unless it is told ``is_chat_model=True``)."""
+    return JSONResponse({"error": {
+        "message": "这里没有 /v1/completions（旧的文本补全接口），请用 /v1/chat/completions；LlamaIndex 的 "
+                   "OpenAILike 请加 is_chat_model=True。/ /v1/completions (the legacy text-completions API) "
+                   "is not served here: use /v1/chat/completions; with LlamaIndex's OpenAILike pass "
+                   "is_chat_model=True.",
+        "type": "invalid_request_error", "param": None, "code": "unknown_url"}}, status_code=404)
+
+
 def openai_routes() -> List[BaseRoute]:
     return [
         # First: the router tries routes in order, and this one is asked for most.
@@ -193,4 +212,6 @@ def openai_routes() -> List[BaseRoute]:
         Route("/v1/models/", models, methods=["GET"]),
         Route("/v1/models/{model_id:path}", model, methods=["GET"]),
         Route("/v1/usage", usage, methods=["GET"]),
+        Route("/v1/completions", legacy_completions, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
     ]

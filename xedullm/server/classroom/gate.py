@@ -17,6 +17,7 @@ from typing import Callable, Dict, Optional
 import anyio
 
 from ...errors import RateLimitError
+from ...english import counted
 
 
 class ServerBusy(RateLimitError):
@@ -36,7 +37,7 @@ class CallerBusy(RateLimitError):
     def __init__(self, limit: int) -> None:
         super().__init__(
             f"你已经有 {limit} 个回答在进行，请等其中一个结束再发。/ "
-            f"You already have {limit} answers running; wait for one to finish, then send again.",
+            f"You already have {counted(limit, 'answer')} running; wait for one to finish, then send again.",
             retry_after=1,
         )
 

@@ -11,6 +11,9 @@ from typing import Any, Dict, List, Optional
 
 from ...types import Usage
 
+#: the ASGI scope key holding a request's id, sent as its answer's ``x-request-id`` (app.py)
+REQUEST_ID = "xedullm.request_id"
+
 
 @dataclass(frozen=True)
 class LedgerEntry:
@@ -32,6 +35,7 @@ class LedgerEntry:
     fallback_reason: Optional[str] = None   # then why the primary could not ('insufficient_quota', …)
     reasoning: str = ""       # the reasoning text sent to the student, as far as it got
     upstream: bool = False    # the request was handed to the provider (it may bill it)
+    request_id: Optional[str] = None   # the x-request-id its answer carried
 
 
 class NullLedger:

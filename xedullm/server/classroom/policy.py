@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any, List, Optional
 
 from ...errors import AuthenticationError, LLMError, QuotaExceededError, RateLimitError
+from ...english import counted
+from ...pictures import IMAGE_TOKEN_ESTIMATE, count_images, text_of
 from ...types import ChatRequest
 from . import student_tokens
 from .steering import ClassPaused, NameNeeded, header, name_from
@@ -79,8 +81,16 @@ def bearer(request: Any) -> Optional[str]:
 
 
 def prompt_chars(chat: ChatRequest) -> int:
-    # Characters bound tokens from above for Chinese and (by ~4x) for English text.
-    return sum(len(m.get("content") or "") for m in chat.messages)
+    # Characters bound tokens from above for Chinese and (by ~4x) for English text; a picture
+    # counts as what the providers charge for one at most.
+    total = 0
+    for m in chat.messages:
+        content = m.get("content") or ""
+        if isinstance(content, list):
+            total += len(text_of(content)) + IMAGE_TOKEN_ESTIMATE * count_images(content)
+        else:
+            total += len(content)
+    return total
 
 
 class ClassroomPolicy:
@@ -213,23 +223,23 @@ def _refusal(result: ClaimResult, claim: Claim) -> LLMError:
     err: Refused
     if reason == "class_budget":
         err = BudgetUsedUp(f"全班今天的额度（{claim.class_budget} token）已用完。明天再来，或请老师在管理页调高预算。/ "
-                           f"The class's budget for today ({claim.class_budget} tokens) is used up. Come back "
+                           f"The class's budget for today ({counted(claim.class_budget, 'token')}) is used up. Come back "
                            f"tomorrow, or ask your teacher to raise it on the admin page.")
     elif reason == "who_budget":
         err = BudgetUsedUp(f"你今天的额度（{claim.who_budget} token）已用完。明天再来，或请老师调高你的额度。/ "
-                           f"Your budget for today ({claim.who_budget} tokens) is used up. Come back tomorrow, "
+                           f"Your budget for today ({counted(claim.who_budget, 'token')}) is used up. Come back tomorrow, "
                            f"or ask your teacher to raise your limit.")
     elif reason in ("class_held", "who_held"):
         err = SlowDown(f"今天的额度快用完了，剩下的正被进行中的回答占用。请 {wait} 秒后再试。/ "
                        f"Today's budget is nearly used up and the rest is held by answers still running. "
-                       f"Try again in {wait} seconds.", retry_after=wait)
+                       f"Try again in {counted(wait, 'second')}.", retry_after=wait)
     elif reason == "rpm":
         err = SlowDown(f"你每分钟最多可以发 {claim.rpm} 个请求，请 {wait} 秒后再试。/ "
-                       f"You may send at most {claim.rpm} requests a minute; try again in {wait} seconds.",
+                       f"You may send at most {counted(claim.rpm, 'request')} a minute; try again in {counted(wait, 'second')}.",
                        retry_after=wait)
     else:
         err = SlowDown(f"你同时最多可以有 {claim.concurrent} 个回答在进行，请等上一个回答结束再发。/ "
-                       f"You may have at most {claim.concurrent} answers running at once; wait for one to "
+                       f"You may have at most {counted(claim.concurrent, 'answer')} running at once; wait for one to "
                        f"finish, then try again.", retry_after=wait)
     err.who = claim.who
     return err

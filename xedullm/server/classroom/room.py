@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Deque, List, Optional, Set, Tuple
 
 from ...errors import LLMError, ServerError
+from ...pictures import without_pictures
 from .answer_sizes import AnswerSizes
 from .guess_throttle import GuessThrottle
 from .ledger import LedgerEntry
@@ -77,7 +78,8 @@ class Classroom:
         self.unrecorded: Deque[Tuple[LedgerRow, Optional[str]]] = collections.deque(maxlen=UNRECORDED_MAX)
         self.answer_sizes = AnswerSizes()
         self.answer_sizes.seed(reversed([r["completion_tokens"] for r in store.recent(AnswerSizes.SAMPLES)
-                                         if r.get("outcome") == "ok"]))
+                                         if r.get("outcome") == "ok"
+                                         and not (r.get("model") or "").startswith("embedding:")]))
         self._released: Optional[asyncio.Event] = None
         # Rows handed over (queue_row) and not yet on their way to the store thread.
         self._rows: List[Tuple[LedgerRow, Optional[str]]] = []
@@ -341,7 +343,10 @@ class StoreLedger:
             charged = 0
         conversation = None
         if self._classroom.review and entry.messages is not None:
-            conversation = json.dumps({"messages": entry.messages, "answer": entry.answer}, ensure_ascii=False)
+            messages = entry.messages
+            if not self._classroom.settings.get("store_pictures"):
+                messages = without_pictures(messages)   # that one was sent, not the picture
+            conversation = json.dumps({"messages": messages, "answer": entry.answer}, ensure_ascii=False)
         row = LedgerRow(
             started=entry.started, day=today(entry.started), latency=entry.latency, who=entry.who,
             model=entry.model, stream=entry.stream, status=entry.status, outcome=entry.outcome,
@@ -352,7 +357,9 @@ class StoreLedger:
             charged=charged, conversation=conversation, name=entry.name, flagged=entry.flagged,
             provider=entry.provider, fallback_reason=entry.fallback_reason)
         claim_id = ticket.claim_id if ticket else None
-        if ticket is not None and entry.outcome == "ok" and usage is not None:
+        # Vectors have no answer: an embedding row (model 'embedding:…') says nothing of answer sizes.
+        if ticket is not None and entry.outcome == "ok" and usage is not None and \
+                not (entry.model or "").startswith("embedding:"):
             self._classroom.answer_sizes.note(ticket.prompt_chars, usage.prompt_tokens, usage.completion_tokens)
         return row, claim_id
 

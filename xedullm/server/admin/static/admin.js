@@ -3,6 +3,7 @@
 
 import { drawChart } from "./chart.js";
 import { reviewRefresh, showStudent } from "./review.js";
+import { showKeyBoxes } from "./keys.js";
 
 const $ = (id) => document.getElementById(id);
 const POST_HEADERS = { "Content-Type": "application/json", "X-Xedullm-Admin": "1" };
@@ -115,6 +116,17 @@ function showAlerts(alerts) {
     p.className = `alert alert-${a.kind}`;
     p.dataset.kind = a.kind;
     p.textContent = a.message;
+    if (a.key_box) {
+      const link = document.createElement("a");
+      link.href = a.key_box;
+      link.className = "alert-key-link";
+      link.textContent = " 去粘贴密钥 / Go to the key box";
+      link.addEventListener("click", () => {
+        const target = document.getElementById(a.key_box.slice(1));
+        if (target) target.open = true;
+      });
+      p.appendChild(link);
+    }
     return p;
   }));
 }
@@ -187,6 +199,8 @@ function fillSettings(s) {
   $("per-student").value = s.per_student_daily || "";
   $("review").checked = Boolean(s.review);
   $("require-name").checked = Boolean(s.require_name);
+  $("allow-pictures").checked = Boolean(s.allow_pictures);
+  $("store-pictures").checked = Boolean(s.store_pictures);
 }
 
 async function refresh() {
@@ -268,6 +282,8 @@ $("settings").addEventListener("submit", async (event) => {
       per_student_daily: orNull($("per-student").value),
       review: $("review").checked,
       require_name: $("require-name").checked,
+      allow_pictures: $("allow-pictures").checked,
+      store_pictures: $("store-pictures").checked,
     };
     // The access code is never shown here: typing a new one replaces it, the box turns it off.
     if ($("no-access-code").checked) changes.access_code = null;
@@ -328,4 +344,6 @@ $("logout").addEventListener("click", async () => {
 });
 
 refresh();
-setInterval(() => { if (!document.hidden) refresh(); }, 5000);
+showKeyBoxes();
+document.addEventListener("xedullm:key-saved", refresh);
+setInterval(() => { if (!document.hidden) { refresh(); showKeyBoxes(); } }, 5000);

@@ -7,6 +7,7 @@ import * as saved from "./store.js";
 import { readableTime, transcript, transcriptName } from "./transcript.js";
 import { showNotices, studentHeaders } from "./classroom.js";
 import { showCompare } from "./compare.js";
+import { contentOf, pastedPicture, shrink } from "./picture.js";
 
 const TEXT = {
   zh: {
@@ -23,6 +24,7 @@ const TEXT = {
     thinking: "思考过程", copy: "复制", copyAnswer: "复制回答", copied: "已复制",
     copyFailed: "复制失败，请选中文字后按 Ctrl+C", mathError: "这个公式无法显示，这里是它的原文",
     clearTitle: "清空这段对话？", clearHelp: "清空后这段对话就找不回来了。", clearOk: "清空", keep: "保留",
+    attach: "图片", detach: "去掉图片", attachedAlt: "要发送的图片", sentAlt: "我发的图片",
   },
   en: {
     title: "XEduLLM Classroom Chat", provider: "Provider: ", model: "Model: ", system: "System prompt",
@@ -39,6 +41,7 @@ const TEXT = {
     copyFailed: "Could not copy: select the text and press Ctrl+C", mathError: "This formula cannot be shown; here is its source",
     clearTitle: "Clear this conversation?", clearHelp: "A cleared conversation cannot be brought back.",
     clearOk: "Clear", keep: "Keep",
+    attach: "Picture", detach: "Remove picture", attachedAlt: "The picture to send", sentAlt: "A picture I sent",
   },
 };
 
@@ -51,6 +54,7 @@ const ERRORS = {
   info: "读取服务器信息失败，请刷新页面或告诉老师。 / Could not load the server info; reload the page or tell the teacher.",
   http: (status) => `服务器出错（HTTP ${status}），请稍后点“重试”或告诉老师。 / The server answered with an error (HTTP ${status}); press Retry later or tell the teacher.`,
   code: "需要访问码才能提问，请向老师要访问码。 / An access code is needed to ask; ask your teacher for it.",
+  picture: "这个文件打不开，请换一张图片（png、jpg、webp）。 / This file cannot be opened as a picture; try another (png, jpg, webp).",
 };
 
 // How long the page waits before telling the student. The server retries a failing provider
@@ -71,6 +75,8 @@ const ui = {
   history: $("history"), newChat: $("new-chat"), export: $("export"),
   dialog: $("code-dialog"), codeForm: $("code-form"), codeInput: $("code-input"), codeCancel: $("code-cancel"), codeWhy: $("code-why"),
   clearDialog: $("clear-dialog"),
+  attach: $("attach"), pictureInput: $("picture-input"), attached: $("attached"), attachedImg: $("attached-img"),
+  detach: $("detach"),
 };
 
 const state = {
@@ -79,6 +85,7 @@ const state = {
   info: null,
   job: null,   // the answer being streamed: {controller, view, discarded, gaveUp, clock}
   error: null, // the visible error bubble
+  picture: null, // the shrunk picture (a data: URL) to go with the next question
 };
 saved.rememberForThisTab(state.conversation);
 
@@ -93,6 +100,7 @@ const answerSource = new WeakMap();
 function localize(root) {
   for (const node of root.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
   for (const node of root.querySelectorAll("[data-i18n-title]")) node.title = t(node.dataset.i18nTitle);
+  for (const node of root.querySelectorAll("[data-i18n-alt]")) node.alt = t(node.dataset.i18nAlt);
 }
 
 function applyLang() {
@@ -177,6 +185,8 @@ async function loadInfo() {
     ui.systemText.textContent = state.info.system_prompt;
     ui.system.hidden = false;
   }
+  // The teacher may turn pictures off (setting allow_pictures); the button goes with them.
+  ui.attach.hidden = state.info.allow_pictures === false;
   showCompare(state.info, headers, localize);
   await showNotices(state.info, headers);
 }
@@ -348,6 +358,11 @@ function fillView(view, message) {
   if (message.role === "user") {
     // Students' own words are shown verbatim, never interpreted.
     view.body.textContent = message.content;
+    for (const url of message.images || []) {
+      const img = element("img", "sent-picture", view.body);
+      img.src = url;
+      img.alt = t("sentAlt");
+    }
     return;
   }
   showThinking(view, message.reasoning, true);
@@ -464,7 +479,7 @@ async function postChat(job) {
   const body = JSON.stringify({
     // A cut-off answer may be empty: the provider would refuse an empty assistant turn.
     messages: messages().filter((m) => m.role === "user" || m.content)
-      .map(({ role, content }) => ({ role, content })),
+      .map((m) => ({ role: m.role, content: contentOf(m) })),
     stream: true,
     stream_options: { include_usage: true },
   });
@@ -608,12 +623,46 @@ function submit() {
   const text = ui.input.value.trim();
   if (!text || state.job) return;
   clearError();
-  messages().push({ role: "user", content: text });
+  const message = { role: "user", content: text, ...(state.picture && { images: [state.picture] }) };
+  messages().push(message);
   persist();
-  fillView(messageView("user"), { role: "user", content: text });
+  fillView(messageView("user"), message);
   ui.input.value = "";
+  setPicture(null);
   generate();
 }
+
+// ---- a picture with the question -------------------------------------------------------------
+
+function setPicture(url) {
+  state.picture = url;
+  ui.attached.hidden = !url;
+  if (url) ui.attachedImg.src = url;
+  else ui.attachedImg.removeAttribute("src");
+}
+
+async function attach(file) {
+  if (!file) return;
+  try {
+    setPicture(await shrink(file));
+  } catch {
+    showError(ERRORS.picture);
+  }
+  ui.input.focus();
+}
+
+ui.attach.addEventListener("click", () => ui.pictureInput.click());
+ui.pictureInput.addEventListener("change", () => {
+  attach(ui.pictureInput.files[0]);
+  ui.pictureInput.value = "";
+});
+ui.detach.addEventListener("click", () => setPicture(null));
+ui.input.addEventListener("paste", (event) => {
+  const file = pastedPicture(event);
+  if (!file) return;
+  event.preventDefault();
+  attach(file);
+});
 
 function retry() {
   if (state.job) return;
@@ -629,7 +678,10 @@ function undo() {
   let last = messages().pop();
   if (last && last.role === "assistant") last = messages().pop();
   // The undone question goes back into an empty box so it can be edited and resent.
-  if (last && last.role === "user" && !ui.input.value.trim()) ui.input.value = last.content;
+  if (last && last.role === "user" && !ui.input.value.trim()) {
+    ui.input.value = last.content;
+    setPicture((last.images && last.images[0]) || null);
+  }
   persist();
   setStatus("");
   renderAll();

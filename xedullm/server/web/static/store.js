@@ -52,6 +52,11 @@ function cleanMessage(m) {
   if (!m || typeof m.content !== "string" || (m.role !== "user" && m.role !== "assistant")) return null;
   const message = { role: m.role, content: m.content };
   if (m.role === "assistant" && typeof m.reasoning === "string" && m.reasoning) message.reasoning = m.reasoning;
+  // A question's pictures: shrunk data: URLs (picture.js), kept with it in this browser only.
+  if (m.role === "user" && Array.isArray(m.images)) {
+    const images = m.images.filter((u) => typeof u === "string" && u.startsWith("data:image/"));
+    if (images.length) message.images = images;
+  }
   if (m.stopped === true) message.stopped = true;
   if (m.interrupted === true) message.interrupted = true;
   return message;
