@@ -36,7 +36,7 @@ def register(commands) -> None:
     create.add_argument("--prefix", default="学生", metavar="TEXT",
                         help="批量令牌名字的前缀（默认“学生”）/ name prefix for a batch (default 学生)")
     create.add_argument("--length", type=int, default=None, metavar="N",
-                        help="令牌长度 6–12（默认 8）/ token length 6–12 (default 8)")
+                        help="令牌长度 8–12（默认 8）/ token length 8–12 (default 8)")
     create.add_argument("--sheet", default=None, metavar="FILE",
                         help="把令牌写成可打印的纸条：FILE.html，或 FILE.csv / write the tokens as printable "
                              "slips: FILE.html, or FILE.csv")

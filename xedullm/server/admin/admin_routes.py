@@ -93,7 +93,10 @@ def _guarded(handler: Callable[[Request], Awaitable[Response]], *, change: bool 
             return _denied(401)
         if not same_origin(request) or (change and request.headers.get(CSRF_HEADER) != "1"):
             return _denied(403)
-        return await handler(request)
+        try:
+            return await handler(request)
+        except _BodyRefused as err:
+            return _bad(err, err.status)
     endpoint.__name__ = handler.__name__
     return endpoint
 
@@ -298,12 +301,48 @@ async def _read(request: Request, limit: int) -> bytes:
     return bytes(raw[:limit])
 
 
+class _BodyRefused(Exception):
+    """An admin body that cannot be read as what was sent: too large (413) or not text (400)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 async def _json_body(request: Request) -> Dict[str, Any]:
+    """The admin page's JSON object, whole: a body over the limit is refused naming the limit
+    (never read cut short as {}), and a lone surrogate anywhere is refused before it reaches the
+    store or a log line."""
+    declared = request.headers.get("content-length", "")
+    too_large = declared.isdigit() and int(declared) > _MAX_JSON
+    raw = b"" if too_large else await _read(request, _MAX_JSON + 1)
+    if too_large or len(raw) > _MAX_JSON:
+        raise _BodyRefused(f"设置内容太大：最多 {_MAX_JSON} 字节（约 {_MAX_JSON // 3} 个汉字），请缩短后再保存。/ "
+                           f"The settings are too large: at most {_MAX_JSON} bytes (about {_MAX_JSON // 3} "
+                           f"Chinese characters); shorten them and save again.", 413)
     try:
-        data = json.loads(await _read(request, _MAX_JSON))
+        data = json.loads(raw)
     except ValueError:
         data = None
+    if _has_lone_surrogate(data):
+        raise _BodyRefused("内容里有无法保存的字符（孤立的代理项 \\ud800–\\udfff），请删除后再保存。/ The text holds a "
+                           "character that cannot be saved (a lone surrogate, \\ud800–\\udfff); remove it and "
+                           "save again.", 400)
     return data if isinstance(data, dict) else {}
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
 
 
 def _bad(err: ConfigurationError, status: int = 400) -> Response:
@@ -340,7 +379,7 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
         "day": day,
         "now": now,
         "alerts": waiting + alerts(store.recent(200), now=now, provider=provider, tokens_today=totals.tokens,
-                                   daily_budget=room.daily_budget, primary=client.label),
+                                   daily_budget=room.daily_budget, primary=client.label) + room.guesses.alerts(now),
         "flagged": _flagged(store.flagged(day), room.review),
         "totals": {"requests": totals.requests, "tokens": totals.tokens, "errors": totals.errors},
         "settings": {
@@ -423,7 +462,7 @@ def _token_view(token: StudentToken, used: int) -> Dict[str, Any]:
 
 _CSV_COLUMNS = ("id", "time", "who", "model", "stream", "status", "outcome", "prompt_tokens",
                 "completion_tokens", "total_tokens", "charged", "latency_ms", "name", "flagged", "provider",
-                "fallback_reason")
+                "fallback_reason", "estimated")
 
 
 def _csv(room: Classroom) -> bytes:
@@ -433,7 +472,9 @@ def _csv(room: Classroom) -> bytes:
     writer.writerow(columns)
     for row in room.store.rows():
         row = dict(row, time=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["started"])),
-                   latency_ms=round(row["latency"] * 1000))
+                   latency_ms=round(row["latency"] * 1000),
+                   # charged from characters: the provider reported no usage (the answer was cut)
+                   estimated="yes" if row.get("total_tokens") is None and row.get("charged") else "")
         writer.writerow([_cell(row.get(c)) for c in columns])
     # The BOM lets Excel on Chinese Windows read the file as UTF-8.
     return ("\ufeff" + out.getvalue()).encode("utf-8")

@@ -57,6 +57,8 @@ class ChatCall:
         self._outcome = "disconnected"
         self._usage: Optional[Usage] = None
         self._answer: List[str] = []   # text the student has been sent
+        self._reasoning: List[str] = []   # and reasoning
+        self._upstream = False         # handed to the provider: from then on it may bill it
         self._phase = "waiting"        # -> 'streaming' once headers are out -> 'done'
         self._server_stopped = False
         self._task: Optional["asyncio.Task[Any]"] = None
@@ -163,7 +165,7 @@ class ChatCall:
             outcome=self._outcome, usage=self._usage, ticket=self._admission.ticket,
             messages=self._chat.messages, answer="".join(self._answer), name=self._admission.name,
             flagged=self._flagged, provider=self._provider, fallback_reason=self._fallback_reason,
-            request_id=self._request_id)
+            reasoning="".join(self._reasoning), upstream=self._upstream, request_id=self._request_id)
 
     async def _say_server_stopped(self, send: Any) -> None:
         # Ending the answer ourselves lets the server stop at once instead of waiting out
@@ -184,7 +186,7 @@ class ChatCall:
         caller = None if self._admission.who == "anonymous" else self._admission.who
         try:
             blocked = self._state.blocked
-            if blocked and blocked.found_in(_texts(self._body.messages)):
+            if blocked and blocked.found_in(_texts(self._body.messages, self._body.options)):
                 await self._send_error(send, BlockedQuestion())
                 self._outcome, self._flagged = "flagged", True
                 return
@@ -206,6 +208,7 @@ class ChatCall:
 
     async def _complete(self, send: Any) -> None:
         try:
+            self._upstream = True
             result = await self._state.client_for(self._admission).achat(self._chat)
         except Exception as err:  # noqa: BLE001 - every failure must become an OpenAI error
             await self._send_error(send, self._note(err))
@@ -228,6 +231,7 @@ class ChatCall:
 
     async def _stream(self, send: Any) -> None:
         chunks = self._state.client_for(self._admission).achat_stream(self._chat)
+        self._upstream = True
         try:
             try:
                 first = await chunks.__anext__()
@@ -283,6 +287,8 @@ class ChatCall:
             await self._send_body({"type": "http.response.body", "body": frame, "more_body": True})
         if chunk.text:
             self._answer.append(chunk.text)
+        if chunk.reasoning:
+            self._reasoning.append(chunk.reasoning)
 
     async def _flush_held(self, send: Any, writer: ChunkWriter) -> None:
         """The text the maskers still hold back, once the answer has ended."""
@@ -331,9 +337,12 @@ class ChatCall:
         self._phase = "done"
 
 
-def _texts(messages: Any) -> List[str]:
+def _texts(messages: Any, options: Any = None) -> List[str]:
     """Every text the student sent: all turns go upstream, so a word in an earlier turn (or
-    a made-up assistant turn) would reach the model as surely as one in the last question."""
+    a made-up assistant turn) would reach the model as surely as one in the last question;
+    so do tool results (role 'tool'), an assistant turn's tool calls (name and arguments, read
+    as JSON too so that \\u escapes cannot hide a word) and the tools' names, descriptions and
+    parameter schemas."""
     out: List[str] = []
     for message in messages or ():
         content = message.get("content") if isinstance(message, dict) else None
@@ -342,7 +351,32 @@ def _texts(messages: Any) -> List[str]:
         elif isinstance(content, list):
             out += [part["text"] for part in content
                     if isinstance(part, dict) and isinstance(part.get("text"), str)]
+        for call in (message.get("tool_calls") or ()) if isinstance(message, dict) else ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                out += _strings(function.get("name")) + _strings(function.get("arguments"), parse=True)
+    for tool in (options or {}).get("tools") or ():
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if isinstance(function, dict):
+            out += _strings(function.get("name")) + _strings(function.get("description")) + \
+                _strings(function.get("parameters"))
     return out
+
+
+def _strings(value: Any, parse: bool = False) -> List[str]:
+    """Every string in ``value`` (keys too); a JSON text is also read as what it holds."""
+    if isinstance(value, str):
+        if parse:
+            try:
+                return [value] + _strings(json.loads(value))
+            except ValueError:
+                pass
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in _strings(k) + _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 # One encoder for every answer: json.dumps with an option builds a new one per call.

@@ -40,12 +40,15 @@ class QueuedMessage:
     message: Any                  # data[0]: the text, or a list of {'role', 'content'} messages
     address: str                  # the student's machine, as the server saw it
     joined: float                 # time.time() at the join
+    caller: Any = None            # who the door identified (a token's holder), else None
+    refusal: Optional[str] = None  # why the door refused it ('legacy': the old client's upgrade note)
     cancelled: bool = False
     scope: Optional[anyio.CancelScope] = None
 
     @property
     def who(self) -> str:
-        return f"legacy:{self.address}"
+        token = getattr(self.caller, "token", None)
+        return self.caller.who if token is not None else f"legacy:{self.address}"
 
 
 class LegacyRefused(AuthenticationError):
@@ -61,6 +64,12 @@ class LegacyRefused(AuthenticationError):
             f"XEdu client (xedu-python) cannot send. Upgrade with `pip install xedullm`, then write "
             f"Client(xedu_url='{server_url}', api_key='<the access code>') "
             f"(the line `from XEdu.LLM import Client` stays as it is).")
+
+
+class JoinRefused(AuthenticationError):
+    """A join with a wrong access code or token: the policy's own words."""
+
+    student_facing = True
 
 
 def estimation(event_id: str, queue_size: int) -> Dict[str, Any]:
@@ -89,10 +98,10 @@ async def answer(state: Any, limits: Limits, allow_legacy: bool, request: Any, i
 
     Returns the conversation to remember for the session (None when there was no answer).
     """
-    try:
-        if state.policy.access_code_required and not allow_legacy:
-            raise LegacyRefused(str(request.base_url).rstrip("/"))
-    except LegacyRefused as err:
+    if item.refusal is not None:
+        # Refused at the join (api/gradio_routes.py), before its message was kept.
+        err: LLMError = LegacyRefused(str(request.base_url).rstrip("/")) if item.refusal == "legacy" \
+            else JoinRefused(item.refusal)
         await emit(failed(item.id, await _refuse(state, err, item)))
         return None
     try:
@@ -105,7 +114,7 @@ async def answer(state: Any, limits: Limits, allow_legacy: bool, request: Any, i
         await emit(failed(item.id, str(InvalidRequest.wrap(err))))
         return None
     try:
-        admission = await _admit(state, request, item.who, chat)
+        admission = await _admit(state, request, item, chat)
     except LLMError as err:
         await emit(failed(item.id, await _refuse(state, err, item)))
         return None
@@ -133,15 +142,16 @@ def _messages(value: Any, history: Messages, limits: Limits) -> Any:
     raise InvalidRequest("消息应是文字（字符串）。", "The message must be text (a string).")
 
 
-async def _admit(state: Any, request: Any, who: str, chat: Any) -> Admission:
+async def _admit(state: Any, request: Any, item: QueuedMessage, chat: Any) -> Admission:
     policy = state.policy
     if getattr(policy, "identify", None) is not None:
         from ..classroom.policy import Caller
 
-        admission = await policy.admit(request, None, caller=Caller(who=who), chat=chat)
+        caller = item.caller if getattr(item.caller, "token", None) is not None else Caller(who=item.who)
+        admission = await policy.admit(request, None, caller=caller, chat=chat)
     else:
         admission = await policy.admit(request, None)
-    return dataclasses.replace(admission, who=who)
+    return dataclasses.replace(admission, who=item.who)
 
 
 async def _refuse(state: Any, err: LLMError, item: QueuedMessage) -> str:

@@ -39,13 +39,14 @@ import json
 import time
 import uuid
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ...errors import LLMError
 from .gradio_call import QueuedMessage, answer, estimation, failed, process_starts
 from .limits import Limits
 
@@ -56,6 +57,14 @@ MAX_SESSIONS = 1000           # the least recently used idle ones go first
 MAX_PENDING = 8               # queued and running messages per session
 MAX_SESSION_HASH = 64
 HISTORY_CHARS = 100_000       # a session forgets its oldest turns beyond this
+# A joined message waits in memory only until its session's /queue/data stream takes it
+# (gradio_client opens that stream right after the join): bounded in time, per address and
+# in all, so joins nobody collects cannot fill the server's memory.
+WAITING_SECONDS = 60.0
+MAX_WAITING_PER_ADDRESS = 16
+MAX_WAITING = 512
+MAX_JOIN_BYTES = 1024 * 1024  # one question (or one conversation) as JSON; \uXXXX escapes included
+REFUSED_JOIN_BYTES = 64 * 1024
 
 _TEXTBOX_IN, _STATE, _TEXTBOX_OUT = 1, 2, 3
 _FN_INDEX = 0
@@ -107,6 +116,42 @@ class GradioFace:
         self.limits = limits
         self.allow_legacy_clients = allow_legacy_clients
         self._sessions: "OrderedDict[str, Session]" = OrderedDict()
+        # Every message joined and not yet taken by a stream, oldest first: (its session, it).
+        self._waiting: "OrderedDict[str, Tuple[Session, QueuedMessage]]" = OrderedDict()
+        self._waiting_by_address: Dict[str, int] = {}
+
+    def room_for(self, address: str, now: float) -> Optional[str]:
+        """Why a join from ``address`` cannot wait now (None: it can). Expired ones go first."""
+        self.expire(now)
+        if len(self._waiting) >= MAX_WAITING:
+            return "too_many"
+        if self._waiting_by_address.get(address, 0) >= MAX_WAITING_PER_ADDRESS:
+            return "address"
+        return None
+
+    def wait(self, session: Session, item: QueuedMessage) -> None:
+        session.waiting[item.id] = item
+        self._waiting[item.id] = (session, item)
+        self._waiting_by_address[item.address] = self._waiting_by_address.get(item.address, 0) + 1
+        session.notify()
+
+    def taken(self, item: QueuedMessage) -> None:
+        """A stream took ``item`` (or it expired): it no longer counts as waiting."""
+        if self._waiting.pop(item.id, None) is None:
+            return
+        left = self._waiting_by_address.get(item.address, 1) - 1
+        if left > 0:
+            self._waiting_by_address[item.address] = left
+        else:
+            self._waiting_by_address.pop(item.address, None)
+
+    def expire(self, now: float) -> None:
+        while self._waiting:
+            session, item = next(iter(self._waiting.values()))
+            if now - item.joined < WAITING_SECONDS:
+                return
+            session.waiting.pop(item.id, None)
+            self.taken(item)
 
     def session(self, session_hash: str) -> Session:
         session = self._sessions.pop(session_hash, None) or Session()
@@ -122,7 +167,9 @@ class GradioFace:
 
 
 class _NotAJoin(ValueError):
-    pass
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 # -- documents ------------------------------------------------------------------------------
@@ -189,21 +236,50 @@ async def legacy_models(request: Request) -> Response:
 
 
 async def queue_join(request: Request) -> Response:
+    """A message joins its session's queue, after the same door as every other request: the
+    caller is identified (access code or token) before the body is read, and a caller the
+    class does not let in leaves only a refusal for the stream to tell (the old client shows
+    that, where an HTTP error would be a bare status); its message is not kept."""
     face: GradioFace = request.app.state.gradio
+    state = request.app.state.xedullm
+    address = request.client.host if request.client else "unknown"
+    caller, refusal = await _door(state, face, request)
+    full = face.room_for(address, time.time())
+    if full is not None:
+        return JSONResponse({"detail": "排队已满，请等前面的回答结束。/ Queue is full; wait for the answers "
+                                       "already asked for."}, status_code=503)
+    # A refused join is read only as far as an old client's question goes (its session is at
+    # the end of the body), and its message is not kept.
+    most = min(face.limits.max_body_bytes, MAX_JOIN_BYTES if refusal is None else REFUSED_JOIN_BYTES)
     try:
-        data = await _read_json(request, face.limits.max_body_bytes)
-        session_hash, message = _join_fields(data)
+        session_hash, message = _join_fields(await _read_json(request, most, face.limits), face.limits)
     except _NotAJoin as err:
-        return JSONResponse({"detail": str(err)}, status_code=422)
+        return JSONResponse({"detail": str(err)}, status_code=err.status)
+    if refusal is not None:
+        message = None
     session = face.session(session_hash)
     if len(session.waiting) + len(session.running) >= MAX_PENDING:
         return JSONResponse({"detail": "排队已满，请等前面的回答结束。/ Queue is full; wait for the answers "
                                        "already asked for."}, status_code=503)
-    item = QueuedMessage(id=uuid.uuid4().hex, message=message,
-                         address=request.client.host if request.client else "unknown", joined=time.time())
-    session.waiting[item.id] = item
-    session.notify()
+    item = QueuedMessage(id=uuid.uuid4().hex, message=message, address=address, joined=time.time(),
+                         caller=caller, refusal=refusal)
+    face.wait(session, item)
     return JSONResponse({"event_id": item.id})
+
+
+async def _door(state: Any, face: GradioFace, request: Request):
+    """(the caller, None) when the class lets this join in; (None, why not) when it does not."""
+    identify = getattr(state.policy, "identify", None)
+    if identify is None:
+        return None, None
+    try:
+        return await identify(request), None
+    except LLMError as err:
+        if face.allow_legacy_clients and not request.headers.get("authorization"):
+            return None, None    # the teacher lets the old client in without a code
+        if not request.headers.get("authorization"):
+            return None, "legacy"   # the old client cannot send a code: it hears how to upgrade
+        return None, str(err)
 
 
 async def queue_data(request: Request) -> Any:
@@ -219,11 +295,15 @@ async def heartbeat(request: Request) -> Any:
 async def cancel(request: Request) -> Response:
     face: GradioFace = request.app.state.gradio
     try:
-        data = await _read_json(request, face.limits.max_body_bytes)
+        data = await _read_json(request, 64 * 1024, face.limits)
     except _NotAJoin as err:
-        return JSONResponse({"detail": str(err)}, status_code=422)
-    session = face.find(data.get("session_hash")) if isinstance(data, dict) else None
-    item = session.find(data.get("event_id")) if session else None
+        return JSONResponse({"detail": str(err)}, status_code=err.status)
+    if not isinstance(data, dict) or not all(isinstance(data.get(k, ""), str) for k in ("session_hash", "event_id")):
+        return JSONResponse({"detail": "需要 {\"session_hash\": 字符串, \"event_id\": 字符串}。/ "
+                                       "Expected {\"session_hash\": a string, \"event_id\": a string}."},
+                            status_code=422)
+    session = face.find(data.get("session_hash", ""))
+    item = session.find(data.get("event_id", "")) if session else None
     if item is not None:
         item.cancelled = True
         if item.scope is not None:
@@ -231,19 +311,35 @@ async def cancel(request: Request) -> Response:
     return JSONResponse({"success": item is not None})
 
 
-async def _read_json(request: Request, max_bytes: int) -> Any:
+async def _read_json(request: Request, max_bytes: int, limits: Limits) -> Any:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _NotAJoin(f"请求太大（最多 {max_bytes} 字节）。/ The request is too large (at most {max_bytes} bytes).",
+                        413)
     raw = bytearray()
     async for piece in request.stream():
         raw += piece
         if len(raw) > max_bytes:
-            raise _NotAJoin("请求太大。/ The request is too large.")
+            raise _NotAJoin(f"请求太大（最多 {max_bytes} 字节）。/ The request is too large (at most {max_bytes} bytes).",
+                            413)
+    objects = [0]
+
+    def counted(obj: Dict[str, Any]) -> Dict[str, Any]:
+        # A join holds a message or one conversation: a body of a million {} is refused while
+        # it is parsed, before it can become a million dicts.
+        objects[0] += 1
+        if objects[0] > limits.max_messages + 2:
+            raise _NotAJoin(f"消息太多（最多 {limits.max_messages} 条）。/ Too many messages "
+                            f"(at most {limits.max_messages}).")
+        return obj
+
     try:
-        return json.loads(bytes(raw))
+        return json.loads(bytes(raw), object_hook=counted)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise _NotAJoin("请求体不是合法的 JSON。/ The request body is not valid JSON.") from None
 
 
-def _join_fields(data: Any):
+def _join_fields(data: Any, limits: Limits):
     if not isinstance(data, dict) or not isinstance(data.get("data"), list) or not data["data"]:
         raise _NotAJoin("需要 {\"data\": [消息, null], \"fn_index\": 0, \"session_hash\": …}。/ "
                         "Expected {\"data\": [message, null], \"fn_index\": 0, \"session_hash\": …}.")
@@ -254,7 +350,14 @@ def _join_fields(data: Any):
             or not session_hash.isprintable():
         raise _NotAJoin(f"session_hash 应是不超过 {MAX_SESSION_HASH} 个字符的字符串。/ "
                         f"session_hash must be a string of at most {MAX_SESSION_HASH} characters.")
-    return session_hash, data["data"][0]
+    message = data["data"][0]
+    too_long = (isinstance(message, str) and len(message) > limits.max_content_chars) or \
+        (isinstance(message, list) and len(message) > limits.max_messages)
+    if too_long:
+        raise _NotAJoin(f"消息太长（最多 {limits.max_content_chars} 个字符、{limits.max_messages} 条）。/ The message is "
+                        f"too long (at most {limits.max_content_chars} characters, {limits.max_messages} messages).",
+                        413)
+    return session_hash, message
 
 
 class QueueStream:
@@ -295,6 +398,7 @@ class QueueStream:
         while True:
             while session.waiting:
                 _, item = session.waiting.popitem(last=False)
+                self._face.taken(item)
                 session.running[item.id] = item
                 self._mine += 1
                 tasks.start_soon(self._run, item)

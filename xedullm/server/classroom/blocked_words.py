@@ -1,7 +1,10 @@
 """Words the teacher does not want in a question or an answer, for classes of minors.
 
-Matching ignores width (ｆｕｃｋ, full-width digits), case and spaces, so "坏 词" and "ＢＡＤ"
-are caught like "坏词" and "bad". A question with one is refused before it goes upstream; in
+Matching ignores width (ｆｕｃｋ, full-width digits), case, spaces and invisible characters
+(Unicode category Cf — zero-width space, ZWJ/ZWNJ, word joiner, soft hyphen, BOM, bidi marks,
+tag characters — plus variation selectors and the combining grapheme joiner), so "坏 词",
+"ＢＡＤ" and "b\u200bad" are caught like "坏词" and "bad"; a masked word's invisible
+characters are masked with it. A question with one is refused before it goes upstream; in
 an answer each one is masked before the student sees it. A stream holds back just enough text
 to catch a word split across chunks.
 """
@@ -24,13 +27,24 @@ BUILTIN = (
 )
 
 
+def ignored(ch: str) -> bool:
+    """Characters that do not show, or only change how the one before them shows."""
+    code = ord(ch)
+    return (unicodedata.category(ch) == "Cf" or 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF
+            or 0xE0000 <= code <= 0xE007F or code in (0x034F, 0x180B, 0x180C, 0x180D, 0x180F, 0x115F,
+                                                    0x1160, 0x3164, 0xFFA0))
+
+
 def normalise(text: str) -> Tuple[str, List[int]]:
-    """``text`` without width, case or spaces, and for each kept character its index in ``text``."""
+    """``text`` without width, case, spaces or invisible characters, and for each kept
+    character its index in ``text``."""
     out: List[str] = []
     where: List[int] = []
     for i, ch in enumerate(text):
+        if ignored(ch):
+            continue
         for piece in unicodedata.normalize("NFKC", ch).casefold():
-            if not piece.isspace():
+            if not piece.isspace() and not ignored(piece):
                 out.append(piece)
                 where.append(i)
     return "".join(out), where
@@ -68,7 +82,10 @@ class BlockedWords:
             while start != -1:
                 end = start + len(word)
                 if not any(taken[start:end]):
-                    found.append((where[start], where[end - 1] + 1))
+                    last = where[end - 1] + 1
+                    while last < len(text) and ignored(text[last]):
+                        last += 1    # a trailing variation selector or tag goes with the word
+                    found.append((where[start], last))
                     for k in range(start, end):
                         taken[k] = True
                 start = flat.find(word, start + 1)
@@ -126,7 +143,7 @@ def _tail_for(text: str, letters: int) -> int:
     for i in range(len(text) - 1, -1, -1):
         if text[i] == MASK:
             return len(text) - 1 - i  # nothing before a mask can join a word after it
-        if not text[i].isspace():
+        if not text[i].isspace() and not ignored(text[i]):
             seen += 1
             if seen == letters:
                 return len(text) - i

@@ -33,6 +33,8 @@ class LedgerEntry:
     flagged: bool = False     # a blocked word in the question or answer, or the provider's moderation
     provider: Optional[str] = None   # who answered (a fallback's id when the primary could not)
     fallback_reason: Optional[str] = None   # then why the primary could not ('insufficient_quota', …)
+    reasoning: str = ""       # the reasoning text sent to the student, as far as it got
+    upstream: bool = False    # the request was handed to the provider (it may bill it)
     request_id: Optional[str] = None   # the x-request-id its answer carried
 
 

@@ -17,6 +17,7 @@ address (``code:<ip>``), so one script cannot use up a budget everyone shares.
 from __future__ import annotations
 
 import hmac
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -106,11 +107,38 @@ class ClassroomPolicy:
 
     async def identify(self, request: Any) -> Caller:
         key = bearer(request)
+        if key is None:
+            return self._identify(request, None, None)
+        # A key from an address that got too many wrong is refused before it is checked.
+        address = request.client.host if request.client else "unknown"
+        throttle = self._room.guesses
+        wait = throttle.wait_left(address)
+        if wait > 0:
+            seconds = max(1, math.ceil(wait))
+            raise SlowDown(f"这台电脑输错令牌或访问码的次数太多，请 {seconds} 秒后再试；记不清请问老师。/ "
+                           f"Too many wrong tokens or access codes from this computer; try again in {seconds} "
+                           f"seconds, or ask your teacher.", retry_after=seconds)
+        token = None
+        if student_tokens.looks_like_token(key) and not self._is_code(key):
+            token = await self._room.call(self._room.store.token_by_digest, student_tokens.digest(key))
+        try:
+            caller = self._identify(request, key, token)
+        except AccessDenied:
+            throttle.failed(address)
+            raise
+        if caller.token is None and student_tokens.looks_like_token(key) and not self._is_code(key):
+            throttle.failed(address)   # a token-shaped key that is no token: still a guess
+        return caller
+
+    def _is_code(self, key: str) -> bool:
         code = self._room.access_code
-        if code is not None and key is not None and hmac.compare_digest(key.encode(), code.encode()):
+        return code is not None and hmac.compare_digest(key.encode(), code.encode())
+
+    def _identify(self, request: Any, key: Optional[str], token: Optional[StudentToken]) -> Caller:
+        code = self._room.access_code
+        if key is not None and self._is_code(key):
             return self._anonymous(request, "code")
         if key is not None and student_tokens.looks_like_token(key):
-            token = await self._room.call(self._room.store.token_by_digest, student_tokens.digest(key))
             # A short key that is no token may still be some program's placeholder api_key.
             if token is not None or key.startswith(student_tokens.PREFIX):
                 _check_token(token)

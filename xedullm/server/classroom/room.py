@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, Deque, List, Optional, Set, Tuple
 from ...errors import LLMError, ServerError
 from ...pictures import without_pictures
 from .answer_sizes import AnswerSizes
+from .guess_throttle import GuessThrottle
 from .ledger import LedgerEntry
 from .live_settings import LiveSettings
 from ..store.contract import DEFAULT_HOLD, LedgerRow, Store
@@ -65,6 +66,7 @@ class Classroom:
     def __init__(self, store: Store, settings: LiveSettings, *, admin_password: Optional[str] = None) -> None:
         self.store = store
         self.settings = settings
+        self.guesses = GuessThrottle()   # wrong tokens/access codes per address (guess_throttle.py)
         self.password_generated = not admin_password
         # Generated passwords are easy to read aloud and type: 12 characters, no 0/O or 1/l.
         self.admin_password = admin_password or "".join(
@@ -292,6 +294,10 @@ class StoreUnavailable(ServerError):
                          "tell your teacher if it persists.", retry_after=5)
 
 
+# Ends after which the provider has read (and bills) the prompt though it reported no usage.
+_BILLED_WITHOUT_USAGE = ("ok", "disconnected", "upstream_timeout", "server_stopping")
+
+
 class StoreLedger:
     """Writes each request's ledger row and releases what its admission held."""
 
@@ -326,10 +332,13 @@ class StoreLedger:
         usage = entry.usage
         if usage is not None:
             charged = usage.total_tokens
-        elif ticket is not None and entry.answer:
-            # Upstream reported nothing (the student left mid-answer): charge what we can see,
-            # prompt characters plus the characters already sent, an upper bound in practice.
-            charged = ticket.prompt_chars + len(entry.answer)
+        elif ticket is not None and (entry.answer or entry.reasoning or
+                                     entry.upstream and entry.outcome in _BILLED_WITHOUT_USAGE):
+            # Upstream reported nothing (the student left, even before the first character, or
+            # the answer was cut): charge what we can see, prompt characters (as the hold
+            # estimates them) plus the reasoning and answer characters already sent, an upper
+            # bound in practice. The row's token columns stay empty: the export calls it estimated.
+            charged = ticket.prompt_chars + len(entry.answer) + len(entry.reasoning)
         else:
             charged = 0
         conversation = None
