@@ -50,9 +50,10 @@ async def _class(url: str, students: int, max_tokens: int):
     async def student(http, i):
         body = {"model": "local", "stream": True, "max_tokens": max_tokens, "temperature": 0,
                 "messages": [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]}
+        # Each student its own browser id, issued as the page gets one (one may run 4 answers at once).
+        issued = (await http.post(f"{url}/api/browser-id")).json()["browser_id"]
+        headers = {"X-Xedullm-Session": issued} if issued else {}
         t0 = time.perf_counter()
-        # Each student its own session, as each browser is (one session may run 4 answers at once).
-        headers = {"X-Xedullm-Session": f"bench-student-{i}"}
         async with http.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as answer:
             async for line in answer.aiter_lines():
                 if line.startswith("data: {") and '"content":"' in line.replace(" ", ""):
@@ -67,7 +68,7 @@ async def _class(url: str, students: int, max_tokens: int):
 def classroom(students: int, max_tokens: int):
     port = free_port()
     cmd = [ENVS["xedullm"].python, "-m", "xedullm", "serve", "-p", "local", "--host", "127.0.0.1",
-           "--port", str(port), "--no-browser"]
+           "--port", str(port), "--no-browser", "--browser-ids-per-address", "100"]   # 30 on one machine
     home = tempfile.mkdtemp(prefix="bench-home-")
     server = Server("local-serve", cmd, port, "/", _env(XEDULLM_HOME=home))
     try:

@@ -77,6 +77,40 @@ def wait_until(predicate, timeout: float = 10.0, step: float = 0.01) -> float:
     return time.monotonic() - started
 
 
+# Browsers the way the page gets them: a name asks ``POST /api/browser-id`` once per server
+# (with ``key``, the class's access code, when it has one) and keeps the id issued. Forgotten
+# after each test (see the fixture below): the next test's server may have the same address.
+_BROWSER_IDS: Dict[Tuple[str, str], str] = {}
+
+
+def browser_id(url: str, name: str, key: str = "") -> str:
+    if (url, name) not in _BROWSER_IDS:
+        import httpx
+
+        auth = {"Authorization": f"Bearer {key}"} if key else {}
+        got = httpx.post(f"{url}/api/browser-id", headers=auth, timeout=20)
+        assert got.status_code == 200, got.text
+        _BROWSER_IDS[(url, name)] = got.json()["browser_id"]
+    return _BROWSER_IDS[(url, name)]
+
+
+def browser_headers(url: str, name: str, key: str = "") -> Dict[str, str]:
+    """What the browser called ``name`` sends: its issued id (none where the server keeps none)."""
+    issued = browser_id(url, name, key)
+    return {"X-Xedullm-Session": issued} if issued else {}
+
+
+def browser_who(url: str, name: str, key: str = "") -> str:
+    """How the ledger names the browser called ``name``."""
+    return "browser:" + browser_id(url, name, key).split(".")[0]
+
+
+@pytest.fixture(autouse=True)
+def _forget_browser_ids():
+    yield
+    _BROWSER_IDS.clear()
+
+
 # -- hypothesis ----------------------------------------------------------------------------------
 # CI replays the same examples every run, so a landing never hinges on a lucky draw; a developer's
 # run explores new ones (and keeps what it finds in .hypothesis/).

@@ -30,7 +30,7 @@ from xedullm.server.classroom.room import today
 from xedullm.server.store.sqlite import SQLiteStore
 from xedullm.testing import Fault, ServerThread
 
-from conftest import TEACHER_KEY, rows_written, serve_process, wait_until
+from conftest import TEACHER_KEY, browser_headers, browser_who, rows_written, serve_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE = "math-class-42"
@@ -81,12 +81,16 @@ def sdk(room, key="anything"):
     return openai.OpenAI(base_url=f"{room.url}/v1", api_key=key, max_retries=0)
 
 
-def ask(room, key=None, content="你好", session=None, **body):
+def ask(room, key=None, content="你好", session=None, made_up_session=None, **body):
+    """``session``: the browser of that name, with the id the server issued it (as the page
+    gets one); ``made_up_session``: an id the caller invented, sent as it is."""
     headers = {}
     if key:
         headers["Authorization"] = f"Bearer {key}"
     if session:
-        headers["X-Xedullm-Session"] = session
+        headers.update(browser_headers(room.url, session, key or ""))
+    if made_up_session:
+        headers["X-Xedullm-Session"] = made_up_session
     return httpx.post(f"{room.url}/v1/chat/completions", headers=headers, timeout=20,
                       json={"messages": [{"role": "user", "content": content}], **body})
 
@@ -141,7 +145,7 @@ def test_a_token_is_a_key_for_the_api_and_the_page_and_revoking_is_immediate(roo
     assert ask(r, key=token, session="tab-1").status_code == 200
     assert ask(r, key=CODE, session="tab-1").status_code == 200
     wait_until(lambda: len(ledger(r)) == 3)   # rows are written just after the answer is sent
-    assert [row["who"] for row in ledger(r)] == ["第三组", "第三组", "browser:tab-1"]
+    assert [row["who"] for row in ledger(r)] == ["第三组", "第三组", browser_who(r.url, "tab-1")]
 
     # Revoked from another connection to the same file, as `xedullm tokens revoke` does.
     other = SQLiteStore(r.store.data_dir)
@@ -170,10 +174,14 @@ def test_without_access_code_everyone_is_let_in_and_browsers_are_told_apart(room
     r = room()
     assert httpx.get(f"{r.url}/api/info").json()["access_code_required"] is False
     assert ask(r, key="anything").status_code == 200
-    assert ask(r, session="a" * 100).status_code == 200
-    assert ask(r, session="tab\t2").status_code == 200
-    wait_until(lambda: len(ledger(r)) == 3)
-    assert [row["who"] for row in ledger(r)] == ["ip:127.0.0.1", "browser:" + "a" * 64, "browser:tab2"]
+    assert ask(r, session="tab-2").status_code == 200
+    # Ids the server did not issue (made up, overlong, a forged signature) are the address.
+    issued = browser_headers(r.url, "tab-2")["X-Xedullm-Session"]
+    forged = issued[:-1] + ("1" if issued.endswith("0") else "0")
+    for made_up in ("a" * 100, "tab\t2", forged):
+        assert ask(r, made_up_session=made_up).status_code == 200
+    wait_until(lambda: len(ledger(r)) == 5)
+    assert [row["who"] for row in ledger(r)] == ["ip:127.0.0.1", browser_who(r.url, "tab-2")] + ["ip:127.0.0.1"] * 3
 
 
 def test_allowed_models_are_honoured_only_for_tokens_that_list_them(room):
@@ -192,10 +200,8 @@ QUESTION = "算一算"   # prompt 3 characters; answer 11 characters = 3 pieces:
 COST = 6
 
 
-async def burst(url, n, key=None, session=None, **body):
+async def burst(url, n, key=None, **body):
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    if session:
-        headers["X-Xedullm-Session"] = session
     async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers,
                                  limits=httpx.Limits(max_connections=n)) as http:
         async def one(i):
@@ -271,7 +277,7 @@ def test_a_students_next_request_sees_the_last_answers_usage_at_once(room):
     # The row is queued right after the answer's last bytes are written, before the event loop
     # takes up the student's next request, so the next claim comes after it. With budget_wait=0, a claim
     # that still saw the last answer's hold instead of its usage would be "held, try again".
-    r = room(per_student_daily=1, budget_wait=0)
+    r = room(per_student_daily=1, budget_wait=0, browser_ids_per_address=20)   # 20 browsers on one machine
     for i in range(20):
         session = f"tab-{i}"
         assert ask(r, session=session, content=QUESTION, stream=i % 2 == 0).status_code == 200

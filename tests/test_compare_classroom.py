@@ -23,7 +23,7 @@ from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.store.sqlite import SQLiteStore
 from xedullm.testing import Fault, FakeOpenAIServer, ServerThread
 
-from conftest import ROOT, open_admin, serve_process
+from conftest import ROOT, browser_headers, browser_who, open_admin, serve_process
 from test_web_page import new_context, save_screenshot
 
 ANSWER_A = "甲：深度求索这样回答。"
@@ -63,7 +63,7 @@ def compare_server(fakes, data_dir, *extra, compare=True):
 
 
 def ask(url, model, session="s1", question="比较一下"):
-    return httpx.post(f"{url}/v1/chat/completions", timeout=30, headers={"x-xedullm-session": session},
+    return httpx.post(f"{url}/v1/chat/completions", timeout=30, headers=browser_headers(url, session),
                       json={"model": model, "stream": True, "messages": [{"role": "user", "content": question}]})
 
 
@@ -93,14 +93,15 @@ def test_each_column_is_answered_by_its_provider_and_written_to_the_ledger(fakes
         # Each provider got exactly its own column's request, with its own model.
         assert [r["json"]["model"] for r in a.chat_requests] == ["model-a"]
         assert [r["json"]["model"] for r in b.chat_requests] == ["model-b"]
-        used = httpx.get(f"{url}/v1/usage", headers={"x-xedullm-session": "s1"}).json()["used_tokens"]
+        used = httpx.get(f"{url}/v1/usage", headers=browser_headers(url, "s1")).json()["used_tokens"]
+        s1 = browser_who(url, "s1")
     store = SQLiteStore(tmp_path)
     try:
         rows = list(store.rows())
     finally:
         store.close()
     assert [(r["model"], r["outcome"], r["who"]) for r in rows] == [
-        ("model-a", "ok", "browser:s1"), ("model-b", "ok", "browser:s1")]
+        ("model-a", "ok", s1), ("model-b", "ok", s1)]
     # The student's usage today is both columns' answers.
     assert used == sum(r["total_tokens"] for r in rows) and all(r["total_tokens"] > 0 for r in rows)
 
@@ -283,7 +284,7 @@ def test_the_per_student_cap_on_running_answers_counts_every_column(fakes, tmp_p
     with compare_page_server(fakes, tmp_path, max_per_caller=1) as (url, app):
         body = {"model": "compare:deepseek", "stream": True, "messages": [{"role": "user", "content": "慢慢讲"}]}
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30,
-                          headers={"x-xedullm-session": "s1"}) as running:
+                          headers=browser_headers(url, "s1")) as running:
             assert running.status_code == 200
             lines = running.iter_lines()   # kept: a dropped iterator would close the stream
             assert "甲" in next(lines)      # its answer has begun

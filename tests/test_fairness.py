@@ -18,7 +18,7 @@ from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.store.sqlite import SQLiteStore
 from xedullm.testing import Fault, ServerThread
 
-from conftest import TEACHER_KEY, rows_written, wait_until
+from conftest import TEACHER_KEY, browser_headers, rows_written, wait_until
 
 CODE = "fair-class-7"
 
@@ -335,7 +335,7 @@ def test_one_caller_cannot_fill_the_gate(teacher_fake, tmp_path):
                     await asyncio.sleep(0.01)
                 third = await client.post(f"{room.url}/v1/chat/completions", json=hello("三"), headers=auth)
                 other = await client.post(f"{room.url}/v1/chat/completions", json=hello("同学"),
-                                          headers=dict(auth, **{"X-Xedullm-Session": "classmate"}))
+                                          headers=dict(auth, **browser_headers(room.url, "classmate", CODE)))
                 for s in streams:
                     s.cancel()
                 return third, other

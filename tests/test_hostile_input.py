@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from conftest import TEACHER_KEY, serve_process
+from conftest import TEACHER_KEY, rows_written, serve_process
 
 CODE = "math-class-42"
 PASSWORD = "teacher-pass-2468"
@@ -170,6 +170,99 @@ def test_wrong_tokens_are_throttled_per_address_with_retry_after_and_alert_the_t
     found = [a for a in admin.get("/admin/api/overview").json()["alerts"] if a["kind"] == "guessing"]
     assert len(found) == 1 and "127.0.0.1" in found[0]["message"] and "/ " in found[0]["message"]
     assert room.fake.chat_requests == []
+
+
+# -- 2. per-student limits follow only ids the server issued -----------------------------------------
+def _chat(http, headers):
+    return http.post("/v1/chat/completions", headers=headers, json={"messages": [{"role": "user", "content": "你好"}]})
+
+
+def _charged(room):
+    """Tokens charged per student (the ledger's ``who``)."""
+    rows_written(room.app)
+    charged = {}
+    for row in room.app.state.xedullm.classroom.store.rows():
+        charged[row["who"]] = charged.get(row["who"], 0) + row["charged"]
+    return charged
+
+
+def test_a_fresh_session_header_gets_no_fresh_budget(classroom_server, tmp_path):
+    # The issue's reproduction (access code, a per-student budget, a new made-up
+    # X-Xedullm-Session on every request), with a budget of a few answers.
+    room = classroom_server(data_dir=tmp_path, access_code=CODE, per_student_daily=20, admin_password=PASSWORD)
+    http = httpx.Client(base_url=room.url, timeout=20)
+    auth = {"Authorization": f"Bearer {CODE}"}
+    statuses = [_chat(http, dict(auth, **{"X-Xedullm-Session": f"new-student-{i}"})).status_code for i in range(15)]
+    assert statuses[0] == 200 and statuses[-1] == 429, statuses
+    charged = _charged(room)
+    assert list(charged) == ["code:127.0.0.1"]            # fifteen made-up ids, one student
+    assert charged["code:127.0.0.1"] <= 20 + max(u["total_tokens"] for u in room.fake.usage_log)
+    # An id signed by another class (another data folder) is not this class's either.
+    other = classroom_server(data_dir=tmp_path / "other", access_code=CODE)
+    foreign = httpx.post(f"{other.url}/api/browser-id", headers=auth).json()["browser_id"]
+    assert _chat(http, dict(auth, **{"X-Xedullm-Session": foreign})).status_code == 429
+
+
+def test_browser_ids_are_issued_behind_the_door_and_a_few_a_day_per_address(classroom_server, tmp_path):
+    room = classroom_server(data_dir=tmp_path, access_code=CODE, per_student_daily=30, admin_password=PASSWORD)
+    http = httpx.Client(base_url=room.url, timeout=20)
+    auth = {"Authorization": f"Bearer {CODE}"}
+    assert http.post("/api/browser-id").status_code == 401                      # no code: no id
+    ids = [http.post("/api/browser-id", headers=auth) for _ in range(8)]
+    assert [r.status_code for r in ids] == [200] * 5 + [429] * 3
+    refused = ids[-1].json()
+    assert refused["browser_id"] is None and refused["error"]["code"] == "browser_ids_used_up"
+    assert "/ " in refused["error"]["message"]
+    issued = [r.json()["browser_id"] for r in ids[:5]]
+    assert len(set(issued)) == 5
+    # Asking again with an id held gives that id back, past the cap too: a reload costs nothing.
+    again = http.post("/api/browser-id", headers=dict(auth, **{"X-Xedullm-Session": issued[0]}))
+    assert again.status_code == 200 and again.json()["browser_id"] == issued[0]
+    # Each issued id is a student of its own; what a program gains by fetching ids is bounded:
+    # five browsers' budgets and the address's own, then nothing.
+    for browser in [*issued, None, "made-up"]:
+        headers = dict(auth, **({"X-Xedullm-Session": browser} if browser else {}))
+        while _chat(http, headers).status_code == 200:
+            pass
+    charged = _charged(room)
+    assert sorted(charged) == sorted(["code:127.0.0.1", *("browser:" + i.split(".")[0] for i in issued)])
+    assert all(used <= 30 + max(u["total_tokens"] for u in room.fake.usage_log) for used in charged.values())
+    # The teacher is told an address had all its ids (a class behind one NAT looks like this),
+    # and can raise the number live.
+    admin = _admin(room.url)
+    found = [a for a in admin.get("/admin/api/overview").json()["alerts"] if a["kind"] == "browser_ids"]
+    assert len(found) == 1 and "127.0.0.1" in found[0]["message"] and "--browser-ids-per-address" in found[0]["message"]
+    assert admin.post("/admin/api/settings", json={"browser_ids_per_address": 40}).status_code == 200
+    assert http.post("/api/browser-id", headers=auth).status_code == 200
+    assert not [a for a in admin.get("/admin/api/overview").json()["alerts"] if a["kind"] == "browser_ids"]
+
+
+def test_ids_survive_a_restart_and_the_open_server_keeps_none(classroom_server, tmp_path, teacher_fake):
+    first = classroom_server(data_dir=tmp_path, per_student_daily=30)
+    issued = httpx.post(f"{first.url}/api/browser-id").json()["browser_id"]
+    second = classroom_server(data_dir=tmp_path, per_student_daily=30)    # the same class, started again
+    assert httpx.post(f"{second.url}/api/browser-id", headers={"X-Xedullm-Session": issued}).json() == {
+        "browser_id": issued}
+    assert _chat(httpx.Client(base_url=second.url, timeout=20), {"X-Xedullm-Session": issued}).status_code == 200
+    rows_written(second.app)
+    assert [row["who"] for row in second.app.state.xedullm.classroom.store.rows()] == [
+        "browser:" + issued.split(".")[0]]
+    # Without classroom controls nothing is counted per student, so nothing is issued.
+    assert httpx.post(f"{classroom_server().url}/api/browser-id").json() == {"browser_id": None}
+
+
+def test_classroom_controls_without_a_store_are_refused_not_silently_off(teacher_fake):
+    import pytest
+
+    from xedullm import Client
+    from xedullm.errors import ConfigurationError
+    from xedullm.server.app import ServerSettings, create_app
+
+    client = Client(provider="deepseek", base_url=teacher_fake.base_url, api_key=TEACHER_KEY, verbose=False)
+    with pytest.raises(ConfigurationError) as caught:
+        create_app(client, settings=ServerSettings(access_code=CODE))
+    assert "data_dir" in str(caught.value) and "access_code" in str(caught.value)
+    client.close()
 
 
 def test_a_batch_cannot_make_tokens_shorter_than_eight(classroom_server, tmp_path):

@@ -20,7 +20,7 @@ from xedullm.server.app import ServerSettings, create_app
 from xedullm.server.classroom.blocked_words import MASK, normalise
 from xedullm.testing import Fault, FakeOpenAIServer, ServerThread
 
-from conftest import TEACHER_KEY
+from conftest import TEACHER_KEY, browser_headers
 from test_admin_page import PASSWORD, teacher
 from test_gradio_interop import join, queue_messages
 from test_web_page import new_context
@@ -56,7 +56,7 @@ def fake():
 
 
 def ask(url, messages, stream, name=None, session="s-1"):
-    headers = {"X-Xedullm-Session": session}
+    headers = browser_headers(url, session)
     if name:
         headers["X-XEduLLM-Name"] = quote(name)
     body = {"messages": messages, "stream": stream}

@@ -31,7 +31,7 @@ from xedullm.server.store.contract import LedgerRow
 from xedullm.server.store.sqlite import SQLiteStore
 from xedullm.testing import Fault
 
-from conftest import TEACHER_KEY, open_admin, serve_process
+from conftest import TEACHER_KEY, browser_headers, browser_who, open_admin, serve_process
 from test_admin_page import PASSWORD, change, teacher
 from test_classroom_controls import ANSWER, CODE, ask, make_token, run_cli
 from test_classroom_controls import serving as classroom_serving
@@ -56,7 +56,7 @@ def room(teacher_fake, tmp_path):
 
 
 def named(r, name, session, key=None, content="你好"):
-    headers = {NAME_HEADER: quote(name), "X-Xedullm-Session": session}
+    headers = {NAME_HEADER: quote(name), **browser_headers(r.url, session, key or "")}
     if key:
         headers["Authorization"] = f"Bearer {key}"
     return httpx.post(f"{r.url}/v1/chat/completions", headers=headers, timeout=20,
@@ -94,22 +94,22 @@ def test_names_reach_the_table_the_review_and_the_csv_with_the_browser_id_beside
     assert named(r, "假名字", "tab-d", key=token, content="令牌的问题").status_code == 200
     http = teacher(r.url)
     students = {s["who"]: s["name"] for s in overview(http)["students"]}
-    assert students == {"browser:tab-a": "张三", "browser:tab-b": "张三", "browser:tab-c": "李四",
+    assert students == {browser_who(r.url, "tab-a"): "张三", browser_who(r.url, "tab-b"): "张三", browser_who(r.url, "tab-c"): "李四",
                         "第二组": "第二组"}   # a token's own name wins over what the page says
 
     everyone = http.get("/admin/api/review").json()
     assert everyone["review"] is True
     assert [c["question"] for c in everyone["conversations"]] == ["令牌的问题", "一加一", "月亮呢？", "太阳为什么是热的？"]
-    one = http.get("/admin/api/review", params={"who": "browser:tab-b"}).json()["conversations"]
+    one = http.get("/admin/api/review", params={"who": browser_who(r.url, "tab-b")}).json()["conversations"]
     assert [(c["name"], c["question"], c["answer"]) for c in one] == [("张三", "月亮呢？", ANSWER + "月亮呢？")]
     searched = http.get("/admin/api/review", params={"q": "太阳"}).json()["conversations"]
-    assert [c["who"] for c in searched] == ["browser:tab-a"]
+    assert [c["who"] for c in searched] == [browser_who(r.url, "tab-a")]
     by_name = http.get("/admin/api/review", params={"q": "张三"}).json()["conversations"]
-    assert sorted(c["who"] for c in by_name) == ["browser:tab-a", "browser:tab-b"]
+    assert sorted(c["who"] for c in by_name) == [browser_who(r.url, "tab-a"), browser_who(r.url, "tab-b")]
 
     rows = list(csv.DictReader(io.StringIO(http.get("/admin/api/export.csv").content.decode("utf-8-sig"))))
     assert [(row["who"], row["name"]) for row in rows] == [
-        ("browser:tab-a", "张三"), ("browser:tab-b", "张三"), ("browser:tab-c", "李四"), ("第二组", "第二组")]
+        (browser_who(r.url, "tab-a"), "张三"), (browser_who(r.url, "tab-b"), "张三"), (browser_who(r.url, "tab-c"), "李四"), ("第二组", "第二组")]
 
     # With review off, the conversations kept so far are not shown.
     assert change(http, "/admin/api/settings", {"review": False}).status_code == 200
@@ -120,14 +120,14 @@ def test_names_reach_the_table_the_review_and_the_csv_with_the_browser_id_beside
 def test_unreadable_or_overlong_names_are_cleaned_not_trusted(room):
     r = room()
     raw = httpx.post(f"{r.url}/v1/chat/completions", timeout=20, json={"messages": [{"role": "user", "content": "x"}]},
-                     headers={NAME_HEADER: "%E5%BC%A0%0A%0D%09%E4%B8%89" + quote("很" * 50), "X-Xedullm-Session": "s1"})
+                     headers={NAME_HEADER: "%E5%BC%A0%0A%0D%09%E4%B8%89" + quote("很" * 50), **browser_headers(r.url, "s1")})
     assert raw.status_code == 200
     bad = httpx.post(f"{r.url}/v1/chat/completions", timeout=20, json={"messages": [{"role": "user", "content": "x"}]},
-                     headers={NAME_HEADER: "%FF%FE", "X-Xedullm-Session": "s2"})
+                     headers={NAME_HEADER: "%FF%FE", **browser_headers(r.url, "s2")})
     assert bad.status_code == 200
     names = {s["who"]: s["name"] for s in overview(teacher(r.url))["students"]}
-    assert names["browser:s1"] == ("张 三" + "很" * 50)[:32]
-    assert names["browser:s2"] is None
+    assert names[browser_who(r.url, "s1")] == ("张 三" + "很" * 50)[:32]
+    assert names[browser_who(r.url, "s2")] is None
 
 
 def test_require_name_refuses_nameless_browsers_clearly_but_not_tokens(room):

@@ -7,6 +7,7 @@ over real sockets. Set XEDULLM_UPDATE_SCREENSHOT=1 to rewrite the screenshots in
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,6 +20,8 @@ from xedullm.server.app import create_app
 from xedullm.server.classroom.open_policy import Admission
 from xedullm.testing import Fault, FakeOpenAIServer
 from xedullm.testing.server_thread import ServerThread
+
+from conftest import rows_written
 
 ROOT = Path(__file__).resolve().parent.parent
 UPDATE_SCREENSHOTS = bool(os.environ.get("XEDULLM_UPDATE_SCREENSHOT"))
@@ -204,9 +207,9 @@ def test_page_carries_a_strict_content_security_policy(context, classroom):
     context.watch.assert_clean()
 
 
-def test_enter_sends_and_the_answer_streams_in(context, classroom):
+def test_enter_sends_and_the_answer_streams_in(context, classroom, tmp_path):
     reply = "".join("第%d句。" % i for i in range(1, 41))
-    room = classroom(reply=lambda messages: reply, token_delay=0.03)
+    room = classroom(reply=lambda messages: reply, token_delay=0.03, data_dir=str(tmp_path))
     page = open_page(context, room)
     send(page, "讲个故事")
     expect(questions(page)).to_have_text(["讲个故事"])
@@ -221,12 +224,35 @@ def test_enter_sends_and_the_answer_streams_in(context, classroom):
     body = room.upstream_bodies()[-1]
     assert body["stream"] is True
     assert body["messages"][-1] == {"role": "user", "content": "讲个故事"}
-    # The browser's id, kept in localStorage, goes with every request.
+    # The browser's id, issued by the server and kept in localStorage, goes with every request
+    # after the first look at /api/info; the question was charged to it.
     browser_id = page.evaluate("localStorage.getItem('xedullm.browser')")
-    assert browser_id and len(browser_id) == 32
-    sessions = {r.headers.get("x-xedullm-session") for r in context.watch.requests
-                if r.url.endswith(("/v1/chat/completions", "/api/info"))}
-    assert sessions == {browser_id}
+    assert re.fullmatch(r"[0-9a-f]{32}\.[0-9a-f]{32}", browser_id)
+    sent = [r for r in context.watch.requests if r.url.endswith(("/v1/chat/completions", "/api/info"))]
+    assert {r.headers.get("x-xedullm-session") for r in sent[1:]} == {browser_id}
+    rows_written(room.app)
+    assert [row["who"] for row in room.app.state.xedullm.classroom.store.rows()] == [
+        "browser:" + browser_id.split(".")[0]]
+
+
+def test_a_browser_past_the_computers_ids_still_asks_counted_as_the_computer(browser, classroom, tmp_path):
+    room = classroom(reply=echo, data_dir=str(tmp_path), browser_ids_per_address=1)
+    first, second = new_context(browser), new_context(browser)    # two browsers on one computer
+    try:
+        for ctx, text in ((first, "第一个浏览器"), (second, "第二个浏览器")):
+            page = open_page(ctx, room)
+            send(page, text)
+            wait_idle(page)
+            expect(answers(page)).to_have_text(["你问的是：" + text])
+            assert ctx.watch.errors == []
+        held = [ctx.pages[0].evaluate("localStorage.getItem('xedullm.browser')") for ctx in (first, second)]
+        assert held[0] and held[1] is None          # the second got no id, and sends none
+    finally:
+        first.close()
+        second.close()
+    rows_written(room.app)
+    assert [row["who"] for row in room.app.state.xedullm.classroom.store.rows()] == [
+        "browser:" + held[0].split(".")[0], "ip:127.0.0.1"]
 
 
 def test_shift_enter_inserts_a_newline_and_does_not_send(context, classroom):
@@ -407,8 +433,8 @@ def test_new_conversation_and_switching_between_conversations(context, classroom
     context.watch.assert_clean()
 
 
-def test_two_tabs_keep_their_own_conversations_and_share_one_browser_id(context, classroom):
-    room = classroom(reply=echo)
+def test_two_tabs_keep_their_own_conversations_and_share_one_browser_id(context, classroom, tmp_path):
+    room = classroom(reply=echo, data_dir=str(tmp_path))
     one = open_page(context, room)
     two = open_page(context, room)
     send(one, "我是一号")

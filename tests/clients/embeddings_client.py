@@ -1,7 +1,5 @@
 """A retrieval lesson's first step, as students write it: LangChain's ``OpenAIEmbeddings`` and
 the openai SDK (its default base64 encoding and float) against our server's /v1/embeddings."""
-import sys
-
 import openai
 from common import ACCESS_CODE, BASE_URL, report
 from langchain_openai import OpenAIEmbeddings

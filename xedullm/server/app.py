@@ -26,6 +26,7 @@ from .admin.admin_routes import admin_routes
 from .api.openai_routes import openai_routes
 from .api.embeddings_routes import embeddings_routes
 from .api.responses_routes import responses_routes
+from .api.browser_id_routes import browser_id_routes
 from .api.model_files import model_file_routes
 from .api.gradio_routes import GradioFace, gradio_routes
 from .classroom import fallback_list
@@ -53,6 +54,7 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
     settings = settings or ServerSettings()
     if settings.access_code is not None:
         check("access_code", settings.access_code)  # also when ServerSettings was built directly
+    _needs_a_store(settings)
     _register_mime_types()
     # Before the store opens: an unreadable word list stops the start with a clear message.
     blocked = BlockedWords.load(settings.blocked_words, bool(settings.builtin_blocked_words))
@@ -98,6 +100,7 @@ def create_app(client: "Client", *, settings: Optional[ServerSettings] = None) -
             *openai_routes(),   # first: /v1/chat/completions is matched on every request
             *embeddings_routes(),
             *responses_routes(),
+            *browser_id_routes(),   # the page's per-student id
             *model_file_routes(),   # the teacher's local models, for students' machines
             *web_routes(),
             *gradio_routes(),   # the old XEdu student client (gradio_client)
@@ -132,6 +135,20 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
             loop.cancel()
         if state.classroom is not None:
             await state.classroom.write_rows()   # rows still waiting for their trip to the store
+
+
+# Classroom controls live in the store; without one they would be silently off.
+_CONTROLS = ("access_code", "daily_budget", "per_student_daily")
+
+
+def _needs_a_store(settings: ServerSettings) -> None:
+    given = [name for name in _CONTROLS if getattr(settings, name) is not None]
+    if given and settings.store is None and settings.data_dir is None and settings.policy is None:
+        raise ConfigurationError(
+            f"{', '.join(given)} 是课堂控制，要有地方保存用量和设置：请同时给 data_dir=（一个目录）或 store=。"
+            f"（xedullm serve 和 Client.run() 会自动用默认的数据目录。）/ {', '.join(given)} are classroom "
+            f"controls and need somewhere to keep usage and settings: give data_dir= (a folder) or store= as "
+            f"well. (xedullm serve and Client.run() use the default data folder by themselves.)")
 
 
 def _open_store(settings: ServerSettings):

@@ -72,6 +72,11 @@ SETTINGS: Tuple[Setting, ...] = (
             admin=True, minimum=16),
     Setting("max_per_caller", int, 4, "每位学生（令牌、浏览器或地址）同时最多几个回答",
             "answers one student (token, browser or address) may have running at once", admin=True, minimum=1),
+    # Without tokens, a browser is a student only by an id this server issued (browser_ids.py).
+    Setting("browser_ids_per_address", int, 5,
+            "每个地址（一台电脑）每天最多领几个浏览器编号；全班共用一个出口地址（NAT）时调高，或发学生令牌",
+            "browser ids one address (one computer) may get a day; raise it when the whole class shares one "
+            "address (NAT), or hand out student tokens", admin=True, minimum=1),
     Setting("budget_wait", float, 30.0, "额度被进行中的回答占满时，新请求最多等多少秒",
             "seconds a request waits while the rest of the budget is held by answers still running",
             admin=True, minimum=0),

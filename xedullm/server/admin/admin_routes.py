@@ -379,7 +379,8 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
         "day": day,
         "now": now,
         "alerts": waiting + alerts(store.recent(200), now=now, provider=provider, tokens_today=totals.tokens,
-                                   daily_budget=room.daily_budget, primary=client.label) + room.guesses.alerts(now),
+                                   daily_budget=room.daily_budget, primary=client.label)
+                  + room.guesses.alerts(now) + room.browser_ids.alerts(now),
         "flagged": _flagged(store.flagged(day), room.review),
         "totals": {"requests": totals.requests, "tokens": totals.tokens, "errors": totals.errors},
         "settings": {
@@ -387,6 +388,7 @@ def _overview(room: Classroom, client: "Client") -> Dict[str, Any]:
             "models": sorted(set(getattr(provider, "models", ()) or ()) | {live.get("model")}),
             "provider": provider.id if provider else None,
             "daily_budget": room.daily_budget, "per_student_daily": room.per_student_daily,
+            "browser_ids_per_address": live.get("browser_ids_per_address"),
             "review": room.review, "access_code_required": room.access_code is not None,
             "paused": room.paused, "require_name": room.require_name,
             "fallback": live.get("fallback") or [],

@@ -11,8 +11,10 @@ answers still running hold the rest of the budget waits for them (``budget_wait`
 of failing.
 
 Who a caller is, for per-student limits: a token's name; else the page's browser id
-(``browser:<id>``, kept in localStorage); else, for programs with only the access code, their
-address (``code:<ip>``), so one script cannot use up a budget everyone shares.
+(``browser:<id>``, kept in localStorage), only when this class issued it (browser_ids.py);
+else, for programs with only the access code and any id the class did not issue, their
+address (``code:<ip>``), so one script cannot use up a budget everyone shares, nor get a
+fresh budget by naming itself anew.
 """
 from __future__ import annotations
 
@@ -33,7 +35,6 @@ from .room import Classroom, today
 from .open_policy import Admission
 from ..store.contract import Claim, ClaimResult, StudentToken
 
-_SESSION_MAX = 64
 # How often a request waiting for held budget looks again when no answer here has ended
 # (another server on the same store may have released some).
 _HELD_POLL = 1.0
@@ -150,12 +151,11 @@ class ClassroomPolicy:
                 "enter it on the page, or pass it as api_key in your program.")
         return self._anonymous(request, "ip")
 
-    @staticmethod
-    def _anonymous(request: Any, kind: str) -> Caller:
-        session = "".join(c for c in header(request, "x-xedullm-session") if c.isprintable())
+    def _anonymous(self, request: Any, kind: str) -> Caller:
+        browser = self._room.browser_ids.verify(header(request, "x-xedullm-session").strip())
         name = name_from(request)
-        if session:
-            return Caller(who=f"browser:{session[:_SESSION_MAX]}", name=name)
+        if browser is not None:
+            return Caller(who=f"browser:{browser}", name=name)
         # The address, as uvicorn saw it (or as the teacher's named proxy forwarded it).
         return Caller(who=f"{kind}:{request.client.host if request.client else 'unknown'}", name=name)
 

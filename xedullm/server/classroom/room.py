@@ -20,9 +20,11 @@ from typing import Any, Awaitable, Callable, Deque, List, Optional, Set, Tuple
 from ...errors import LLMError, ServerError
 from ...pictures import without_pictures
 from .answer_sizes import AnswerSizes
+from .browser_ids import BrowserIds
 from .guess_throttle import GuessThrottle
 from .ledger import LedgerEntry
 from .live_settings import LiveSettings
+from ..settings import BY_NAME
 from ..store.contract import DEFAULT_HOLD, LedgerRow, Store
 
 log = logging.getLogger("xedullm.server")
@@ -34,6 +36,7 @@ UNRECORDED_MAX = 10_000    # beyond this many, the oldest are given up (and logg
 # wake-up), so one trip carries every row handed over meanwhile. Nothing reads stale counts:
 # any other store call takes the waiting rows with it, ahead of itself (Classroom.submit).
 ROW_BATCH_DELAY = 0.1
+BROWSER_IDS_DEFAULT = BY_NAME["browser_ids_per_address"].default
 
 
 def today(now: Optional[float] = None) -> str:
@@ -67,6 +70,9 @@ class Classroom:
         self.store = store
         self.settings = settings
         self.guesses = GuessThrottle()   # wrong tokens/access codes per address (guess_throttle.py)
+        # An empty box on the admin page (None) means the setting's default.
+        self.browser_ids = BrowserIds(store, lambda: settings.get("browser_ids_per_address") or BROWSER_IDS_DEFAULT,
+                                      today)
         self.password_generated = not admin_password
         # Generated passwords are easy to read aloud and type: 12 characters, no 0/O or 1/l.
         self.admin_password = admin_password or "".join(

@@ -197,6 +197,7 @@ function fillSettings(s) {
   $("fallback").value = (s.fallback || []).join("\n");
   $("budget").value = s.daily_budget || "";
   $("per-student").value = s.per_student_daily || "";
+  $("browser-ids").value = s.browser_ids_per_address || "";
   $("review").checked = Boolean(s.review);
   $("require-name").checked = Boolean(s.require_name);
   $("allow-pictures").checked = Boolean(s.allow_pictures);
@@ -213,6 +214,8 @@ async function refresh() {
 }
 
 const orNull = (v) => (v === "" ? null : v);
+// A number box's value is text; the settings want the number (an empty box: not set).
+const numberOrNull = (v) => (v.trim() === "" ? null : Number(v));
 
 function tokenFields() {
   return {
@@ -278,8 +281,9 @@ $("settings").addEventListener("submit", async (event) => {
       model: $("model").value,
       // One spec a line (commas work too); an empty box turns fallbacks off.
       fallback: $("fallback").value.split(/[\n,]/).map((f) => f.trim()).filter(Boolean),
-      daily_budget: orNull($("budget").value),
-      per_student_daily: orNull($("per-student").value),
+      daily_budget: numberOrNull($("budget").value),
+      per_student_daily: numberOrNull($("per-student").value),
+      browser_ids_per_address: numberOrNull($("browser-ids").value),
       review: $("review").checked,
       require_name: $("require-name").checked,
       allow_pictures: $("allow-pictures").checked,

@@ -179,6 +179,7 @@ async function loadInfo() {
   }
   // A server that checks the code only on each question (an embedding app's own policy).
   if (info.access_code_required && !accessCode() && !asked) await askCode();
+  await saved.ensureBrowserId(headers());
   state.info = info;
   showInfo();
   if (state.info.system_prompt) {
@@ -228,7 +229,9 @@ function confirmClear() {
 }
 
 function headers() {
-  const h = { "X-XEduLLM-Session": saved.browserId(), ...studentHeaders() };
+  const h = { ...studentHeaders() };
+  const browser = saved.browserId();
+  if (browser) h["X-XEduLLM-Session"] = browser;
   const code = accessCode();
   if (code) h.Authorization = `Bearer ${code}`;
   return h;

@@ -33,17 +33,28 @@ function randomId() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-let browser = null;
+// The browser's id is issued by the server (signed there), so the teacher's per-student limits
+// count this browser once, however many tabs it opens, and a made-up id counts for nothing.
+const ISSUED = /^[0-9a-f]{32}\.[0-9a-f]{32}$/;
 
-/** One id for the whole browser, sent with every request: the teacher's per-student limits
- *  then count a student once, however many tabs they open. */
+/** The id this browser holds ("" before the server issued one): sent with every request. */
 export function browserId() {
-  if (!browser) {
-    const stored = prefs.get("browser");
-    browser = stored && /^[0-9a-f]{32}$/.test(stored) ? stored : randomId();
-    if (browser !== stored) prefs.set("browser", browser);
+  const stored = prefs.get("browser");
+  return stored && ISSUED.test(stored) ? stored : "";
+}
+
+/** Asks the server for this browser's id (it answers the one held, while still valid). Without
+ *  one (no classroom controls, or this computer had all its ids today) the page works the
+ *  same: its questions then count as this computer's address. */
+export async function ensureBrowserId(headers) {
+  try {
+    const res = await fetch("api/browser-id", { method: "POST", headers });
+    const id = res.ok ? (await res.json()).browser_id : null;
+    if (typeof id === "string" && ISSUED.test(id)) prefs.set("browser", id);
+    else if (res.ok) prefs.set("browser", null);   // the server keeps no ids: send none
+  } catch {
+    // offline or refused: keep what is held
   }
-  return browser;
 }
 
 // ---- conversations -------------------------------------------------------------------------
